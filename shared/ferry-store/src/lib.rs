@@ -1,0 +1,35 @@
+//! ferry-store: the content store every ferry tool stands on.
+//!
+//! Owns [`Digest`] (validated sha256/sha512), [`Descriptor`], media types, the
+//! parsed view of manifests (whose original bytes are always what is stored,
+//! hashed and pushed), and the on-disk [`Store`]: a plain OCI image layout that
+//! skopeo, umoci and containerd read, plus ferry's hidden `.ferry/` state.
+//!
+//! Invariants:
+//! 1. Digests are always of exact bytes, never of a re-serialisation.
+//! 2. A file at a final blob path is complete and verified: blobs are written to a
+//!    temp file in the store, verified (digest and size), fsynced, renamed into
+//!    `blobs/<alg>/<hex>`, then the directory is fsynced ([`BlobWriter`]).
+//! 3. Names last: `index.json` is rewritten atomically, after the blobs it names.
+//! 4. The journal is a hint: replay skips torn lines and every record is re-checked.
+//! 5. One writer per store: [`Store::open_for_write`] takes an advisory lock.
+//! 6. Bounded memory: blobs are streamed; only manifests (≤ 4 MiB) are read whole.
+//!
+//! This crate knows nothing of HTTP or command-line flags.
+
+pub mod blob_writer;
+pub mod descriptor;
+pub mod digest;
+pub mod error;
+pub mod journal;
+pub mod layout;
+pub mod lock;
+pub mod media;
+pub mod space;
+pub mod walk;
+
+pub use blob_writer::{BlobWriter, StoredBlob};
+pub use descriptor::{Descriptor, Platform};
+pub use digest::{Algorithm, Digest, Hasher};
+pub use error::StoreError;
+pub use layout::Store;
