@@ -1,0 +1,1 @@
+//! ferry-e2e (being written).

@@ -1,0 +1,2 @@
+//! ferry-export (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! ferry (being written).
+fn main() {}
