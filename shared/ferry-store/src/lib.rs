@@ -25,6 +25,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod media;
+pub mod reference;
 pub mod space;
 pub mod walk;
 
@@ -33,3 +34,4 @@ pub use descriptor::{Descriptor, Platform};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::StoreError;
 pub use layout::Store;
+pub use reference::Reference;

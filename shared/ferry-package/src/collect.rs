@@ -1,0 +1,209 @@
+//! The per-entry half of an import: every file entry of a package is checked,
+//! hashed while it streams, and either stored as a verified blob, kept in
+//! memory (small metadata files), or stored under its computed digest
+//! (docker-archive files whose digest is not in their name).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferry_store::{Algorithm, Digest, Store};
+
+use crate::error::PackageError;
+
+/// Metadata files kept in memory, and their size limit.
+pub const METADATA_FILES: [&str; 4] = ["oci-layout", "index.json", "manifest.json", "repositories"];
+/// Largest metadata file accepted (index.json of thousands of images fits easily).
+pub const MAX_METADATA_BYTES: u64 = 8 << 20;
+const CHUNK: usize = 1 << 20;
+
+/// What happened to a file entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Its content digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// True if this run wrote it (false if it was already in the store).
+    pub written_now: bool,
+}
+
+/// Counters for the import report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Blobs written and verified by this run.
+    pub blobs_written: u64,
+    /// Their bytes.
+    pub bytes_written: u64,
+    /// Blobs already at their final path (skipped without rewriting).
+    pub blobs_present: u64,
+    /// Their bytes.
+    pub bytes_present: u64,
+}
+
+/// Accumulates a package's entries into a store.
+pub struct Collector<'s> {
+    store: &'s Store,
+    seen: HashSet<String>,
+    /// Small metadata files by name.
+    pub metadata: HashMap<String, Vec<u8>>,
+    /// Every stored file by its normalised entry path.
+    pub files: HashMap<String, StoredFile>,
+    /// Whether to store files that are neither blobs nor metadata (docker-archive).
+    pub keep_other_files: bool,
+    /// Counters.
+    pub counts: Counts,
+    /// Bytes of input consumed (for directory sources, where no reader counts).
+    pub consumed: Option<Arc<AtomicU64>>,
+    buf: Vec<u8>,
+}
+
+/// Reading an entry failed: either the input (corrupt/truncated) or the store.
+pub enum EntryFailure {
+    /// The package could not be read (decoder or tar error, or short entry).
+    Input(String),
+    /// Anything else, already typed.
+    Package(PackageError),
+}
+
+impl From<PackageError> for EntryFailure {
+    fn from(e: PackageError) -> Self {
+        EntryFailure::Package(e)
+    }
+}
+
+impl<'s> Collector<'s> {
+    /// A collector writing into `store`.
+    pub fn new(store: &'s Store) -> Collector<'s> {
+        Collector {
+            store,
+            seen: HashSet::new(),
+            metadata: HashMap::new(),
+            files: HashMap::new(),
+            keep_other_files: true,
+            counts: Counts::default(),
+            consumed: None,
+            buf: vec![0; CHUNK],
+        }
+    }
+
+    /// Handles one regular-file entry at normalised `path` of `size` bytes.
+    pub fn entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if !self.seen.insert(path.to_owned()) {
+            return Err(PackageError::DuplicateEntry { entry: path.to_owned() }.into());
+        }
+        let result = if let Some(rest) = path.strip_prefix("blobs/") {
+            self.blob_entry(path, rest, size, reader)
+        } else if METADATA_FILES.contains(&path) {
+            self.metadata_entry(path, size, reader)
+        } else if self.keep_other_files {
+            self.other_entry(path, size, reader)
+        } else {
+            Ok(())
+        };
+        if let Some(c) = &self.consumed {
+            c.fetch_add(size, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn blob_entry(&mut self, path: &str, rest: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        let bad = |why: String| PackageError::BadBlobName { entry: path.to_owned(), why };
+        let (alg, hex) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("expected blobs/<algorithm>/<hex>".into()))?;
+        let algorithm = Algorithm::from_name(alg)
+            .ok_or_else(|| bad(format!("unsupported algorithm {alg:?} (sha256 and sha512 only)")))?;
+        let digest = Digest::new(algorithm, hex).map_err(|e| bad(e.to_string()))?;
+        if self.store.has_blob(&digest, size) {
+            // Invariant: a file at a final path is complete and verified. Skip it.
+            self.drain(path, size, reader)?;
+            self.counts.blobs_present += 1;
+            self.counts.bytes_present += size;
+            self.files.insert(path.to_owned(), StoredFile { digest, size, written_now: false });
+            return Ok(());
+        }
+        let stored = self.stream_to_store(path, size, reader, Some(&digest))?;
+        self.files.insert(path.to_owned(), stored);
+        Ok(())
+    }
+
+    fn other_entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        let stored = self.stream_to_store(path, size, reader, None)?;
+        self.files.insert(path.to_owned(), stored);
+        Ok(())
+    }
+
+    fn metadata_entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if size > MAX_METADATA_BYTES {
+            return Err(PackageError::TooLarge {
+                entry: path.to_owned(),
+                size,
+                limit: MAX_METADATA_BYTES,
+                what: "a metadata file",
+            }
+            .into());
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        reader
+            .take(size)
+            .read_to_end(&mut bytes)
+            .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+        if bytes.len() as u64 != size {
+            return Err(short_entry(path, size, bytes.len() as u64));
+        }
+        self.metadata.insert(path.to_owned(), bytes);
+        Ok(())
+    }
+
+    fn drain(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = reader
+                .read(&mut self.buf[..want])
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            if n == 0 {
+                return Err(short_entry(path, size, size - left));
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    fn stream_to_store(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<StoredFile, EntryFailure> {
+        let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
+        let mut writer = self.store.new_blob_writer(algorithm).map_err(PackageError::from)?;
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = reader
+                .read(&mut self.buf[..want])
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            if n == 0 {
+                return Err(short_entry(path, size, size - left));
+            }
+            writer.write_chunk(&self.buf[..n]).map_err(PackageError::from)?;
+            left -= n as u64;
+        }
+        let stored = match expected {
+            Some(d) => writer.commit(&format!("entry {path:?}"), d, Some(size)),
+            None => writer.commit_computed(),
+        }
+        .map_err(PackageError::from)?;
+        self.counts.blobs_written += 1;
+        self.counts.bytes_written += size;
+        Ok(StoredFile { digest: stored.digest, size, written_now: true })
+    }
+}
+
+fn short_entry(path: &str, expected: u64, got: u64) -> EntryFailure {
+    EntryFailure::Input(format!("entry {path:?} is truncated: header says {expected} bytes, only {got} present"))
+}

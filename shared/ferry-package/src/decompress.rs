@@ -1,0 +1,120 @@
+//! One streaming decompression pass over a package file, with byte counting
+//! for progress and a check that nothing follows the compressed stream.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::detect::Compression;
+use crate::error::PackageError;
+
+/// Threads used to decode multi-block xz (this machine class has 2 cores).
+const XZ_THREADS: u32 = 2;
+/// Memory liblzma may use for threaded decoding. The crate's default of 0
+/// silently falls back to one thread; 64 MiB is too small for `xz -6` blocks.
+const XZ_MEMLIMIT_THREADING: u64 = 256 << 20;
+/// Largest zstd window accepted (`--long=31` packages).
+const ZSTD_WINDOW_LOG_MAX: u32 = 31;
+
+/// Counts bytes read from the raw package file (for progress and error offsets).
+pub struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Raw = BufReader<CountingReader<File>>;
+
+/// A decompressing reader over a package file.
+pub enum Decompressed {
+    /// Plain tar.
+    Plain(Raw),
+    /// gzip, all members.
+    Gzip(flate2::bufread::MultiGzDecoder<Raw>),
+    /// xz, threaded decoder.
+    Xz(liblzma::bufread::XzDecoder<Raw>),
+    /// zstd, all frames.
+    Zstd(zstd::stream::read::Decoder<'static, Raw>),
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decompressed::Plain(r) => r.read(buf),
+            Decompressed::Gzip(r) => r.read(buf),
+            Decompressed::Xz(r) => r.read(buf),
+            Decompressed::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+impl Decompressed {
+    /// Opens `path` for one decompressing pass; `count` receives raw bytes read.
+    pub fn open(path: &Path, compression: Compression, count: Arc<AtomicU64>) -> Result<Decompressed, PackageError> {
+        let file = File::open(path).map_err(|source| PackageError::Io { path: path.into(), source })?;
+        let raw = BufReader::with_capacity(1 << 20, CountingReader { inner: file, count });
+        let corrupt = |e: &dyn std::fmt::Display| PackageError::Corrupt {
+            path: path.into(),
+            format: "tar.xz",
+            offset: 0,
+            cause: e.to_string(),
+        };
+        Ok(match compression {
+            Compression::None => Decompressed::Plain(raw),
+            Compression::Gzip => Decompressed::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Xz => {
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(XZ_THREADS)
+                    .memlimit_threading(XZ_MEMLIMIT_THREADING)
+                    .memlimit_stop(u64::MAX)
+                    .decoder()
+                    .map_err(|e| corrupt(&e))?;
+                Decompressed::Xz(liblzma::bufread::XzDecoder::new_stream(raw, stream))
+            }
+            Compression::Zstd => {
+                let mut d = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| corrupt(&e))?;
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| corrupt(&e))?;
+                Decompressed::Zstd(d)
+            }
+        })
+    }
+
+    /// Reads to the end of the decompressed stream (checking its integrity
+    /// trailer) and fails if any bytes follow the compressed stream.
+    pub fn finish(mut self) -> io::Result<()> {
+        io::copy(&mut self, &mut io::sink())?;
+        let trailing = match &mut self {
+            Decompressed::Xz(r) => has_more(r.get_mut())?,
+            // zstd and gzip decoders already treat trailing bytes as another frame/member and fail on garbage.
+            _ => false,
+        };
+        if trailing {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected data after the end of the xz stream"));
+        }
+        Ok(())
+    }
+}
+
+fn has_more(r: &mut Raw) -> io::Result<bool> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        // xz allows stream padding (NUL bytes); anything else is garbage.
+        if buf.iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        let n = buf.len();
+        r.consume(n);
+    }
+}

@@ -1,0 +1,178 @@
+//! Importing a package into a store: one streaming pass, then names last.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ferry_store::descriptor::MAX_MANIFEST_BYTES;
+use ferry_store::layout::named_entry;
+use ferry_store::walk::walk_graph;
+use ferry_store::{media, Descriptor, Digest, Store, StoreError};
+
+use crate::collect::{Collector, Counts, EntryFailure};
+use crate::detect::{detect, Compression, PackageFormat};
+use crate::decompress::Decompressed;
+use crate::entry_rules::{check_entry, kind_of_tar, EntryAction, EntryKind};
+use crate::error::PackageError;
+use crate::assemble::named_roots;
+
+/// One image of an imported package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedImage {
+    /// Its full reference, e.g. `gcr.io/anthos-baremetal-release/foo:1.8.0`.
+    pub name: String,
+    /// Its top-level manifest or index.
+    pub descriptor: Descriptor,
+}
+
+/// What an import did.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    /// The detected format.
+    pub format: PackageFormat,
+    /// Images now named in the store's `index.json`.
+    pub images: Vec<ImportedImage>,
+    /// Blobs written / already present.
+    pub counts: Counts,
+    /// Blobs reachable from the package's images.
+    pub graph_blobs: usize,
+}
+
+/// Reads the package at `path` (any supported format) into `store`.
+///
+/// `progress` receives bytes of the package consumed so far. On success every
+/// image's graph is complete and verified in the store and named in
+/// `index.json`; on error nothing is named, and a rerun resumes.
+pub fn import_package(path: &Path, store: &Store, progress: Arc<AtomicU64>) -> Result<ImportReport, PackageError> {
+    let format = detect(path)?;
+    let mut collector = Collector::new(store);
+    match format {
+        PackageFormat::Archive(compression) => read_archive(path, compression, &mut collector, progress)?,
+        PackageFormat::LayoutDir => read_dir(path, &mut collector, progress)?,
+    }
+    let roots = named_roots(&collector, store).map_err(|e| match e {
+        PackageError::NotAPackage { why, .. } => PackageError::NotAPackage { path: path.into(), why },
+        other => other,
+    })?;
+    let walk = walk_graph(&roots, |d| store.read_small_blob(d, MAX_MANIFEST_BYTES));
+    let mut problems = walk.problems;
+    for node in &walk.nodes {
+        let d = &node.descriptor;
+        if media::is_manifest_like(&d.media_type) || !d.urls.is_empty() || store.has_blob(&d.digest, d.size) {
+            continue;
+        }
+        let on_disk = std::fs::metadata(store.blob_path(&d.digest)).ok().map(|m| m.len());
+        problems.push(match on_disk {
+            Some(actual) => StoreError::SizeMismatch {
+                what: format!("blob referenced by {}", node.parent),
+                digest: d.digest.clone(),
+                expected: d.size,
+                actual,
+            },
+            None => StoreError::MissingBlob {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                size: d.size,
+                parent: node.parent.clone(),
+            },
+        });
+    }
+    if !problems.is_empty() {
+        return Err(PackageError::Graph(problems));
+    }
+    // Files stored only because they might be docker-archive content, but unused: remove.
+    let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| &n.descriptor.digest).collect();
+    for (entry, file) in &collector.files {
+        if file.written_now && !entry.starts_with("blobs/") && !reachable.contains(&file.digest) {
+            let _ = std::fs::remove_file(store.blob_path(&file.digest));
+        }
+    }
+    let entries: Vec<Descriptor> = roots.iter().map(|(name, d)| named_entry(d.clone(), name)).collect();
+    store.sync_journal()?;
+    store.upsert_index_entries(&entries)?;
+    Ok(ImportReport {
+        format,
+        images: roots.into_iter().map(|(name, descriptor)| ImportedImage { name, descriptor }).collect(),
+        counts: collector.counts,
+        graph_blobs: walk.nodes.len(),
+    })
+}
+
+fn read_archive(
+    path: &Path,
+    compression: Compression,
+    collector: &mut Collector<'_>,
+    progress: Arc<AtomicU64>,
+) -> Result<(), PackageError> {
+    let format = match compression {
+        Compression::None => "tar",
+        Compression::Gzip => "tar.gz",
+        Compression::Xz => "tar.xz",
+        Compression::Zstd => "tar.zst",
+    };
+    let corrupt = |cause: String| PackageError::Corrupt {
+        path: path.into(),
+        format,
+        offset: progress.load(Ordering::Relaxed),
+        cause,
+    };
+    let decompressed = Decompressed::open(path, compression, progress.clone())?;
+    let mut archive = tar::Archive::new(decompressed);
+    let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let kind = kind_of_tar(entry.header().entry_type());
+        let raw_name = entry.path_bytes().into_owned();
+        let path_in_archive = match check_entry(&raw_name, kind)? {
+            EntryAction::Skip => continue,
+            EntryAction::File(p) => p,
+        };
+        let size = entry.size();
+        match collector.entry(&path_in_archive, size, &mut entry) {
+            Ok(()) => {}
+            Err(EntryFailure::Input(cause)) => return Err(corrupt(cause)),
+            Err(EntryFailure::Package(e)) => return Err(e),
+        }
+    }
+    archive.into_inner().finish().map_err(|e| corrupt(e.to_string()))
+}
+
+fn read_dir(root: &Path, collector: &mut Collector<'_>, progress: Arc<AtomicU64>) -> Result<(), PackageError> {
+    collector.keep_other_files = !root.join("index.json").exists() && root.join("manifest.json").exists();
+    collector.consumed = Some(progress);
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().min_depth(1);
+    for item in walker.into_iter().filter_entry(|e| e.depth() != 1 || e.file_name() != ferry_store::layout::STATE_DIR) {
+        let item = item.map_err(|e| PackageError::Io {
+            path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("directory loop")),
+        })?;
+        let rel = item.path().strip_prefix(root).expect("walkdir stays below root");
+        let rel_bytes = rel.as_os_str().as_encoded_bytes();
+        let ft = item.file_type();
+        let kind = if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_dir() {
+            EntryKind::Directory
+        } else if ft.is_file() {
+            EntryKind::File
+        } else {
+            EntryKind::Device
+        };
+        let EntryAction::File(rel_path) = check_entry(rel_bytes, kind)? else { continue };
+        let mut file =
+            std::fs::File::open(item.path()).map_err(|source| PackageError::Io { path: item.path().into(), source })?;
+        let size = file
+            .metadata()
+            .map_err(|source| PackageError::Io { path: item.path().into(), source })?
+            .len();
+        match collector.entry(&rel_path, size, &mut file) {
+            Ok(()) => {}
+            Err(EntryFailure::Input(cause)) => {
+                return Err(PackageError::Io { path: item.path().into(), source: std::io::Error::other(cause) })
+            }
+            Err(EntryFailure::Package(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
