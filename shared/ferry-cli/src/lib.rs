@@ -1,1 +1,12 @@
-//! ferry-cli (being written).
+//! ferry-cli: what every ferry binary shares, and nothing else.
+//!
+//! Owns the exit-code convention (0 ok, 1 findings, 2 error), the top-level
+//! error printer, byte/rate formatting, the TTY progress bar, JSON output and
+//! argument groups common to several tools. It contains no tool logic.
+
+pub mod args;
+pub mod exit;
+pub mod human;
+pub mod progress;
+
+pub use exit::{run, Outcome};

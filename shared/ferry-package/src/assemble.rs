@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use ferry_store::descriptor::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES};
+use ferry_store::descriptor::{
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES,
+};
 use ferry_store::layout::IndexJson;
 use ferry_store::{media, Descriptor, Digest, Reference, Store};
 use serde::Deserialize;
@@ -28,18 +30,30 @@ pub type Roots = Vec<(String, Descriptor)>;
 /// Builds the package's named roots from what the collector saw.
 pub fn named_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, PackageError> {
     if let Some(layout) = collector.metadata.get("oci-layout") {
-        serde_json::from_slice::<serde_json::Value>(layout)
-            .map_err(|e| PackageError::Malformed { entry: "oci-layout".into(), why: format!("not JSON: {e}") })?;
+        serde_json::from_slice::<serde_json::Value>(layout).map_err(|e| {
+            PackageError::Malformed {
+                entry: "oci-layout".into(),
+                why: format!("not JSON: {e}"),
+            }
+        })?;
     }
     let docker_entries = match collector.metadata.get("manifest.json") {
-        Some(bytes) => Some(serde_json::from_slice::<Vec<DockerArchiveEntry>>(bytes).map_err(|e| {
-            PackageError::Malformed { entry: "manifest.json".into(), why: format!("not a docker-archive manifest: {e}") }
-        })?),
+        Some(bytes) => Some(
+            serde_json::from_slice::<Vec<DockerArchiveEntry>>(bytes).map_err(|e| {
+                PackageError::Malformed {
+                    entry: "manifest.json".into(),
+                    why: format!("not a docker-archive manifest: {e}"),
+                }
+            })?,
+        ),
         None => None,
     };
     if let Some(index) = collector.metadata.get("index.json") {
-        let index: IndexJson = serde_json::from_slice(index)
-            .map_err(|e| PackageError::Malformed { entry: "index.json".into(), why: format!("not an OCI index: {e}") })?;
+        let index: IndexJson =
+            serde_json::from_slice(index).map_err(|e| PackageError::Malformed {
+                entry: "index.json".into(),
+                why: format!("not an OCI index: {e}"),
+            })?;
         return oci_roots(index, docker_entries.as_deref(), collector, store);
     }
     match docker_entries {
@@ -54,7 +68,10 @@ pub fn named_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, Pa
 fn normalise(name: &str, entry: &str) -> Result<String, PackageError> {
     name.parse::<Reference>()
         .map(|r| r.to_string())
-        .map_err(|e| PackageError::Malformed { entry: entry.to_owned(), why: e.to_string() })
+        .map_err(|e| PackageError::Malformed {
+            entry: entry.to_owned(),
+            why: e.to_string(),
+        })
 }
 
 fn oci_roots(
@@ -67,24 +84,40 @@ fn oci_roots(
     let mut tags_by_config: HashMap<Digest, Vec<String>> = HashMap::new();
     for e in docker_entries.unwrap_or_default() {
         if let Some(file) = lookup(collector, &e.config) {
-            tags_by_config.entry(file.digest.clone()).or_default().extend(e.repo_tags.clone().unwrap_or_default());
+            tags_by_config
+                .entry(file.digest.clone())
+                .or_default()
+                .extend(e.repo_tags.clone().unwrap_or_default());
         }
     }
     let mut roots = Vec::new();
     for desc in index.manifests {
         let names: Vec<String> = if let Some(n) = desc.annotations.get(ANNOTATION_CONTAINERD_NAME) {
             vec![normalise(n, "index.json")?]
-        } else if let Some(n) = desc.annotations.get(ANNOTATION_REF_NAME).filter(|n| Reference::is_full(n)) {
+        } else if let Some(n) = desc
+            .annotations
+            .get(ANNOTATION_REF_NAME)
+            .filter(|n| Reference::is_full(n))
+        {
             vec![normalise(n, "index.json")?]
-        } else if desc.media_type == media::OCI_MANIFEST || desc.media_type == media::DOCKER_MANIFEST {
+        } else if desc.media_type == media::OCI_MANIFEST
+            || desc.media_type == media::DOCKER_MANIFEST
+        {
             let config = manifest_config(store, &desc)?;
-            let tags = config.and_then(|c| tags_by_config.get(&c).cloned()).unwrap_or_default();
-            tags.iter().map(|t| normalise(t, "manifest.json")).collect::<Result<_, _>>()?
+            let tags = config
+                .and_then(|c| tags_by_config.get(&c).cloned())
+                .unwrap_or_default();
+            tags.iter()
+                .map(|t| normalise(t, "manifest.json"))
+                .collect::<Result<_, _>>()?
         } else {
             Vec::new()
         };
         if names.is_empty() {
-            return Err(PackageError::Unnamed { digest: desc.digest.to_string(), entry: "index.json".into() });
+            return Err(PackageError::Unnamed {
+                digest: desc.digest.to_string(),
+                entry: "index.json".into(),
+            });
         }
         for name in names {
             roots.push((name, desc.clone()));
@@ -98,13 +131,13 @@ fn manifest_config(store: &Store, desc: &Descriptor) -> Result<Option<Digest>, P
         return Ok(None); // reported as missing by the graph walk
     }
     let bytes = store.read_small_blob(desc, MAX_MANIFEST_BYTES)?;
-    let children = ferry_store::descriptor::children_of(desc, &bytes).map_err(ferry_store::StoreError::from)?;
+    let children = ferry_store::descriptor::children_of(desc, &bytes)
+        .map_err(ferry_store::StoreError::from)?;
     Ok(children.descriptors.first().map(|c| c.digest.clone()))
 }
 
 fn lookup<'c>(collector: &'c Collector<'_>, path: &str) -> Option<&'c StoredFile> {
-    let normalised: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    collector.files.get(&normalised.join("/"))
+    collector.lookup(path)
 }
 
 /// Synthesises an OCI manifest per legacy docker-archive image (layers keep
@@ -139,7 +172,10 @@ fn docker_archive_roots(
         let desc = Descriptor::new(media::OCI_MANIFEST, digest, bytes.len() as u64);
         let tags = entry.repo_tags.clone().unwrap_or_default();
         if tags.is_empty() {
-            return Err(PackageError::Unnamed { digest: desc.digest.to_string(), entry: "manifest.json".into() });
+            return Err(PackageError::Unnamed {
+                digest: desc.digest.to_string(),
+                entry: "manifest.json".into(),
+            });
         }
         for tag in tags {
             roots.push((normalise(&tag, "manifest.json")?, desc.clone()));
@@ -152,7 +188,12 @@ fn sniff_layer(store: &Store, digest: &Digest) -> Result<&'static str, PackageEr
     use std::io::Read;
     let path = store.blob_path(digest);
     let mut head = [0u8; 4];
-    let mut f = std::fs::File::open(&path).map_err(|source| PackageError::Io { path: path.clone(), source })?;
-    let n = f.read(&mut head).map_err(|source| PackageError::Io { path, source })?;
+    let mut f = std::fs::File::open(&path).map_err(|source| PackageError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let n = f
+        .read(&mut head)
+        .map_err(|source| PackageError::Io { path, source })?;
     Ok(media::sniff_oci_layer_type(&head[..n]))
 }

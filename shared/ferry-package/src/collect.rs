@@ -50,6 +50,8 @@ pub struct Collector<'s> {
     pub metadata: HashMap<String, Vec<u8>>,
     /// Every stored file by its normalised entry path.
     pub files: HashMap<String, StoredFile>,
+    /// Links inside the archive: path → target path.
+    pub aliases: HashMap<String, String>,
     /// Whether to store files that are neither blobs nor metadata (docker-archive).
     pub keep_other_files: bool,
     /// Counters.
@@ -81,6 +83,7 @@ impl<'s> Collector<'s> {
             seen: HashSet::new(),
             metadata: HashMap::new(),
             files: HashMap::new(),
+            aliases: HashMap::new(),
             keep_other_files: true,
             counts: Counts::default(),
             consumed: None,
@@ -89,9 +92,17 @@ impl<'s> Collector<'s> {
     }
 
     /// Handles one regular-file entry at normalised `path` of `size` bytes.
-    pub fn entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+    pub fn entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
         if !self.seen.insert(path.to_owned()) {
-            return Err(PackageError::DuplicateEntry { entry: path.to_owned() }.into());
+            return Err(PackageError::DuplicateEntry {
+                entry: path.to_owned(),
+            }
+            .into());
         }
         let result = if let Some(rest) = path.strip_prefix("blobs/") {
             self.blob_entry(path, rest, size, reader)
@@ -108,20 +119,64 @@ impl<'s> Collector<'s> {
         result
     }
 
-    fn blob_entry(&mut self, path: &str, rest: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
-        let bad = |why: String| PackageError::BadBlobName { entry: path.to_owned(), why };
+    /// Records an in-archive link (never created on disk).
+    pub fn alias(&mut self, path: String, target: String) -> Result<(), PackageError> {
+        if !self.seen.insert(path.clone()) {
+            return Err(PackageError::DuplicateEntry { entry: path });
+        }
+        self.aliases.insert(path, target);
+        Ok(())
+    }
+
+    /// The stored file at `path`, following in-archive links (at most 16 hops).
+    pub fn lookup(&self, path: &str) -> Option<&StoredFile> {
+        let mut current: String = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect::<Vec<_>>()
+            .join("/");
+        for _ in 0..16 {
+            if let Some(f) = self.files.get(&current) {
+                return Some(f);
+            }
+            current = self.aliases.get(&current)?.clone();
+        }
+        None
+    }
+
+    fn blob_entry(
+        &mut self,
+        path: &str,
+        rest: &str,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
+        let bad = |why: String| PackageError::BadBlobName {
+            entry: path.to_owned(),
+            why,
+        };
         let (alg, hex) = rest
             .split_once('/')
             .ok_or_else(|| bad("expected blobs/<algorithm>/<hex>".into()))?;
-        let algorithm = Algorithm::from_name(alg)
-            .ok_or_else(|| bad(format!("unsupported algorithm {alg:?} (sha256 and sha512 only)")))?;
+        let algorithm = Algorithm::from_name(alg).ok_or_else(|| {
+            bad(format!(
+                "unsupported algorithm {alg:?} (sha256 and sha512 only)"
+            ))
+        })?;
         let digest = Digest::new(algorithm, hex).map_err(|e| bad(e.to_string()))?;
         if self.store.has_blob(&digest, size) {
             // Invariant: a file at a final path is complete and verified. Skip it.
             self.drain(path, size, reader)?;
             self.counts.blobs_present += 1;
             self.counts.bytes_present += size;
-            self.files.insert(path.to_owned(), StoredFile { digest, size, written_now: false });
+            self.files.insert(
+                path.to_owned(),
+                StoredFile {
+                    digest,
+                    size,
+                    written_now: false,
+                },
+            );
             return Ok(());
         }
         let stored = self.stream_to_store(path, size, reader, Some(&digest))?;
@@ -129,13 +184,23 @@ impl<'s> Collector<'s> {
         Ok(())
     }
 
-    fn other_entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+    fn other_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
         let stored = self.stream_to_store(path, size, reader, None)?;
         self.files.insert(path.to_owned(), stored);
         Ok(())
     }
 
-    fn metadata_entry(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+    fn metadata_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
         if size > MAX_METADATA_BYTES {
             return Err(PackageError::TooLarge {
                 entry: path.to_owned(),
@@ -180,7 +245,10 @@ impl<'s> Collector<'s> {
         expected: Option<&Digest>,
     ) -> Result<StoredFile, EntryFailure> {
         let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
-        let mut writer = self.store.new_blob_writer(algorithm).map_err(PackageError::from)?;
+        let mut writer = self
+            .store
+            .new_blob_writer(algorithm)
+            .map_err(PackageError::from)?;
         let mut left = size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
@@ -190,7 +258,9 @@ impl<'s> Collector<'s> {
             if n == 0 {
                 return Err(short_entry(path, size, size - left));
             }
-            writer.write_chunk(&self.buf[..n]).map_err(PackageError::from)?;
+            writer
+                .write_chunk(&self.buf[..n])
+                .map_err(PackageError::from)?;
             left -= n as u64;
         }
         let stored = match expected {
@@ -200,10 +270,16 @@ impl<'s> Collector<'s> {
         .map_err(PackageError::from)?;
         self.counts.blobs_written += 1;
         self.counts.bytes_written += size;
-        Ok(StoredFile { digest: stored.digest, size, written_now: true })
+        Ok(StoredFile {
+            digest: stored.digest,
+            size,
+            written_now: true,
+        })
     }
 }
 
 fn short_entry(path: &str, expected: u64, got: u64) -> EntryFailure {
-    EntryFailure::Input(format!("entry {path:?} is truncated: header says {expected} bytes, only {got} present"))
+    EntryFailure::Input(format!(
+        "entry {path:?} is truncated: header says {expected} bytes, only {got} present"
+    ))
 }

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use crate::detect::Compression;
 use crate::error::PackageError;
 
-/// Threads used to decode multi-block xz (this machine class has 2 cores).
-const XZ_THREADS: u32 = 2;
 /// Memory liblzma may use for threaded decoding. The crate's default of 0
 /// silently falls back to one thread; 64 MiB is too small for `xz -6` blocks.
 const XZ_MEMLIMIT_THREADING: u64 = 256 << 20;
@@ -59,8 +57,17 @@ impl Read for Decompressed {
 
 impl Decompressed {
     /// Opens `path` for one decompressing pass; `count` receives raw bytes read.
-    pub fn open(path: &Path, compression: Compression, count: Arc<AtomicU64>) -> Result<Decompressed, PackageError> {
-        let file = File::open(path).map_err(|source| PackageError::Io { path: path.into(), source })?;
+    /// `xz_threads` decoder threads are used for multi-block xz.
+    pub fn open(
+        path: &Path,
+        compression: Compression,
+        xz_threads: u32,
+        count: Arc<AtomicU64>,
+    ) -> Result<Decompressed, PackageError> {
+        let file = File::open(path).map_err(|source| PackageError::Io {
+            path: path.into(),
+            source,
+        })?;
         let raw = BufReader::with_capacity(1 << 20, CountingReader { inner: file, count });
         let corrupt = |e: &dyn std::fmt::Display| PackageError::Corrupt {
             path: path.into(),
@@ -73,7 +80,7 @@ impl Decompressed {
             Compression::Gzip => Decompressed::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::Xz => {
                 let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(XZ_THREADS)
+                    .threads(xz_threads.max(1))
                     .memlimit_threading(XZ_MEMLIMIT_THREADING)
                     .memlimit_stop(u64::MAX)
                     .decoder()
@@ -81,8 +88,10 @@ impl Decompressed {
                 Decompressed::Xz(liblzma::bufread::XzDecoder::new_stream(raw, stream))
             }
             Compression::Zstd => {
-                let mut d = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| corrupt(&e))?;
-                d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| corrupt(&e))?;
+                let mut d =
+                    zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| corrupt(&e))?;
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                    .map_err(|e| corrupt(&e))?;
                 Decompressed::Zstd(d)
             }
         })
@@ -98,7 +107,10 @@ impl Decompressed {
             _ => false,
         };
         if trailing {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected data after the end of the xz stream"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected data after the end of the xz stream",
+            ));
         }
         Ok(())
     }

@@ -43,18 +43,29 @@ impl fmt::Display for PackageFormat {
 
 /// Detects the format of `path` from its first bytes.
 pub fn detect(path: &Path) -> Result<PackageFormat, PackageError> {
-    let meta = std::fs::metadata(path).map_err(|source| PackageError::Io { path: path.into(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| PackageError::Io {
+        path: path.into(),
+        source,
+    })?;
     if meta.is_dir() {
         return Ok(PackageFormat::LayoutDir);
     }
     let mut head = [0u8; 512];
-    let mut file = File::open(path).map_err(|source| PackageError::Io { path: path.into(), source })?;
+    let mut file = File::open(path).map_err(|source| PackageError::Io {
+        path: path.into(),
+        source,
+    })?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
-            Err(source) => return Err(PackageError::Io { path: path.into(), source }),
+            Err(source) => {
+                return Err(PackageError::Io {
+                    path: path.into(),
+                    source,
+                })
+            }
         }
     }
     detect_bytes(&head[..n]).ok_or_else(|| PackageError::NotAPackage {
@@ -89,7 +100,17 @@ fn looks_like_v7_tar(h: &[u8]) -> bool {
     let stored = std::str::from_utf8(&h[148..156])
         .ok()
         .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = h.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 }).sum();
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
     stored == Some(sum) && h[0] != 0
 }
 
@@ -99,13 +120,25 @@ mod tests {
 
     #[test]
     fn detects_by_magic() {
-        assert_eq!(detect_bytes(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]), Some(PackageFormat::Archive(Compression::Xz)));
-        assert_eq!(detect_bytes(&[0x28, 0xb5, 0x2f, 0xfd, 1]), Some(PackageFormat::Archive(Compression::Zstd)));
-        assert_eq!(detect_bytes(&[0x1f, 0x8b, 8]), Some(PackageFormat::Archive(Compression::Gzip)));
+        assert_eq!(
+            detect_bytes(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Some(PackageFormat::Archive(Compression::Xz))
+        );
+        assert_eq!(
+            detect_bytes(&[0x28, 0xb5, 0x2f, 0xfd, 1]),
+            Some(PackageFormat::Archive(Compression::Zstd))
+        );
+        assert_eq!(
+            detect_bytes(&[0x1f, 0x8b, 8]),
+            Some(PackageFormat::Archive(Compression::Gzip))
+        );
         let mut tar = vec![0u8; 512];
         tar[..5].copy_from_slice(b"hello");
         tar[257..262].copy_from_slice(b"ustar");
-        assert_eq!(detect_bytes(&tar), Some(PackageFormat::Archive(Compression::None)));
+        assert_eq!(
+            detect_bytes(&tar),
+            Some(PackageFormat::Archive(Compression::None))
+        );
         assert_eq!(detect_bytes(b"PK\x03\x04 a zip file"), None);
         assert_eq!(detect_bytes(&[0u8; 512]), None);
     }
@@ -115,7 +148,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("package.tar.xz");
         std::fs::write(&p, [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
-        assert_eq!(detect(&p).unwrap(), PackageFormat::Archive(Compression::Zstd));
+        assert_eq!(
+            detect(&p).unwrap(),
+            PackageFormat::Archive(Compression::Zstd)
+        );
         std::fs::write(&p, b"").unwrap();
         assert!(detect(&p).unwrap_err().to_string().contains("empty"));
     }

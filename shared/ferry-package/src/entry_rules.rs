@@ -3,6 +3,9 @@
 //! ferry never writes an entry at a path taken from the archive (blobs land at
 //! `blobs/<alg>/<hex>` computed from a validated digest), but a package that
 //! tries path tricks is hostile or broken, so it is refused as a whole.
+//! Links are never created on disk: a link whose target stays inside the
+//! archive (docker-archive uses them for shared layers) is only an alias for
+//! another entry; a link that points outside is refused.
 
 use crate::error::PackageError;
 
@@ -35,25 +38,79 @@ pub enum EntryKind {
 pub enum EntryAction {
     /// A regular file at this normalised relative path.
     File(String),
+    /// A link inside the archive: `path` is another name for `target` (both normalised).
+    Link {
+        /// The link's own path.
+        path: String,
+        /// The entry it stands for.
+        target: String,
+    },
     /// Nothing to read (directories, pax global headers).
     Skip,
 }
 
-/// Checks one entry's name and kind; returns its normalised path or an error naming it.
-pub fn check_entry(raw_name: &[u8], kind: EntryKind) -> Result<EntryAction, PackageError> {
+/// Checks one entry's name and kind (and link target for links); returns what
+/// to do with it or an error naming it.
+pub fn check_entry(
+    raw_name: &[u8],
+    kind: EntryKind,
+    link_target: Option<&[u8]>,
+) -> Result<EntryAction, PackageError> {
     let shown = String::from_utf8_lossy(raw_name).into_owned();
-    let refuse = |why: &str| PackageError::UnsafeEntry { entry: shown.clone(), why: why.to_owned() };
+    let refuse = |why: &str| PackageError::UnsafeEntry {
+        entry: shown.clone(),
+        why: why.to_owned(),
+    };
     match kind {
-        EntryKind::Symlink => return Err(refuse("symbolic links are not allowed in image packages")),
-        EntryKind::Hardlink => return Err(refuse("hard links are not allowed in image packages")),
+        EntryKind::Symlink | EntryKind::Hardlink => {
+            let path = match check_entry(raw_name, EntryKind::File, None)? {
+                EntryAction::File(p) => p,
+                _ => return Err(refuse("link with an empty name")),
+            };
+            let target = link_target.ok_or_else(|| refuse("link without a target"))?;
+            let target = std::str::from_utf8(target)
+                .map_err(|_| refuse("link target is not valid UTF-8"))?;
+            if target.starts_with('/') {
+                return Err(refuse(&format!(
+                    "link to the absolute path {target:?} points outside the package"
+                )));
+            }
+            let base: Vec<&str> = match kind {
+                // A symlink's target is relative to the link's own directory.
+                EntryKind::Symlink => path
+                    .split('/')
+                    .rev()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect(),
+                // A hard link's target is relative to the archive root.
+                _ => Vec::new(),
+            };
+            let resolved = resolve_inside(base, target)
+                .ok_or_else(|| refuse(&format!("link to {target:?} points outside the package")))?;
+            return Ok(EntryAction::Link {
+                path,
+                target: resolved,
+            });
+        }
         EntryKind::Device => return Err(refuse("device files are not allowed in image packages")),
         EntryKind::Fifo => return Err(refuse("named pipes are not allowed in image packages")),
-        EntryKind::Other(t) => return Err(refuse(&format!("unsupported tar entry type {:?}", t as char))),
+        EntryKind::Other(t) => {
+            return Err(refuse(&format!(
+                "unsupported tar entry type {:?}",
+                t as char
+            )))
+        }
         EntryKind::Metadata => return Ok(EntryAction::Skip),
         EntryKind::File | EntryKind::Directory => {}
     }
     if raw_name.len() > MAX_NAME_BYTES {
-        return Err(refuse(&format!("name is {} bytes long, over {MAX_NAME_BYTES}", raw_name.len())));
+        return Err(refuse(&format!(
+            "name is {} bytes long, over {MAX_NAME_BYTES}",
+            raw_name.len()
+        )));
     }
     let name = std::str::from_utf8(raw_name).map_err(|_| refuse("name is not valid UTF-8"))?;
     if name.contains('\0') {
@@ -76,6 +133,20 @@ pub fn check_entry(raw_name: &[u8], kind: EntryKind) -> Result<EntryAction, Pack
     Ok(EntryAction::File(parts.join("/")))
 }
 
+/// Resolves `target` against `base` components; `None` if it climbs above the root.
+fn resolve_inside<'a>(mut parts: Vec<&'a str>, target: &'a str) -> Option<String> {
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
 /// Maps a tar header type to an [`EntryKind`].
 pub fn kind_of_tar(t: tar::EntryType) -> EntryKind {
     use tar::EntryType as T;
@@ -96,34 +167,86 @@ mod tests {
     use super::*;
 
     fn file(name: &str) -> Result<EntryAction, PackageError> {
-        check_entry(name.as_bytes(), EntryKind::File)
+        check_entry(name.as_bytes(), EntryKind::File, None)
     }
 
     #[test]
     fn normalises_harmless_names() {
-        assert_eq!(file("./blobs/sha256/ab").unwrap(), EntryAction::File("blobs/sha256/ab".into()));
-        assert_eq!(file("index.json").unwrap(), EntryAction::File("index.json".into()));
+        assert_eq!(
+            file("./blobs/sha256/ab").unwrap(),
+            EntryAction::File("blobs/sha256/ab".into())
+        );
+        assert_eq!(
+            file("index.json").unwrap(),
+            EntryAction::File("index.json".into())
+        );
         assert_eq!(file("a//b/./c").unwrap(), EntryAction::File("a/b/c".into()));
-        assert_eq!(check_entry(b"blobs/", EntryKind::Directory).unwrap(), EntryAction::Skip);
+        assert_eq!(
+            check_entry(b"blobs/", EntryKind::Directory, None).unwrap(),
+            EntryAction::Skip
+        );
     }
 
     #[test]
     fn refuses_traversal_absolute_and_bad_names() {
-        for bad in ["../evil", "blobs/../../evil", "/etc/passwd", "a/../../b", ".."] {
+        for bad in [
+            "../evil",
+            "blobs/../../evil",
+            "/etc/passwd",
+            "a/../../b",
+            "..",
+        ] {
             let err = file(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
-        assert!(check_entry(b"bad\xffname", EntryKind::File).is_err());
-        assert!(check_entry(&vec![b'a'; MAX_NAME_BYTES + 1], EntryKind::File).is_err());
-        assert!(check_entry(b"../evil", EntryKind::Directory).is_err());
+        assert!(check_entry(b"bad\xffname", EntryKind::File, None).is_err());
+        assert!(check_entry(&vec![b'a'; MAX_NAME_BYTES + 1], EntryKind::File, None).is_err());
+        assert!(check_entry(b"../evil", EntryKind::Directory, None).is_err());
     }
 
     #[test]
-    fn refuses_links_devices_and_fifos() {
-        for kind in [EntryKind::Symlink, EntryKind::Hardlink, EntryKind::Device, EntryKind::Fifo, EntryKind::Other(b'Z')] {
-            let err = check_entry(b"blobs/sha256/x", kind).unwrap_err().to_string();
+    fn refuses_devices_fifos_and_escaping_links() {
+        for kind in [EntryKind::Device, EntryKind::Fifo, EntryKind::Other(b'Z')] {
+            let err = check_entry(b"blobs/sha256/x", kind, None)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("blobs/sha256/x"), "{err}");
         }
+        for (kind, target) in [
+            (EntryKind::Symlink, "/etc/passwd"),
+            (EntryKind::Symlink, "../../../etc/passwd"),
+            (EntryKind::Hardlink, "../etc/passwd"),
+            (EntryKind::Hardlink, "/etc/shadow"),
+        ] {
+            let err = check_entry(b"blobs/sha256/x", kind, Some(target.as_bytes()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("blobs/sha256/x") && err.contains("outside"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_inside_the_archive_are_aliases() {
+        // skopeo's docker-archive: <id>/layer.tar -> ../<hex>.tar
+        let a = check_entry(b"abc/layer.tar", EntryKind::Symlink, Some(b"../0123.tar")).unwrap();
+        assert_eq!(
+            a,
+            EntryAction::Link {
+                path: "abc/layer.tar".into(),
+                target: "0123.tar".into()
+            }
+        );
+        let h = check_entry(b"b/layer.tar", EntryKind::Hardlink, Some(b"a/layer.tar")).unwrap();
+        assert_eq!(
+            h,
+            EntryAction::Link {
+                path: "b/layer.tar".into(),
+                target: "a/layer.tar".into()
+            }
+        );
     }
 
     #[test]

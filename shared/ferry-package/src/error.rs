@@ -109,3 +109,19 @@ impl PackageError {
         matches!(self, PackageError::Store(StoreError::DiskFull { .. }))
     }
 }
+
+/// The destination cannot hold the package.
+#[derive(Debug, thiserror::Error)]
+#[error("not enough space on {dest}: the package unpacks to about {unpacked} bytes, {present} of them already in the store, so about {needed} more are needed but only {available} are available; free space (or choose another --to) and rerun")]
+pub struct NotEnoughSpace {
+    /// The destination directory.
+    pub dest: PathBuf,
+    /// Estimated unpacked size.
+    pub unpacked: u64,
+    /// Bytes already in the store.
+    pub present: u64,
+    /// Bytes still to write.
+    pub needed: u64,
+    /// Bytes available.
+    pub available: u64,
+}

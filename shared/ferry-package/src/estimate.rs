@@ -127,7 +127,9 @@ mod tests {
     #[test]
     fn xz_index_gives_exact_size_single_and_multi_block() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 13) as u8).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
         for (name, threads) in [("single.xz", 1u32), ("multi.xz", 2)] {
             let stream = liblzma::stream::MtStreamBuilder::new()
                 .threads(threads)
@@ -136,7 +138,8 @@ mod tests {
                 .encoder()
                 .unwrap();
             let path = dir.path().join(name);
-            let mut enc = liblzma::write::XzEncoder::new_stream(File::create(&path).unwrap(), stream);
+            let mut enc =
+                liblzma::write::XzEncoder::new_stream(File::create(&path).unwrap(), stream);
             enc.write_all(&data).unwrap();
             enc.finish().unwrap();
             let size = unpacked_size(&path, PackageFormat::Archive(Compression::Xz));
@@ -151,16 +154,26 @@ mod tests {
         let zst = dir.path().join("p.zst");
         // Like the zstd CLI on a file: the frame header records the content size.
         std::fs::write(&zst, zstd::bulk::compress(&data, 3).unwrap()).unwrap();
-        assert_eq!(unpacked_size(&zst, PackageFormat::Archive(Compression::Zstd)), data.len() as u64);
+        assert_eq!(
+            unpacked_size(&zst, PackageFormat::Archive(Compression::Zstd)),
+            data.len() as u64
+        );
         // A streamed frame has no recorded size: fall back to the file size.
         let streamed = zstd::encode_all(&data[..], 3).unwrap();
         std::fs::write(&zst, &streamed).unwrap();
-        assert_eq!(unpacked_size(&zst, PackageFormat::Archive(Compression::Zstd)), streamed.len() as u64);
+        assert_eq!(
+            unpacked_size(&zst, PackageFormat::Archive(Compression::Zstd)),
+            streamed.len() as u64
+        );
         let gz = dir.path().join("p.gz");
-        let mut e = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        let mut e =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
         e.write_all(&data).unwrap();
         e.finish().unwrap();
-        assert_eq!(unpacked_size(&gz, PackageFormat::Archive(Compression::Gzip)), data.len() as u64);
+        assert_eq!(
+            unpacked_size(&gz, PackageFormat::Archive(Compression::Gzip)),
+            data.len() as u64
+        );
     }
 
     #[test]
@@ -168,6 +181,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.xz");
         std::fs::write(&p, b"not really xz at all, just bytes").unwrap();
-        assert_eq!(unpacked_size(&p, PackageFormat::Archive(Compression::Xz)), 32);
+        assert_eq!(
+            unpacked_size(&p, PackageFormat::Archive(Compression::Xz)),
+            32
+        );
     }
+}
+
+/// Checks that `store_root`'s filesystem can take the rest of a package that
+/// unpacks to `unpacked` bytes, counting blobs already in the store.
+pub fn check_space(store_root: &Path, unpacked: u64) -> Result<(), crate::error::NotEnoughSpace> {
+    let present = dir_size(store_root);
+    // Headroom for index.json, the journal and filesystem overhead.
+    let needed = unpacked.saturating_sub(present) + (unpacked / 100).max(1 << 20);
+    let available = ferry_store::space::available_bytes(store_root).unwrap_or(u64::MAX);
+    if needed > available {
+        return Err(crate::error::NotEnoughSpace {
+            dest: store_root.to_path_buf(),
+            unpacked,
+            present,
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }

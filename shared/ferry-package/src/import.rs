@@ -10,12 +10,12 @@ use ferry_store::layout::named_entry;
 use ferry_store::walk::walk_graph;
 use ferry_store::{media, Descriptor, Digest, Store, StoreError};
 
+use crate::assemble::named_roots;
 use crate::collect::{Collector, Counts, EntryFailure};
-use crate::detect::{detect, Compression, PackageFormat};
 use crate::decompress::Decompressed;
+use crate::detect::{detect, Compression, PackageFormat};
 use crate::entry_rules::{check_entry, kind_of_tar, EntryAction, EntryKind};
 use crate::error::PackageError;
-use crate::assemble::named_roots;
 
 /// One image of an imported package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,30 +39,54 @@ pub struct ImportReport {
     pub graph_blobs: usize,
 }
 
+/// How to read a package.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Receives the bytes of the package consumed so far (for progress bars).
+    pub progress: Arc<AtomicU64>,
+    /// Decoder threads for multi-block xz.
+    pub threads: u32,
+}
+
 /// Reads the package at `path` (any supported format) into `store`.
 ///
-/// `progress` receives bytes of the package consumed so far. On success every
-/// image's graph is complete and verified in the store and named in
-/// `index.json`; on error nothing is named, and a rerun resumes.
-pub fn import_package(path: &Path, store: &Store, progress: Arc<AtomicU64>) -> Result<ImportReport, PackageError> {
+/// On success every image's graph is complete and verified in the store and
+/// named in `index.json`; on error nothing new is named, and a rerun resumes
+/// without rewriting blobs already at their final paths.
+pub fn import_package(
+    path: &Path,
+    store: &Store,
+    options: &ImportOptions,
+) -> Result<ImportReport, PackageError> {
     let format = detect(path)?;
     let mut collector = Collector::new(store);
+    let progress = options.progress.clone();
     match format {
-        PackageFormat::Archive(compression) => read_archive(path, compression, &mut collector, progress)?,
+        PackageFormat::Archive(compression) => {
+            read_archive(path, compression, options.threads, &mut collector, progress)?
+        }
         PackageFormat::LayoutDir => read_dir(path, &mut collector, progress)?,
     }
     let roots = named_roots(&collector, store).map_err(|e| match e {
-        PackageError::NotAPackage { why, .. } => PackageError::NotAPackage { path: path.into(), why },
+        PackageError::NotAPackage { why, .. } => PackageError::NotAPackage {
+            path: path.into(),
+            why,
+        },
         other => other,
     })?;
     let walk = walk_graph(&roots, |d| store.read_small_blob(d, MAX_MANIFEST_BYTES));
     let mut problems = walk.problems;
     for node in &walk.nodes {
         let d = &node.descriptor;
-        if media::is_manifest_like(&d.media_type) || !d.urls.is_empty() || store.has_blob(&d.digest, d.size) {
+        if media::is_manifest_like(&d.media_type)
+            || !d.urls.is_empty()
+            || store.has_blob(&d.digest, d.size)
+        {
             continue;
         }
-        let on_disk = std::fs::metadata(store.blob_path(&d.digest)).ok().map(|m| m.len());
+        let on_disk = std::fs::metadata(store.blob_path(&d.digest))
+            .ok()
+            .map(|m| m.len());
         problems.push(match on_disk {
             Some(actual) => StoreError::SizeMismatch {
                 what: format!("blob referenced by {}", node.parent),
@@ -81,19 +105,26 @@ pub fn import_package(path: &Path, store: &Store, progress: Arc<AtomicU64>) -> R
     if !problems.is_empty() {
         return Err(PackageError::Graph(problems));
     }
-    // Files stored only because they might be docker-archive content, but unused: remove.
+    // Files written by this run that no image uses (stray blobs, docker-archive
+    // leftovers such as legacy per-layer json files): remove them.
     let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| &n.descriptor.digest).collect();
-    for (entry, file) in &collector.files {
-        if file.written_now && !entry.starts_with("blobs/") && !reachable.contains(&file.digest) {
+    for file in collector.files.values() {
+        if file.written_now && !reachable.contains(&file.digest) {
             let _ = std::fs::remove_file(store.blob_path(&file.digest));
         }
     }
-    let entries: Vec<Descriptor> = roots.iter().map(|(name, d)| named_entry(d.clone(), name)).collect();
+    let entries: Vec<Descriptor> = roots
+        .iter()
+        .map(|(name, d)| named_entry(d.clone(), name))
+        .collect();
     store.sync_journal()?;
     store.upsert_index_entries(&entries)?;
     Ok(ImportReport {
         format,
-        images: roots.into_iter().map(|(name, descriptor)| ImportedImage { name, descriptor }).collect(),
+        images: roots
+            .into_iter()
+            .map(|(name, descriptor)| ImportedImage { name, descriptor })
+            .collect(),
         counts: collector.counts,
         graph_blobs: walk.nodes.len(),
     })
@@ -102,6 +133,7 @@ pub fn import_package(path: &Path, store: &Store, progress: Arc<AtomicU64>) -> R
 fn read_archive(
     path: &Path,
     compression: Compression,
+    threads: u32,
     collector: &mut Collector<'_>,
     progress: Arc<AtomicU64>,
 ) -> Result<(), PackageError> {
@@ -117,15 +149,20 @@ fn read_archive(
         offset: progress.load(Ordering::Relaxed),
         cause,
     };
-    let decompressed = Decompressed::open(path, compression, progress.clone())?;
+    let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
     let mut archive = tar::Archive::new(decompressed);
     let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
         let kind = kind_of_tar(entry.header().entry_type());
         let raw_name = entry.path_bytes().into_owned();
-        let path_in_archive = match check_entry(&raw_name, kind)? {
+        let link_target = entry.link_name_bytes().map(|t| t.into_owned());
+        let path_in_archive = match check_entry(&raw_name, kind, link_target.as_deref())? {
             EntryAction::Skip => continue,
+            EntryAction::Link { path, target } => {
+                collector.alias(path, target)?;
+                continue;
+            }
             EntryAction::File(p) => p,
         };
         let size = entry.size();
@@ -135,19 +172,40 @@ fn read_archive(
             Err(EntryFailure::Package(e)) => return Err(e),
         }
     }
-    archive.into_inner().finish().map_err(|e| corrupt(e.to_string()))
+    archive
+        .into_inner()
+        .finish()
+        .map_err(|e| corrupt(e.to_string()))
 }
 
-fn read_dir(root: &Path, collector: &mut Collector<'_>, progress: Arc<AtomicU64>) -> Result<(), PackageError> {
-    collector.keep_other_files = !root.join("index.json").exists() && root.join("manifest.json").exists();
+fn read_dir(
+    root: &Path,
+    collector: &mut Collector<'_>,
+    progress: Arc<AtomicU64>,
+) -> Result<(), PackageError> {
+    collector.keep_other_files =
+        !root.join("index.json").exists() && root.join("manifest.json").exists();
     collector.consumed = Some(progress);
-    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().min_depth(1);
-    for item in walker.into_iter().filter_entry(|e| e.depth() != 1 || e.file_name() != ferry_store::layout::STATE_DIR) {
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1);
+    for item in walker
+        .into_iter()
+        .filter_entry(|e| e.depth() != 1 || e.file_name() != ferry_store::layout::STATE_DIR)
+    {
         let item = item.map_err(|e| PackageError::Io {
-            path: e.path().map_or_else(|| root.to_path_buf(), Path::to_path_buf),
-            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("directory loop")),
+            path: e
+                .path()
+                .map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("directory loop")),
         })?;
-        let rel = item.path().strip_prefix(root).expect("walkdir stays below root");
+        let rel = item
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir stays below root");
         let rel_bytes = rel.as_os_str().as_encoded_bytes();
         let ft = item.file_type();
         let kind = if ft.is_symlink() {
@@ -159,17 +217,41 @@ fn read_dir(root: &Path, collector: &mut Collector<'_>, progress: Arc<AtomicU64>
         } else {
             EntryKind::Device
         };
-        let EntryAction::File(rel_path) = check_entry(rel_bytes, kind)? else { continue };
-        let mut file =
-            std::fs::File::open(item.path()).map_err(|source| PackageError::Io { path: item.path().into(), source })?;
+        let link_target = if ft.is_symlink() {
+            let t = std::fs::read_link(item.path()).map_err(|source| PackageError::Io {
+                path: item.path().into(),
+                source,
+            })?;
+            Some(t.into_os_string().into_encoded_bytes())
+        } else {
+            None
+        };
+        let rel_path = match check_entry(rel_bytes, kind, link_target.as_deref())? {
+            EntryAction::Skip => continue,
+            EntryAction::Link { path, target } => {
+                collector.alias(path, target)?;
+                continue;
+            }
+            EntryAction::File(p) => p,
+        };
+        let mut file = std::fs::File::open(item.path()).map_err(|source| PackageError::Io {
+            path: item.path().into(),
+            source,
+        })?;
         let size = file
             .metadata()
-            .map_err(|source| PackageError::Io { path: item.path().into(), source })?
+            .map_err(|source| PackageError::Io {
+                path: item.path().into(),
+                source,
+            })?
             .len();
         match collector.entry(&rel_path, size, &mut file) {
             Ok(()) => {}
             Err(EntryFailure::Input(cause)) => {
-                return Err(PackageError::Io { path: item.path().into(), source: std::io::Error::other(cause) })
+                return Err(PackageError::Io {
+                    path: item.path().into(),
+                    source: std::io::Error::other(cause),
+                })
             }
             Err(EntryFailure::Package(e)) => return Err(e),
         }

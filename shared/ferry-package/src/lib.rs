@@ -26,4 +26,4 @@ pub mod import;
 
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;
-pub use import::{import_package, ImportReport, ImportedImage};
+pub use import::{import_package, ImportOptions, ImportReport, ImportedImage};

@@ -32,7 +32,11 @@ pub struct StoredBlob {
 }
 
 impl<'s> BlobWriter<'s> {
-    pub(crate) fn new(store: &'s Store, algorithm: Algorithm, tmp_path: PathBuf) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        store: &'s Store,
+        algorithm: Algorithm,
+        tmp_path: PathBuf,
+    ) -> Result<Self, StoreError> {
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -59,15 +63,25 @@ impl<'s> BlobWriter<'s> {
         self.blake3.update(bytes);
         self.written += bytes.len() as u64;
         let file = self.file.as_mut().expect("file present until commit");
-        file.write_all(bytes).map_err(|e| StoreError::io("write temp blob", &self.tmp_path, e))
+        file.write_all(bytes)
+            .map_err(|e| StoreError::io("write temp blob", &self.tmp_path, e))
     }
 
     /// Verifies the content against `expected` (and `expected_size` when given),
     /// then makes it durable at its final path. `what` names the content in errors.
-    pub fn commit(self, what: &str, expected: &Digest, expected_size: Option<u64>) -> Result<StoredBlob, StoreError> {
+    pub fn commit(
+        self,
+        what: &str,
+        expected: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<StoredBlob, StoreError> {
         let actual = self.hasher.clone().finish();
         if &actual != expected {
-            return Err(StoreError::DigestMismatch { what: what.to_owned(), expected: expected.clone(), actual });
+            return Err(StoreError::DigestMismatch {
+                what: what.to_owned(),
+                expected: expected.clone(),
+                actual,
+            });
         }
         if let Some(size) = expected_size {
             if size != self.written {
@@ -94,7 +108,8 @@ impl<'s> BlobWriter<'s> {
         let file = file
             .into_inner()
             .map_err(|e| StoreError::io("flush temp blob", &self.tmp_path, e.into_error()))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync temp blob", &self.tmp_path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync temp blob", &self.tmp_path, e))?;
         drop(file);
         let final_path = self.store.blob_path(&digest);
         let dir = final_path.parent().expect("blob paths have a parent");
@@ -103,7 +118,11 @@ impl<'s> BlobWriter<'s> {
         fsync_dir(dir)?;
         let size = self.written;
         let blake3 = self.blake3.finalize().to_hex().to_string();
-        self.store.journal().append(&JournalEntry::BlobStored { digest: digest.clone(), size, blake3 })?;
+        self.store.journal().append(&JournalEntry::BlobStored {
+            digest: digest.clone(),
+            size,
+            blake3,
+        })?;
         Ok(StoredBlob { digest, size })
     }
 }

@@ -128,10 +128,16 @@ pub struct Children {
 pub fn children_of(desc: &Descriptor, bytes: &[u8]) -> Result<Children, ManifestError> {
     let kind = media::kind_of(&desc.media_type);
     if kind == Kind::Blob {
-        return Ok(Children { descriptors: Vec::new(), subject: None });
+        return Ok(Children {
+            descriptors: Vec::new(),
+            subject: None,
+        });
     }
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge { digest: desc.digest.clone(), size: bytes.len() as u64 });
+        return Err(ManifestError::TooLarge {
+            digest: desc.digest.clone(),
+            size: bytes.len() as u64,
+        });
     }
     let parsed: ManifestJson =
         serde_json::from_slice(bytes).map_err(|source| ManifestError::Malformed {
@@ -159,7 +165,10 @@ pub fn children_of(desc: &Descriptor, bytes: &[u8]) -> Result<Children, Manifest
             std::iter::once(config).chain(parsed.layers).collect()
         }
     };
-    Ok(Children { descriptors, subject: parsed.subject })
+    Ok(Children {
+        descriptors,
+        subject: parsed.subject,
+    })
 }
 
 #[cfg(test)]
@@ -180,15 +189,25 @@ mod tests {
             media::OCI_CONFIG,
             media::OCI_LAYER_GZIP
         );
-        let c = children_of(&desc_for(media::OCI_MANIFEST, body.as_bytes()), body.as_bytes()).unwrap();
+        let c = children_of(
+            &desc_for(media::OCI_MANIFEST, body.as_bytes()),
+            body.as_bytes(),
+        )
+        .unwrap();
         let digests: Vec<_> = c.descriptors.iter().map(|d| d.digest.clone()).collect();
         assert_eq!(digests, vec![cfg, l1]);
     }
 
     #[test]
     fn media_type_mismatch_is_an_error() {
-        let body = format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, media::OCI_INDEX);
-        let err = children_of(&desc_for(media::DOCKER_MANIFEST_LIST, body.as_bytes()), body.as_bytes());
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+            media::OCI_INDEX
+        );
+        let err = children_of(
+            &desc_for(media::DOCKER_MANIFEST_LIST, body.as_bytes()),
+            body.as_bytes(),
+        );
         assert!(matches!(err, Err(ManifestError::MediaTypeMismatch { .. })));
     }
 

@@ -75,14 +75,19 @@ impl Digest {
     /// Builds a digest from an algorithm and its encoded part, validating the hex.
     pub fn new(algorithm: Algorithm, hex: &str) -> Result<Digest, DigestParseError> {
         let valid = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(DigestParseError::BadHex {
                 digest: format!("{}:{}", algorithm.name(), hex),
                 expected_len: algorithm.hex_len(),
             });
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 
     /// The digest's algorithm.
@@ -244,7 +249,10 @@ mod tests {
     #[test]
     fn serde_round_trip_validates() {
         let d: Digest = serde_json::from_str(&format!("\"{EMPTY_SHA256}\"")).unwrap();
-        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{EMPTY_SHA256}\""));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{EMPTY_SHA256}\"")
+        );
         assert!(serde_json::from_str::<Digest>("\"sha256:xyz\"").is_err());
     }
 }

@@ -97,7 +97,10 @@ impl StoreError {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StoreError {
         let path = path.into();
         if is_disk_full(&source) {
-            return StoreError::DiskFull { what: op.to_owned(), path };
+            return StoreError::DiskFull {
+                what: op.to_owned(),
+                path,
+            };
         }
         StoreError::Io { op, path, source }
     }

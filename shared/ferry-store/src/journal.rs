@@ -58,17 +58,26 @@ impl Journal {
             .read(true)
             .open(path)
             .map_err(|e| StoreError::io("open journal", path, e))?;
-        let len = file.metadata().map_err(|e| StoreError::io("stat journal", path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat journal", path, e))?
+            .len();
         if len > 0 {
             use std::io::{Read, Seek, SeekFrom};
             let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1)).map_err(|e| StoreError::io("seek journal", path, e))?;
-            file.read_exact(&mut last).map_err(|e| StoreError::io("read journal", path, e))?;
+            file.seek(SeekFrom::Start(len - 1))
+                .map_err(|e| StoreError::io("seek journal", path, e))?;
+            file.read_exact(&mut last)
+                .map_err(|e| StoreError::io("read journal", path, e))?;
             if last[0] != b'\n' {
-                file.write_all(b"\n").map_err(|e| StoreError::io("append to journal", path, e))?;
+                file.write_all(b"\n")
+                    .map_err(|e| StoreError::io("append to journal", path, e))?;
             }
         }
-        Ok(Journal { path: path.to_path_buf(), file: Mutex::new(file) })
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
     }
 
     /// Appends one record (one `write` call, so a crash tears at most this line).
@@ -76,13 +85,15 @@ impl Journal {
         let mut line = serde_json::to_vec(entry).expect("journal entries always serialise");
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line).map_err(|e| StoreError::io("append to journal", &self.path, e))
+        file.write_all(&line)
+            .map_err(|e| StoreError::io("append to journal", &self.path, e))
     }
 
     /// Flushes the journal to stable storage.
     pub fn sync(&self) -> Result<(), StoreError> {
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.sync_data().map_err(|e| StoreError::io("fsync journal", &self.path, e))
+        file.sync_data()
+            .map_err(|e| StoreError::io("fsync journal", &self.path, e))
     }
 }
 
@@ -100,7 +111,11 @@ pub fn replay(path: &Path) -> Result<Replay, StoreError> {
             continue;
         }
         match serde_json::from_slice::<JournalEntry>(&line) {
-            Ok(JournalEntry::BlobStored { digest, size, blake3 }) => {
+            Ok(JournalEntry::BlobStored {
+                digest,
+                size,
+                blake3,
+            }) => {
                 replay.blobs.insert(digest, (size, blake3));
             }
             Err(_) => replay.skipped_lines += 1,
@@ -114,7 +129,11 @@ mod tests {
     use super::*;
 
     fn entry(n: u8) -> JournalEntry {
-        JournalEntry::BlobStored { digest: Digest::sha256_of(&[n]), size: n as u64, blake3: format!("b{n}") }
+        JournalEntry::BlobStored {
+            digest: Digest::sha256_of(&[n]),
+            size: n as u64,
+            blake3: format!("b{n}"),
+        }
     }
 
     #[test]

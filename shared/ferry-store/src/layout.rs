@@ -70,7 +70,11 @@ impl Store {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
         }
         let journal = Journal::open(&state.join("journal.jsonl"))?;
-        let store = Store { root: root.to_path_buf(), journal: Some(journal), _lock: Some(lock) };
+        let store = Store {
+            root: root.to_path_buf(),
+            journal: Some(journal),
+            _lock: Some(lock),
+        };
         if !root.join(LAYOUT_FILE).exists() {
             store.write_file_atomically(LAYOUT_FILE, LAYOUT_CONTENT)?;
         }
@@ -83,7 +87,11 @@ impl Store {
     /// Opens an existing layout for reading only (no lock, no journal writes).
     pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
         check_is_layout(root)?;
-        Ok(Store { root: root.to_path_buf(), journal: None, _lock: None })
+        Ok(Store {
+            root: root.to_path_buf(),
+            journal: None,
+            _lock: None,
+        })
     }
 
     /// The store's root directory.
@@ -103,7 +111,9 @@ impl Store {
 
     /// The journal (only for a store opened for writing).
     pub(crate) fn journal(&self) -> &Journal {
-        self.journal.as_ref().expect("journal is open for writable stores")
+        self.journal
+            .as_ref()
+            .expect("journal is open for writable stores")
     }
 
     /// Flushes the journal to disk.
@@ -116,7 +126,10 @@ impl Store {
 
     /// Final path of a blob.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join(digest.algorithm().name()).join(digest.hex())
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
     }
 
     /// True when a blob with this digest and size is at its final path.
@@ -124,15 +137,23 @@ impl Store {
     /// Invariant 2 makes this cheap check enough for ferry-written stores:
     /// a file at a final path was verified before it was renamed there.
     pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
-        fs::metadata(self.blob_path(digest)).map(|m| m.is_file() && m.len() == size).unwrap_or(false)
+        fs::metadata(self.blob_path(digest))
+            .map(|m| m.is_file() && m.len() == size)
+            .unwrap_or(false)
     }
 
     /// Starts writing a new blob hashed with `algorithm`.
     pub fn new_blob_writer(&self, algorithm: Algorithm) -> Result<BlobWriter<'_>, StoreError> {
-        assert!(self.journal.is_some(), "blob writes need a store opened for writing");
+        assert!(
+            self.journal.is_some(),
+            "blob writes need a store opened for writing"
+        );
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.state_dir().join("tmp").join(format!("blob-{}-{n}", std::process::id()));
+        let tmp = self
+            .state_dir()
+            .join("tmp")
+            .join(format!("blob-{}-{n}", std::process::id()));
         BlobWriter::new(self, algorithm, tmp)
     }
 
@@ -163,7 +184,9 @@ impl Store {
             }
         })?;
         let mut bytes = Vec::new();
-        file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| StoreError::io("read blob", &path, e))?;
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io("read blob", &path, e))?;
         if bytes.len() as u64 != desc.size {
             return Err(StoreError::SizeMismatch {
                 what: path.display().to_string(),
@@ -187,8 +210,8 @@ impl Store {
     pub fn index_entries(&self) -> Result<Vec<Descriptor>, StoreError> {
         let path = self.root.join(INDEX_FILE);
         let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-        let index: IndexJson =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::BadIndex { path, source })?;
+        let index: IndexJson = serde_json::from_slice(&bytes)
+            .map_err(|source| StoreError::BadIndex { path, source })?;
         Ok(index.manifests)
     }
 
@@ -216,13 +239,18 @@ impl Store {
     }
 
     fn write_file_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = self.state_dir().join("tmp").join(format!("{name}.{}", std::process::id()));
+        let tmp = self
+            .state_dir()
+            .join("tmp")
+            .join(format!("{name}.{}", std::process::id()));
         let final_path = self.root.join(name);
         let mut f = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| StoreError::io("write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| StoreError::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| StoreError::io("fsync", &tmp, e))?;
         drop(f);
-        fs::rename(&tmp, &final_path).map_err(|e| StoreError::io("rename into place", &final_path, e))?;
+        fs::rename(&tmp, &final_path)
+            .map_err(|e| StoreError::io("rename into place", &final_path, e))?;
         fsync_dir(&self.root)
     }
 }
@@ -238,8 +266,10 @@ pub fn image_name(desc: &Descriptor) -> Option<&str> {
 /// An `index.json` entry for an image named `reference`, annotated so that
 /// skopeo (`oci:DIR:REF`) and containerd both find it by its full reference.
 pub fn named_entry(mut desc: Descriptor, reference: &str) -> Descriptor {
-    desc.annotations.insert(ANNOTATION_REF_NAME.to_owned(), reference.to_owned());
-    desc.annotations.insert(ANNOTATION_CONTAINERD_NAME.to_owned(), reference.to_owned());
+    desc.annotations
+        .insert(ANNOTATION_REF_NAME.to_owned(), reference.to_owned());
+    desc.annotations
+        .insert(ANNOTATION_CONTAINERD_NAME.to_owned(), reference.to_owned());
     desc
 }
 
@@ -249,18 +279,25 @@ fn check_is_layout(root: &Path) -> Result<(), StoreError> {
         path: root.to_path_buf(),
         why: format!("cannot read {}: {e}", layout.display()),
     })?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StoreError::NotALayout {
-        path: root.to_path_buf(),
-        why: format!("oci-layout is not JSON: {e}"),
-    })?;
-    if v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::NotALayout {
+            path: root.to_path_buf(),
+            why: format!("oci-layout is not JSON: {e}"),
+        })?;
+    if v.get("imageLayoutVersion")
+        .and_then(|v| v.as_str())
+        .is_none()
+    {
         return Err(StoreError::NotALayout {
             path: root.to_path_buf(),
             why: "oci-layout has no imageLayoutVersion".into(),
         });
     }
     if !root.join(INDEX_FILE).is_file() {
-        return Err(StoreError::NotALayout { path: root.to_path_buf(), why: "index.json is missing".into() });
+        return Err(StoreError::NotALayout {
+            path: root.to_path_buf(),
+            why: "index.json is missing".into(),
+        });
     }
     Ok(())
 }
@@ -287,7 +324,11 @@ mod tests {
         let err = w.commit("entry blobs/sha256/x", &bad, None).unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
         assert!(!store.blob_path(&bad).exists());
-        assert_eq!(fs::read_dir(store.state_dir().join("tmp")).unwrap().count(), 0, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(store.state_dir().join("tmp")).unwrap().count(),
+            0,
+            "temp file left behind"
+        );
 
         let replay = crate::journal::replay(&store.journal_path()).unwrap();
         assert!(replay.blobs.contains_key(&good));
@@ -301,7 +342,10 @@ mod tests {
         let d = Digest::sha256_of(b"abc");
         let mut w = store.new_blob_writer(Algorithm::Sha256).unwrap();
         w.write_chunk(b"abc").unwrap();
-        assert!(matches!(w.commit("x", &d, Some(4)), Err(StoreError::SizeMismatch { .. })));
+        assert!(matches!(
+            w.commit("x", &d, Some(4)),
+            Err(StoreError::SizeMismatch { .. })
+        ));
         assert!(!store.has_blob(&d, 3));
     }
 
@@ -309,9 +353,18 @@ mod tests {
     fn index_upsert_replaces_same_name_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_for_write(dir.path()).unwrap();
-        let a = named_entry(Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"a"), 1), "gcr.io/x/a:1");
-        let b = named_entry(Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"b"), 1), "gcr.io/x/b:1");
-        let a2 = named_entry(Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"a2"), 2), "gcr.io/x/a:1");
+        let a = named_entry(
+            Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"a"), 1),
+            "gcr.io/x/a:1",
+        );
+        let b = named_entry(
+            Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"b"), 1),
+            "gcr.io/x/b:1",
+        );
+        let a2 = named_entry(
+            Descriptor::new(media::OCI_MANIFEST, Digest::sha256_of(b"a2"), 2),
+            "gcr.io/x/a:1",
+        );
         store.upsert_index_entries(&[a, b.clone()]).unwrap();
         store.upsert_index_entries(&[a2.clone()]).unwrap();
         let entries = store.index_entries().unwrap();
@@ -326,11 +379,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open_for_write(dir.path()).unwrap();
-            fs::write(store.state_dir().join("tmp").join("blob-dead-1"), b"partial").unwrap();
+            fs::write(
+                store.state_dir().join("tmp").join("blob-dead-1"),
+                b"partial",
+            )
+            .unwrap();
         }
         let store = Store::open_for_write(dir.path()).unwrap();
-        assert_eq!(fs::read_dir(store.state_dir().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(store.state_dir().join("tmp")).unwrap().count(),
+            0
+        );
         let other = tempfile::tempdir().unwrap();
-        assert!(matches!(Store::open_read_only(other.path()), Err(StoreError::NotALayout { .. })));
+        assert!(matches!(
+            Store::open_read_only(other.path()),
+            Err(StoreError::NotALayout { .. })
+        ));
     }
 }

@@ -30,7 +30,11 @@ impl StoreLock {
                 let holder = holder.trim();
                 return Err(StoreError::Locked {
                     path: store_root.to_path_buf(),
-                    holder: if holder.is_empty() { "unknown holder".into() } else { holder.to_owned() },
+                    holder: if holder.is_empty() {
+                        "unknown holder".into()
+                    } else {
+                        holder.to_owned()
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", path, e)),
@@ -40,9 +44,12 @@ impl StoreLock {
             std::process::id(),
             std::env::args().next().unwrap_or_else(|| "ferry".into())
         );
-        file.set_len(0).map_err(|e| StoreError::io("truncate lock file", path, e))?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| StoreError::io("seek lock file", path, e))?;
-        file.write_all(who.as_bytes()).map_err(|e| StoreError::io("write lock file", path, e))?;
+        file.set_len(0)
+            .map_err(|e| StoreError::io("truncate lock file", path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| StoreError::io("seek lock file", path, e))?;
+        file.write_all(who.as_bytes())
+            .map_err(|e| StoreError::io("write lock file", path, e))?;
         Ok(StoreLock { _file: file })
     }
 }

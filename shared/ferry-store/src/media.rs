@@ -24,8 +24,12 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 pub const OCI_LAYOUT_HEADER: &str = "application/vnd.oci.layout.header.v1+json";
 
 /// Every manifest media type, in the order sent in `Accept` headers.
-pub const ALL_MANIFEST_TYPES: [&str; 4] =
-    [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+pub const ALL_MANIFEST_TYPES: [&str; 4] = [
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+];
 
 /// What role a media type plays in an image graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +86,10 @@ mod tests {
     #[test]
     fn sniffs_layer_compression() {
         assert_eq!(sniff_oci_layer_type(&[0x1f, 0x8b, 8, 0]), OCI_LAYER_GZIP);
-        assert_eq!(sniff_oci_layer_type(&[0x28, 0xb5, 0x2f, 0xfd, 0]), OCI_LAYER_ZSTD);
+        assert_eq!(
+            sniff_oci_layer_type(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            OCI_LAYER_ZSTD
+        );
         assert_eq!(sniff_oci_layer_type(b"etc/\0\0\0"), OCI_LAYER_TAR);
     }
 }

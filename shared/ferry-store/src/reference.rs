@@ -32,17 +32,26 @@ impl FromStr for Reference {
     type Err = ReferenceError;
 
     fn from_str(input: &str) -> Result<Reference, ReferenceError> {
-        let err = |why: &str| ReferenceError { input: input.to_owned(), why: why.to_owned() };
+        let err = |why: &str| ReferenceError {
+            input: input.to_owned(),
+            why: why.to_owned(),
+        };
         if input.is_empty() || input.len() > 4096 {
             return Err(err("empty or too long"));
         }
         let (rest, digest) = match input.split_once('@') {
-            Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|e| err(&e.to_string()))?)),
+            Some((rest, d)) => (
+                rest,
+                Some(d.parse::<Digest>().map_err(|e| err(&e.to_string()))?),
+            ),
             None => (input, None),
         };
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_owned())),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_owned()),
+            ),
             None => (rest, None),
         };
         if let Some(t) = &tag {
@@ -51,19 +60,32 @@ impl FromStr for Reference {
             }
         }
         let (host, repository) = match name.split_once('/') {
-            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (first.to_owned(), path.to_owned())
             }
             Some(_) => ("docker.io".to_owned(), name.to_owned()),
             None => ("docker.io".to_owned(), format!("library/{name}")),
         };
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        {
             return Err(err("bad registry host"));
         }
         if !valid_repository(&repository) {
-            return Err(err("repository path must be lowercase components [a-z0-9] joined by . _ __ or -"));
+            return Err(err(
+                "repository path must be lowercase components [a-z0-9] joined by . _ __ or -",
+            ));
         }
-        Ok(Reference { host, repository, tag, digest })
+        Ok(Reference {
+            host,
+            repository,
+            tag,
+            digest,
+        })
     }
 }
 
@@ -72,8 +94,12 @@ impl Reference {
     /// digest (so `org.opencontainers.image.ref.name` values like `1.0` are not).
     pub fn is_full(s: &str) -> bool {
         match s.split_once('/') {
-            Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                s.parse::<Reference>().map(|r| r.tag.is_some() || r.digest.is_some()).unwrap_or(false)
+            Some((first, _))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                s.parse::<Reference>()
+                    .map(|r| r.tag.is_some() || r.digest.is_some())
+                    .unwrap_or(false)
             }
             _ => false,
         }
@@ -98,7 +124,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
 fn valid_repository(repo: &str) -> bool {
@@ -123,7 +150,10 @@ mod tests {
     #[test]
     fn parses_full_references() {
         let r: Reference = "gcr.io/anthos-baremetal-release/foo:1.8.0".parse().unwrap();
-        assert_eq!((r.host.as_str(), r.repository.as_str()), ("gcr.io", "anthos-baremetal-release/foo"));
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str()),
+            ("gcr.io", "anthos-baremetal-release/foo")
+        );
         assert_eq!(r.tag.as_deref(), Some("1.8.0"));
         let r: Reference = "localhost:5000/a/b:1@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
             .parse()
@@ -135,13 +165,26 @@ mod tests {
 
     #[test]
     fn normalises_docker_hub_names() {
-        assert_eq!("busybox:1.36".parse::<Reference>().unwrap().to_string(), "docker.io/library/busybox:1.36");
-        assert_eq!("user/app".parse::<Reference>().unwrap().to_string(), "docker.io/user/app");
+        assert_eq!(
+            "busybox:1.36".parse::<Reference>().unwrap().to_string(),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            "user/app".parse::<Reference>().unwrap().to_string(),
+            "docker.io/user/app"
+        );
     }
 
     #[test]
     fn rejects_bad_references_and_knows_bare_tags() {
-        for bad in ["", "gcr.io/UPPER/x:1", "gcr.io/a//b:1", "gcr.io/a/b:-bad", "gcr.io/../x:1", "gcr.io/a/b@sha256:zz"] {
+        for bad in [
+            "",
+            "gcr.io/UPPER/x:1",
+            "gcr.io/a//b:1",
+            "gcr.io/a/b:-bad",
+            "gcr.io/../x:1",
+            "gcr.io/a/b@sha256:zz",
+        ] {
             assert!(bad.parse::<Reference>().is_err(), "accepted {bad:?}");
         }
         assert!(Reference::is_full("gcr.io/a/b:1.0"));

@@ -16,7 +16,11 @@ pub fn available_bytes(path: &Path) -> Result<u64, StoreError> {
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
     if rc != 0 {
-        return Err(StoreError::io("statvfs", path, std::io::Error::last_os_error()));
+        return Err(StoreError::io(
+            "statvfs",
+            path,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }

@@ -54,27 +54,46 @@ where
                     continue;
                 }
                 if !media::is_manifest_like(&desc.media_type) {
-                    walk.nodes.push(GraphNode { descriptor: desc, parent });
+                    walk.nodes.push(GraphNode {
+                        descriptor: desc,
+                        parent,
+                    });
                     continue;
                 }
                 if depth >= MAX_DEPTH {
                     walk.problems.push(StoreError::NotALayout {
                         path: parent.into(),
-                        why: format!("{} is nested more than {MAX_DEPTH} indexes deep", desc.digest),
+                        why: format!(
+                            "{} is nested more than {MAX_DEPTH} indexes deep",
+                            desc.digest
+                        ),
                     });
                     continue;
                 }
                 if desc.size > MAX_MANIFEST_BYTES {
                     walk.problems.push(
-                        crate::descriptor::ManifestError::TooLarge { digest: desc.digest.clone(), size: desc.size }
-                            .into(),
+                        crate::descriptor::ManifestError::TooLarge {
+                            digest: desc.digest.clone(),
+                            size: desc.size,
+                        }
+                        .into(),
                     );
                     continue;
                 }
                 let bytes = match load(&desc) {
                     Ok(b) => b,
-                    Err(StoreError::MissingBlob { digest, media_type, size, .. }) => {
-                        walk.problems.push(StoreError::MissingBlob { digest, media_type, size, parent });
+                    Err(StoreError::MissingBlob {
+                        digest,
+                        media_type,
+                        size,
+                        ..
+                    }) => {
+                        walk.problems.push(StoreError::MissingBlob {
+                            digest,
+                            media_type,
+                            size,
+                            parent,
+                        });
                         continue;
                     }
                     Err(e) => {
@@ -107,12 +126,22 @@ impl Store {
         let roots: Vec<(String, Descriptor)> = self
             .index_entries()?
             .into_iter()
-            .map(|d| (crate::layout::image_name(&d).unwrap_or("index.json").to_owned(), d))
+            .map(|d| {
+                (
+                    crate::layout::image_name(&d)
+                        .unwrap_or("index.json")
+                        .to_owned(),
+                    d,
+                )
+            })
             .collect();
         let mut walk = walk_graph(&roots, |d| self.read_small_blob(d, MAX_MANIFEST_BYTES));
         for node in &walk.nodes {
             let d = &node.descriptor;
-            if !media::is_manifest_like(&d.media_type) && d.urls.is_empty() && !self.has_blob(&d.digest, d.size) {
+            if !media::is_manifest_like(&d.media_type)
+                && d.urls.is_empty()
+                && !self.has_blob(&d.digest, d.size)
+            {
                 walk.problems.push(StoreError::MissingBlob {
                     digest: d.digest.clone(),
                     media_type: d.media_type.clone(),
@@ -150,13 +179,30 @@ mod tests {
             "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [d1, d2],
         }))
         .unwrap();
-        let di = Descriptor::new(media::OCI_INDEX, Digest::sha256_of(&index), index.len() as u64);
-        let blobs: HashMap<Digest, Vec<u8>> =
-            [(d1.digest.clone(), m1), (d2.digest.clone(), m2), (di.digest.clone(), index)].into();
-        let walk = walk_graph(&[("gcr.io/a/b:1".into(), di.clone())], |d| Ok(blobs[&d.digest].clone()));
+        let di = Descriptor::new(
+            media::OCI_INDEX,
+            Digest::sha256_of(&index),
+            index.len() as u64,
+        );
+        let blobs: HashMap<Digest, Vec<u8>> = [
+            (d1.digest.clone(), m1),
+            (d2.digest.clone(), m2),
+            (di.digest.clone(), index),
+        ]
+        .into();
+        let walk = walk_graph(&[("gcr.io/a/b:1".into(), di.clone())], |d| {
+            Ok(blobs[&d.digest].clone())
+        });
         assert!(walk.problems.is_empty());
-        let order: Vec<_> = walk.nodes.iter().map(|n| n.descriptor.digest.clone()).collect();
-        assert_eq!(order, vec![cfg.digest, layer.digest, d1.digest, d2.digest, di.digest]);
+        let order: Vec<_> = walk
+            .nodes
+            .iter()
+            .map(|n| n.descriptor.digest.clone())
+            .collect();
+        assert_eq!(
+            order,
+            vec![cfg.digest, layer.digest, d1.digest, d2.digest, di.digest]
+        );
     }
 
     #[test]
@@ -172,7 +218,10 @@ mod tests {
         });
         assert_eq!(walk.problems.len(), 1);
         let msg = walk.problems[0].to_string();
-        assert!(msg.contains("gcr.io/a/b:1") && msg.contains(&d.digest.to_string()), "{msg}");
+        assert!(
+            msg.contains("gcr.io/a/b:1") && msg.contains(&d.digest.to_string()),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -186,7 +235,11 @@ mod tests {
                 "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [child],
             }))
             .unwrap();
-            let d = Descriptor::new(media::OCI_INDEX, Digest::sha256_of(&body), body.len() as u64);
+            let d = Descriptor::new(
+                media::OCI_INDEX,
+                Digest::sha256_of(&body),
+                body.len() as u64,
+            );
             blobs.insert(d.digest.clone(), body);
             child = d;
         }

@@ -1,2 +1,152 @@
-//! ferry-export (being written).
-fn main() {}
+//! ferry-export: unpack an image package into a store (an OCI image layout).
+//!
+//! Thin binary: parses arguments, checks free space, calls
+//! `ferry_package::import_package`, prints a summary and maps the result to an
+//! exit code. Rerunning the same command after any interruption resumes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
+use ferry_cli::progress::ByteProgress;
+use ferry_cli::{human, Outcome};
+use ferry_package::{estimate, import_package, ImportOptions};
+use ferry_store::Store;
+use serde::Serialize;
+
+const AFTER_HELP: &str = "\
+Example:
+  ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
+  skopeo inspect oci:/media/usb/ferry-store:gcr.io/anthos-baremetal-release/kube-apiserver:1.30.0
+
+The package may be .tar, .tar.gz, .tar.xz (multi-block files decode on several
+threads), .tar.zst, an OCI layout directory or a docker-archive; the format is
+detected from the content. DIR becomes a plain OCI image layout that skopeo,
+umoci and containerd read; every image is named by its full reference.
+Interrupted (Ctrl-C, kill -9, power loss, disk full)? Run the same command
+again: verified blobs are kept, the rest is written.
+
+Exit codes:
+  0  exported
+  2  error (unreadable, corrupt or hostile package; not enough space; store locked)";
+
+/// Unpack an image package into a verified, resumable OCI layout store.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-export", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Package to read (.tar, .tar.gz, .tar.xz, .tar.zst, OCI layout dir, docker-archive).
+    #[arg(long, value_name = "PACKAGE")]
+    source: PathBuf,
+    /// Destination store directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    jobs: JobsArgs,
+}
+
+#[derive(Serialize)]
+struct ImageSummary {
+    name: String,
+    digest: String,
+    media_type: String,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    source: PathBuf,
+    destination: PathBuf,
+    format: String,
+    images: Vec<ImageSummary>,
+    blobs_written: u64,
+    blobs_present: u64,
+    bytes_written: u64,
+    bytes_present: u64,
+    seconds: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ferry_cli::run("ferry-export", || export(&cli))
+}
+
+fn export(cli: &Cli) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let format = ferry_package::detect(&cli.source)?;
+    std::fs::create_dir_all(&cli.to)
+        .with_context(|| format!("cannot create {}", cli.to.display()))?;
+    let store = Store::open_for_write(&cli.to)?;
+    let unpacked = estimate::unpacked_size(&cli.source, format);
+    estimate::check_space(&cli.to, unpacked)?;
+
+    let source_size = if cli.source.is_dir() {
+        unpacked
+    } else {
+        std::fs::metadata(&cli.source)?.len()
+    };
+    let progress = ByteProgress::start("export", source_size, !cli.output.json);
+    let options = ImportOptions {
+        progress: progress.counter(),
+        threads: cli.jobs.resolve(),
+    };
+    let result = import_package(&cli.source, &store, &options);
+    progress.finish();
+    let report = result.map_err(|e| {
+        let hint = if e.is_disk_full() {
+            let free = ferry_store::space::available_bytes(&cli.to).unwrap_or(0);
+            format!(
+                "\n  the package unpacks to about {}; {} free now on {}. Free space and rerun the same command: verified blobs are kept.",
+                human::bytes(unpacked),
+                human::bytes(free),
+                cli.to.display()
+            )
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("{}: {e}{hint}", cli.source.display())
+    })?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    let c = report.counts;
+    let summary = Summary {
+        source: cli.source.clone(),
+        destination: cli.to.clone(),
+        format: report.format.to_string(),
+        images: report
+            .images
+            .iter()
+            .map(|i| ImageSummary {
+                name: i.name.clone(),
+                digest: i.descriptor.digest.to_string(),
+                media_type: i.descriptor.media_type.clone(),
+            })
+            .collect(),
+        blobs_written: c.blobs_written,
+        blobs_present: c.blobs_present,
+        bytes_written: c.bytes_written,
+        bytes_present: c.bytes_present,
+        seconds,
+    };
+    if cli.output.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "exported {} image(s) from {} ({}) to {}: {} blob(s) written ({}), {} already present ({}), {:.1}s, {:.0} MB/s",
+            summary.images.len(),
+            cli.source.display(),
+            summary.format,
+            cli.to.display(),
+            c.blobs_written,
+            human::bytes(c.bytes_written),
+            c.blobs_present,
+            human::bytes(c.bytes_present),
+            seconds,
+            human::rate_mb_s(c.bytes_written + c.bytes_present, seconds),
+        );
+    }
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,526 @@
+//! A corpus of small hostile packages. Each starts from a tiny valid generated
+//! layout and breaks exactly one thing; a correct importer must reject every one
+//! with an error that names the offending entry, digest or package file
+//! ([`HostileCase::must_mention`]) and must never write outside its destination.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use ferry_store::descriptor::children_of;
+use ferry_store::{media, Descriptor, Digest};
+use tar::EntryType;
+
+use crate::image::{generate_layout, FixtureSpec};
+use crate::layout::{blob_path, classify, read_index};
+use crate::tario::raw_header;
+
+/// One hostile package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostileCase {
+    /// Short kebab-case name (also the file stem).
+    pub name: String,
+    /// The package file.
+    pub path: PathBuf,
+    /// A substring a good error message must contain: the offending entry name,
+    /// the offending digest's hex, or (for stream-level corruption) the package file name.
+    pub must_mention: String,
+    /// What is broken, for test failure messages.
+    pub description: String,
+}
+
+/// Name of the directory (inside the corpus dir) holding the valid base layout.
+pub const BASE_LAYOUT_DIR: &str = "base-layout";
+/// Name of the valid plain-tar package of the base layout (a control, not a case).
+pub const VALID_PACKAGE: &str = "valid.tar";
+
+/// One tar entry with complete control over its header.
+#[derive(Debug, Clone)]
+struct RawEntry {
+    name: Vec<u8>,
+    kind: EntryType,
+    data: Vec<u8>,
+    link: Option<Vec<u8>>,
+}
+
+impl RawEntry {
+    fn file(name: impl Into<Vec<u8>>, data: Vec<u8>) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            kind: EntryType::Regular,
+            data,
+            link: None,
+        }
+    }
+    fn special(name: impl Into<Vec<u8>>, kind: EntryType, link: Option<&str>) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            kind,
+            data: Vec::new(),
+            link: link.map(|l| l.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// Serialises entries to tar bytes; also returns each entry's header offset.
+fn tar_bytes(entries: &[RawEntry]) -> anyhow::Result<(Vec<u8>, Vec<u64>)> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut offsets = Vec::new();
+    for e in entries {
+        offsets.push(builder.get_ref().len() as u64);
+        let mut h = raw_header(&e.name, e.kind, e.data.len() as u64, e.link.as_deref());
+        match e.kind {
+            EntryType::Directory => h.set_mode(0o755),
+            EntryType::Char => {
+                h.set_device_major(5)?;
+                h.set_device_minor(1)?;
+            }
+            _ => {}
+        }
+        h.set_cksum();
+        builder.append(&h, e.data.as_slice())?;
+    }
+    Ok((builder.into_inner()?, offsets))
+}
+
+/// The valid base, loaded in memory (it is a few KiB).
+struct Base {
+    entries: Vec<RawEntry>,
+    manifest: Descriptor,
+    layers: Vec<Descriptor>,
+    config: Descriptor,
+}
+
+impl Base {
+    fn load(dir: &Path) -> anyhow::Result<Base> {
+        let classified = classify(dir)?;
+        let mut entries = vec![
+            RawEntry::file("oci-layout", fs::read(dir.join("oci-layout"))?),
+            RawEntry::file("index.json", fs::read(dir.join("index.json"))?),
+            RawEntry::special("blobs/", EntryType::Directory, None),
+            RawEntry::special("blobs/sha256/", EntryType::Directory, None),
+        ];
+        for d in classified.metadata.iter().chain(&classified.layers) {
+            entries.push(RawEntry::file(
+                format!("blobs/sha256/{}", d.hex()),
+                fs::read(blob_path(dir, d))?,
+            ));
+        }
+        let manifest = read_index(dir)?
+            .into_iter()
+            .next()
+            .context("base has no image")?;
+        let children =
+            children_of(&manifest, &fs::read(blob_path(dir, &manifest.digest))?)?.descriptors;
+        let (config, layers) = children
+            .split_first()
+            .context("base manifest has no config")?;
+        Ok(Base {
+            entries,
+            manifest: manifest.clone(),
+            layers: layers.to_vec(),
+            config: config.clone(),
+        })
+    }
+
+    fn blob_entry_name(d: &Digest) -> Vec<u8> {
+        format!("blobs/sha256/{}", d.hex()).into_bytes()
+    }
+
+    fn position(&self, d: &Digest) -> usize {
+        let name = Base::blob_entry_name(d);
+        self.entries
+            .iter()
+            .position(|e| e.name == name)
+            .unwrap_or(self.entries.len())
+    }
+
+    /// Entries with `f` applied to a clone.
+    fn with(&self, f: impl FnOnce(&mut Vec<RawEntry>)) -> Vec<RawEntry> {
+        let mut e = self.entries.clone();
+        f(&mut e);
+        e
+    }
+
+    fn layer(&self) -> &Descriptor {
+        &self.layers[0]
+    }
+
+    /// Entries where the manifest is replaced by `manifest_bytes` (and index.json points to it).
+    fn with_manifest(&self, manifest_bytes: Vec<u8>) -> anyhow::Result<(Vec<RawEntry>, Digest)> {
+        let digest = Digest::sha256_of(&manifest_bytes);
+        let mut top = self.manifest.clone();
+        top.digest = digest.clone();
+        top.size = manifest_bytes.len() as u64;
+        let index = serde_json::json!({ "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [top] });
+        let index = serde_json::to_vec(&index)?;
+        let pos = self.position(&self.manifest.digest);
+        let entries = self.with(|e| {
+            e[1].data = index;
+            e[pos] = RawEntry::file(Base::blob_entry_name(&digest), manifest_bytes);
+        });
+        Ok((entries, digest))
+    }
+}
+
+/// Writes the corpus into `dir` (created if needed): the valid base layout in
+/// [`BASE_LAYOUT_DIR`], a valid control package [`VALID_PACKAGE`], and one file
+/// per hostile case, which are returned.
+pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let base_dir = dir.join(BASE_LAYOUT_DIR);
+    if base_dir.exists() {
+        fs::remove_dir_all(&base_dir)?;
+    }
+    let spec = FixtureSpec {
+        seed: 0x4057_11e,
+        images: 1,
+        layers_per_image: 2,
+        layer_size: 2048,
+        ..FixtureSpec::default()
+    };
+    generate_layout(&spec, &base_dir)?;
+    let base = Base::load(&base_dir)?;
+    let (valid, offsets) = tar_bytes(&base.entries)?;
+    fs::write(dir.join(VALID_PACKAGE), &valid)?;
+
+    let layer = base.layer().clone();
+    let layer_hex = layer.digest.hex().to_owned();
+    let layer_pos = base.position(&layer.digest);
+    let mut cases = Vec::new();
+    let mut add =
+        |name: &str, ext: &str, must: &str, what: &str, bytes: Vec<u8>| -> anyhow::Result<()> {
+            let path = dir.join(format!("{name}{ext}"));
+            fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            cases.push(HostileCase {
+                name: name.to_owned(),
+                path,
+                must_mention: must.to_owned(),
+                description: what.to_owned(),
+            });
+            Ok(())
+        };
+    let tar = |entries: Vec<RawEntry>| -> anyhow::Result<Vec<u8>> { Ok(tar_bytes(&entries)?.0) };
+
+    for (name, evil) in [
+        ("path-traversal", "../evil"),
+        ("path-traversal-nested", "blobs/../../evil"),
+        ("absolute-path", "/tmp/evil"),
+    ] {
+        let entries = base.with(|e| e.insert(4, RawEntry::file(evil, b"pwned\n".to_vec())));
+        add(
+            name,
+            ".tar",
+            evil,
+            &format!("extra entry named {evil}"),
+            tar(entries)?,
+        )?;
+    }
+    let specials = [
+        (
+            "symlink-blob",
+            EntryType::Symlink,
+            Some("/etc/passwd"),
+            "layer blob entry is a symlink to /etc/passwd",
+        ),
+        (
+            "hardlink-outside",
+            EntryType::Link,
+            Some("../../etc/passwd"),
+            "layer blob entry is a hard link to ../../etc/passwd",
+        ),
+        (
+            "char-device",
+            EntryType::Char,
+            None,
+            "layer blob entry is a character device (5,1)",
+        ),
+        ("fifo", EntryType::Fifo, None, "layer blob entry is a FIFO"),
+    ];
+    for (name, kind, link, what) in specials {
+        let entries = base.with(|e| {
+            e[layer_pos] = RawEntry::special(Base::blob_entry_name(&layer.digest), kind, link)
+        });
+        add(name, ".tar", &layer_hex, what, tar(entries)?)?;
+    }
+    let not_hex = format!("NOTHEX{}", "0".repeat(58));
+    let entries = base.with(|e| {
+        e.push(RawEntry::file(
+            format!("blobs/sha256/{not_hex}"),
+            b"junk".to_vec(),
+        ))
+    });
+    add(
+        "blob-name-not-hex",
+        ".tar",
+        &not_hex,
+        "extra blob whose name is not hex",
+        tar(entries)?,
+    )?;
+    let upper = base.config.digest.hex().to_uppercase();
+    let config_bytes = base.entries[base.position(&base.config.digest)]
+        .data
+        .clone();
+    let entries = base.with(|e| {
+        e.push(RawEntry::file(
+            format!("blobs/sha256/{upper}"),
+            config_bytes,
+        ))
+    });
+    add(
+        "blob-name-uppercase",
+        ".tar",
+        &upper,
+        "extra blob named by uppercase hex",
+        tar(entries)?,
+    )?;
+
+    let entries = base.with(|e| {
+        let data = &mut e[layer_pos].data;
+        let mid = data.len() / 2;
+        data[mid] ^= 0xff;
+    });
+    add(
+        "digest-mismatch",
+        ".tar",
+        &layer_hex,
+        "layer content does not match its name",
+        tar(entries)?,
+    )?;
+
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&base.entries[base.position(&base.manifest.digest)].data)?;
+    manifest["layers"][0]["size"] = serde_json::json!(layer.size + 1);
+    let (entries, _) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    add(
+        "size-mismatch",
+        ".tar",
+        &layer_hex,
+        "manifest gives the layer size + 1",
+        tar(entries)?,
+    )?;
+
+    let bad = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"#,
+        media::OCI_MANIFEST
+    )
+    .into_bytes();
+    let (entries, bad_digest) = base.with_manifest(bad)?;
+    add(
+        "malformed-manifest",
+        ".tar",
+        bad_digest.hex(),
+        "manifest blob (correctly named) is not JSON",
+        tar(entries)?,
+    )?;
+
+    let entries = base.with(|e| e[1].data = br#"{"schemaVersion":2,"manifests":[{"#.to_vec());
+    add(
+        "malformed-index",
+        ".tar",
+        "index.json",
+        "index.json is not JSON",
+        tar(entries)?,
+    )?;
+
+    let manifest_pos = base.position(&base.manifest.digest);
+    let entries = base.with(|e| {
+        e.remove(manifest_pos);
+    });
+    add(
+        "missing-manifest",
+        ".tar",
+        base.manifest.digest.hex(),
+        "index.json names a manifest that is absent",
+        tar(entries)?,
+    )?;
+    let entries = base.with(|e| {
+        e.remove(layer_pos);
+    });
+    add(
+        "missing-layer",
+        ".tar",
+        &layer_hex,
+        "manifest names a layer that is absent",
+        tar(entries)?,
+    )?;
+
+    // Cut inside the biggest blob's data.
+    let (biggest, _) = base
+        .entries
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, e)| e.data.len())
+        .context("empty base")?;
+    let cut = offsets[biggest] + 512 + base.entries[biggest].data.len() as u64 / 2;
+    let biggest_name = String::from_utf8_lossy(&base.entries[biggest].name).into_owned();
+    let biggest_hex = biggest_name.trim_start_matches("blobs/sha256/").to_owned();
+    add(
+        "truncated",
+        ".tar",
+        &biggest_hex,
+        &format!("plain tar cut inside {biggest_name}"),
+        valid[..cut as usize].to_vec(),
+    )?;
+
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&valid)?;
+    let xz = xz.finish()?;
+    add(
+        "truncated",
+        ".tar.xz",
+        "truncated.tar.xz",
+        "xz stream cut in the middle",
+        xz[..xz.len() / 2].to_vec(),
+    )?;
+
+    let mut zst = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+    zst.include_checksum(true)?;
+    zst.write_all(&valid)?;
+    let mut zst = zst.finish()?;
+    corrupt_zstd_block(&mut zst)?;
+    add(
+        "corrupt",
+        ".tar.zst",
+        "corrupt.tar.zst",
+        "zstd block in the middle has a reserved block type",
+        zst,
+    )?;
+    Ok(cases)
+}
+
+/// Marks the zstd block that covers the middle of the frame as block type 3
+/// (reserved), which every decoder rejects before emitting that block's data.
+fn corrupt_zstd_block(frame: &mut [u8]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        frame.len() > 6 && frame[..4] == [0x28, 0xb5, 0x2f, 0xfd],
+        "not a zstd frame"
+    );
+    let fhd = frame[4];
+    let single_segment = fhd & 0x20 != 0;
+    let fcs_len = match fhd >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let dict_len = [0, 1, 2, 4][usize::from(fhd & 3)];
+    let mut pos = 5 + usize::from(!single_segment) + dict_len + fcs_len;
+    let middle = frame.len() / 2;
+    let mut target = pos;
+    loop {
+        anyhow::ensure!(
+            pos + 3 <= frame.len(),
+            "zstd frame ends inside a block header"
+        );
+        let header = u32::from(frame[pos])
+            | u32::from(frame[pos + 1]) << 8
+            | u32::from(frame[pos + 2]) << 16;
+        let last = header & 1 != 0;
+        let kind = (header >> 1) & 3;
+        let size = (header >> 3) as usize;
+        if pos <= middle {
+            target = pos;
+        }
+        pos += 3 + if kind == 1 { 1 } else { size };
+        if last {
+            break;
+        }
+    }
+    frame[target] |= 0b110;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    #[test]
+    fn corpus_is_complete_and_base_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = write_hostile_corpus(dir.path()).unwrap();
+        assert!(cases.len() >= 14, "{}", cases.len());
+        let summary = crate::layout::verify_layout(&dir.path().join(BASE_LAYOUT_DIR)).unwrap();
+        assert_eq!(summary.references.len(), 1);
+        let mut names = std::collections::BTreeSet::new();
+        for c in &cases {
+            assert!(c.path.is_file(), "{}", c.path.display());
+            assert!(!c.must_mention.is_empty());
+            assert!(names.insert(c.path.clone()), "duplicate {}", c.name);
+        }
+        // The control package lists every blob of the base.
+        let valid = fs::read(dir.path().join(VALID_PACKAGE)).unwrap();
+        let mut archive = tar::Archive::new(valid.as_slice());
+        let n = archive.entries().unwrap().count();
+        assert_eq!(n, 4 + summary.blobs);
+    }
+
+    #[test]
+    fn raw_headers_keep_hostile_names_with_valid_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = write_hostile_corpus(dir.path()).unwrap();
+        let find = |n: &str| cases.iter().find(|c| c.name == n).unwrap();
+        for (case, expected) in [
+            ("path-traversal", "../evil"),
+            ("path-traversal-nested", "blobs/../../evil"),
+            ("absolute-path", "/tmp/evil"),
+        ] {
+            let bytes = fs::read(&find(case).path).unwrap();
+            let mut archive = tar::Archive::new(bytes.as_slice());
+            let found = archive
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path_bytes().into_owned())
+                .any(|p| p == expected.as_bytes());
+            assert!(found, "{case}");
+        }
+        let bytes = fs::read(&find("hardlink-outside").path).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let link = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.header().entry_type() == EntryType::Link)
+            .unwrap();
+        assert_eq!(
+            link.link_name_bytes().unwrap().as_ref(),
+            b"../../etc/passwd"
+        );
+    }
+
+    #[test]
+    fn compressed_cases_fail_to_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = write_hostile_corpus(dir.path()).unwrap();
+        let path = |n: &str| {
+            cases
+                .iter()
+                .find(|c| c.path.file_name().unwrap() == n)
+                .unwrap()
+                .path
+                .clone()
+        };
+        let zst = fs::read(path("corrupt.tar.zst")).unwrap();
+        assert!(zstd::decode_all(zst.as_slice()).is_err());
+        let xz = fs::read(path("truncated.tar.xz")).unwrap();
+        let mut out = Vec::new();
+        assert!(liblzma::read::XzDecoder::new(xz.as_slice())
+            .read_to_end(&mut out)
+            .is_err());
+        let truncated = fs::read(path("truncated.tar")).unwrap();
+        let mut archive = tar::Archive::new(truncated.as_slice());
+        let result: std::io::Result<Vec<u64>> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e?;
+                std::io::copy(&mut e, &mut std::io::sink())
+            })
+            .collect();
+        assert!(result.is_err());
+    }
+}
