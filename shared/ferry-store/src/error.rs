@@ -21,7 +21,7 @@ pub enum StoreError {
         source: io::Error,
     },
     /// The device is full.
-    #[error("no space left on the device holding {path} (while writing {what}); free space and rerun the same command to resume")]
+    #[error("no space left on the device holding {path} ({what} failed); free space and rerun the same command to resume")]
     DiskFull {
         /// The path being written.
         path: PathBuf,

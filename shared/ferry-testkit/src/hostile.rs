@@ -174,7 +174,7 @@ pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
         fs::remove_dir_all(&base_dir)?;
     }
     let spec = FixtureSpec {
-        seed: 0x4057_11e,
+        seed: 0x0405_711e,
         images: 1,
         layers_per_image: 2,
         layer_size: 2048,

@@ -95,7 +95,7 @@ impl Fixture {
 
 /// True for the Nth, 2Nth, … item (0-based `index`); never when `every` is 0.
 fn every(every: usize, index: usize) -> bool {
-    every != 0 && (index + 1) % every == 0
+    every != 0 && (index + 1).is_multiple_of(every)
 }
 
 struct Flavour {

@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(manifest.len(), fixture.images.len());
         let mut listed = BTreeSet::new();
         for (entry, img) in manifest.iter().zip(&fixture.images) {
-            assert_eq!(entry.repo_tags, [img.reference.clone()]);
+            assert_eq!(entry.repo_tags, std::slice::from_ref(&img.reference));
             let config: serde_json::Value = serde_json::from_slice(&files[&entry.config]).unwrap();
             assert_eq!(config["architecture"], "amd64");
             assert_eq!(

@@ -1,2 +1,103 @@
-//! ferry (being written).
-fn main() {}
+//! ferry: git-style umbrella command. `ferry TOOL ARGS…` runs `ferry-TOOL ARGS…`,
+//! found next to this executable first, then on `PATH`. `ferry --help` lists
+//! the tools that are installed. It holds no logic of its own.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Known tools and what they do (shown by `ferry --help` when installed).
+const TOOLS: [(&str, &str); 4] = [
+    (
+        "export",
+        "unpack an image package into a verified OCI layout store (directory or removable media)",
+    ),
+    (
+        "verify",
+        "re-check every digest of a store or package in parallel (integrity audits)",
+    ),
+    (
+        "diff",
+        "compare a private registry with a package: what is missing or different",
+    ),
+    (
+        "push",
+        "upload what a registry is missing, resumably (bmctl push images flags)",
+    ),
+];
+
+fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let file = format!("ferry-{name}");
+    search_dirs()
+        .into_iter()
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+}
+
+fn help() -> String {
+    let mut s = String::from(
+        "ferry: move container images across an air gap and prove they arrived intact.\n\n\
+         Usage: ferry <TOOL> [ARGS...]    (runs ferry-<TOOL> [ARGS...])\n\nInstalled tools:\n",
+    );
+    let mut any = false;
+    for (name, what) in TOOLS {
+        if find_tool(name).is_some() {
+            s.push_str(&format!("  {name:<8} {what}\n"));
+            any = true;
+        }
+    }
+    if !any {
+        s.push_str("  (none found next to ferry or on PATH)\n");
+    }
+    s.push_str(
+        "\nExample:\n  ferry export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store\n\n\
+         Run `ferry <TOOL> --help` for a tool's options and exit codes\n\
+         (0 ok, 1 findings, 2 error).\n",
+    );
+    s
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(first) = args.first().and_then(|a| a.to_str()).map(str::to_owned) else {
+        eprint!("{}", help());
+        return ExitCode::from(2);
+    };
+    match first.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        "-V" | "--version" => {
+            println!("ferry {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    args.remove(0);
+    let Some(tool) = find_tool(&first) else {
+        eprintln!(
+            "ferry: no such tool {first:?} (looked for ferry-{first} next to ferry and on PATH)\n"
+        );
+        eprint!("{}", help());
+        return ExitCode::from(2);
+    };
+    let err = Command::new(&tool).args(&args).exec();
+    eprintln!("ferry: cannot run {}: {err}", tool.display());
+    ExitCode::from(2)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the system packages ferry's demo, tests and benchmarks use, if missing.
+# Debian packages only; needs root (or sudo). Safe to run repeatedly.
+set -euo pipefail
+
+# command-or-file -> Debian package
+declare -A NEED=(
+  [skopeo]=skopeo                       # third-party client: inspect/copy OCI layouts, registries
+  [umoci]=umoci                         # third-party OCI layout builder for interop tests
+  [docker-registry]=docker-registry     # distribution v2.8: the real registry in tests
+  [xz]=xz-utils                         # CLI baseline in benchmarks, fixture checks
+  [zstd]=zstd                           # CLI baseline in benchmarks
+  [openssl]=openssl                     # private CA and certificates for TLS registries
+  [htpasswd]=apache2-utils              # bcrypt htpasswd files for the registry
+  [cc]=gcc                              # C compiler for liblzma/zstd bindings
+  [pkg-config]=pkg-config
+)
+
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
