@@ -14,6 +14,7 @@ declare -A NEED=(
   [htpasswd]=apache2-utils              # bcrypt htpasswd files for the registry
   [cc]=gcc                              # C compiler for liblzma/zstd bindings
   [pkg-config]=pkg-config
+  [/usr/bin/time]=time               # peak RSS in benchmarks
 )
 
 missing=()

@@ -42,13 +42,64 @@ fn gzip_isize(path: &Path) -> Option<u64> {
     Some(u32::from_le_bytes(b) as u64)
 }
 
-#[allow(unsafe_code)]
+/// Sums the content sizes recorded in the headers of every zstd frame, hopping
+/// from block header to block header (a few bytes read per 128 KiB block, so
+/// memory and page-cache use stay tiny). `None` if any frame omits its size.
 fn zstd_uncompressed_size(path: &Path) -> Option<u64> {
-    let file = File::open(path).ok()?;
-    // SAFETY: read-only mapping of a file we do not modify; a concurrent writer
-    // could change the bytes, which at worst makes this estimate wrong.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    zstd::zstd_safe::find_decompressed_size(&map).ok().flatten()
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let read = |at: u64, buf: &mut [u8]| f.read_exact_at(buf, at).ok();
+    let (mut pos, mut total) = (0u64, 0u64);
+    while pos < len {
+        let mut magic = [0u8; 4];
+        read(pos, &mut magic)?;
+        let magic = u32::from_le_bytes(magic);
+        if (0x184D_2A50..=0x184D_2A5F).contains(&magic) {
+            let mut size = [0u8; 4];
+            read(pos + 4, &mut size)?;
+            pos += 8 + u32::from_le_bytes(size) as u64;
+            continue;
+        }
+        if magic != 0xFD2F_B528 {
+            return None;
+        }
+        let mut fhd = [0u8; 1];
+        read(pos + 4, &mut fhd)?;
+        let (fcs_flag, single_segment, checksum, dict_flag) =
+            (fhd[0] >> 6, fhd[0] & 0x20 != 0, fhd[0] & 0x04 != 0, fhd[0] & 0x03);
+        let dict_len = [0u64, 1, 2, 4][dict_flag as usize];
+        let fcs_len = match (fcs_flag, single_segment) {
+            (0, false) => return None, // content size not recorded
+            (0, true) => 1u64,
+            (1, _) => 2,
+            (2, _) => 4,
+            _ => 8,
+        };
+        let fcs_at = pos + 5 + u64::from(!single_segment) + dict_len;
+        let mut fcs = [0u8; 8];
+        read(fcs_at, &mut fcs[..fcs_len as usize])?;
+        let mut size = u64::from_le_bytes(fcs);
+        if fcs_len == 2 {
+            size += 256;
+        }
+        total = total.checked_add(size)?;
+        pos = fcs_at + fcs_len;
+        loop {
+            let mut bh = [0u8; 4];
+            read(pos, &mut bh[..3])?;
+            let header = u32::from_le_bytes(bh);
+            let (last, kind, block_size) = (header & 1 != 0, (header >> 1) & 3, (header >> 3) as u64);
+            pos += 3 + if kind == 1 { 1 } else { block_size };
+            if last {
+                break;
+            }
+        }
+        if checksum {
+            pos += 4;
+        }
+    }
+    Some(total)
 }
 
 /// Sums the uncompressed sizes recorded in the index of every xz stream.
