@@ -25,7 +25,7 @@ echo "generating ~${SIZE_MIB} MiB: $IMAGES images x $LAYERS layers x ${LAYER_MIB
 "$BIN/ferry-fixture" --out "$WORK/layout" --format dir --seed 9 --images "$IMAGES" --layers "$LAYERS" \
   --layer-size "${LAYER_MIB}MiB" --incompressible --no-shared-base > /dev/null
 tar -C "$WORK/layout" -cf "$WORK/pkg.tar" .
-xz -T2 -1 -k -c "$WORK/pkg.tar" > "$WORK/pkg.tar.xz"       # multi-block, as `xz -T0` writes
+xz -T2 -0 -k -c "$WORK/pkg.tar" > "$WORK/pkg.tar.xz"       # multi-block, as `xz -T0` writes
 zstd -q -T2 -3 -c "$WORK/pkg.tar" > "$WORK/pkg.tar.zst"
 rm -rf "$WORK/layout"
 TAR_BYTES=$(stat -c %s "$WORK/pkg.tar")
@@ -56,7 +56,7 @@ cat <<MD
 ### ferry-export ($(date -u +%Y-%m-%d))
 
 Command: \`scripts/bench-export.sh $SIZE_MIB\` — machine: $(bench_machine).
-Package: ${MB} MB tar of $IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers; \`.tar.xz\` written by \`xz -T2 -1\` (multi-block), \`.tar.zst\` by \`zstd -T2 -3\`. Median of 3 rounds, warm page cache for the input; every run ends with its output on disk (\`sync\` for the pipelines, fsync per blob for ferry).
+Package: ${MB} MB tar of $IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers; \`.tar.xz\` written by \`xz -T2 -0\` (multi-block), \`.tar.zst\` by \`zstd -T2 -3\`. Median of 3 rounds, warm page cache for the input; every run ends with its output on disk (\`sync\` for the pipelines, fsync per blob for ferry).
 
 | what | seconds | MB/s (tar bytes) | peak RSS | ratio to pipeline | target |
 |---|---|---|---|---|---|

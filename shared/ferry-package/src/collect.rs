@@ -91,43 +91,6 @@ impl<'s> Collector<'s> {
         }
     }
 
-    /// Handles one regular-file entry at normalised `path` of `size` bytes.
-    pub fn entry(
-        &mut self,
-        path: &str,
-        size: u64,
-        reader: &mut dyn Read,
-    ) -> Result<(), EntryFailure> {
-        if !self.seen.insert(path.to_owned()) {
-            return Err(PackageError::DuplicateEntry {
-                entry: path.to_owned(),
-            }
-            .into());
-        }
-        let result = if let Some(rest) = path.strip_prefix("blobs/") {
-            self.blob_entry(path, rest, size, reader)
-        } else if METADATA_FILES.contains(&path) {
-            self.metadata_entry(path, size, reader)
-        } else if self.keep_other_files {
-            self.other_entry(path, size, reader)
-        } else {
-            Ok(())
-        };
-        if let Some(c) = &self.consumed {
-            c.fetch_add(size, Ordering::Relaxed);
-        }
-        result
-    }
-
-    /// Records an in-archive link (never created on disk).
-    pub fn alias(&mut self, path: String, target: String) -> Result<(), PackageError> {
-        if !self.seen.insert(path.clone()) {
-            return Err(PackageError::DuplicateEntry { entry: path });
-        }
-        self.aliases.insert(path, target);
-        Ok(())
-    }
-
     /// The stored file at `path`, following in-archive links (at most 16 hops).
     pub fn lookup(&self, path: &str) -> Option<&StoredFile> {
         let mut current: String = path
@@ -275,6 +238,40 @@ impl<'s> Collector<'s> {
             size,
             written_now: true,
         })
+    }
+}
+
+impl crate::entries::EntryHandler for Collector<'_> {
+    /// Handles one regular-file entry at normalised `path` of `size` bytes.
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if !self.seen.insert(path.to_owned()) {
+            return Err(PackageError::DuplicateEntry {
+                entry: path.to_owned(),
+            }
+            .into());
+        }
+        let result = if let Some(rest) = path.strip_prefix("blobs/") {
+            self.blob_entry(path, rest, size, reader)
+        } else if METADATA_FILES.contains(&path) {
+            self.metadata_entry(path, size, reader)
+        } else if self.keep_other_files {
+            self.other_entry(path, size, reader)
+        } else {
+            Ok(())
+        };
+        if let Some(c) = &self.consumed {
+            c.fetch_add(size, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Records an in-archive link (never created on disk).
+    fn link(&mut self, path: String, target: String) -> Result<(), PackageError> {
+        if !self.seen.insert(path.clone()) {
+            return Err(PackageError::DuplicateEntry { entry: path });
+        }
+        self.aliases.insert(path, target);
+        Ok(())
     }
 }
 

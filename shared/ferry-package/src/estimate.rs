@@ -66,8 +66,12 @@ fn zstd_uncompressed_size(path: &Path) -> Option<u64> {
         }
         let mut fhd = [0u8; 1];
         read(pos + 4, &mut fhd)?;
-        let (fcs_flag, single_segment, checksum, dict_flag) =
-            (fhd[0] >> 6, fhd[0] & 0x20 != 0, fhd[0] & 0x04 != 0, fhd[0] & 0x03);
+        let (fcs_flag, single_segment, checksum, dict_flag) = (
+            fhd[0] >> 6,
+            fhd[0] & 0x20 != 0,
+            fhd[0] & 0x04 != 0,
+            fhd[0] & 0x03,
+        );
         let dict_len = [0u64, 1, 2, 4][dict_flag as usize];
         let fcs_len = match (fcs_flag, single_segment) {
             (0, false) => return None, // content size not recorded
@@ -89,7 +93,8 @@ fn zstd_uncompressed_size(path: &Path) -> Option<u64> {
             let mut bh = [0u8; 4];
             read(pos, &mut bh[..3])?;
             let header = u32::from_le_bytes(bh);
-            let (last, kind, block_size) = (header & 1 != 0, (header >> 1) & 3, (header >> 3) as u64);
+            let (last, kind, block_size) =
+                (header & 1 != 0, (header >> 1) & 3, (header >> 3) as u64);
             pos += 3 + if kind == 1 { 1 } else { block_size };
             if last {
                 break;

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
@@ -12,9 +12,9 @@ use ferry_store::{media, Descriptor, Digest, Store, StoreError};
 
 use crate::assemble::named_roots;
 use crate::collect::{Collector, Counts, EntryFailure};
-use crate::decompress::Decompressed;
-use crate::detect::{detect, Compression, PackageFormat};
-use crate::entry_rules::{check_entry, kind_of_tar, EntryAction, EntryKind};
+use crate::detect::{detect, PackageFormat};
+use crate::entries::{for_each_entry, EntryHandler};
+use crate::entry_rules::{check_entry, EntryAction, EntryKind};
 use crate::error::PackageError;
 
 /// One image of an imported package.
@@ -63,7 +63,7 @@ pub fn import_package(
     let progress = options.progress.clone();
     match format {
         PackageFormat::Archive(compression) => {
-            read_archive(path, compression, options.threads, &mut collector, progress)?
+            for_each_entry(path, compression, options.threads, progress, &mut collector)?
         }
         PackageFormat::LayoutDir => read_dir(path, &mut collector, progress)?,
     }
@@ -130,54 +130,6 @@ pub fn import_package(
     })
 }
 
-fn read_archive(
-    path: &Path,
-    compression: Compression,
-    threads: u32,
-    collector: &mut Collector<'_>,
-    progress: Arc<AtomicU64>,
-) -> Result<(), PackageError> {
-    let format = match compression {
-        Compression::None => "tar",
-        Compression::Gzip => "tar.gz",
-        Compression::Xz => "tar.xz",
-        Compression::Zstd => "tar.zst",
-    };
-    let corrupt = |cause: String| PackageError::Corrupt {
-        path: path.into(),
-        format,
-        offset: progress.load(Ordering::Relaxed),
-        cause,
-    };
-    let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
-    let mut archive = tar::Archive::new(decompressed);
-    let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-        let kind = kind_of_tar(entry.header().entry_type());
-        let raw_name = entry.path_bytes().into_owned();
-        let link_target = entry.link_name_bytes().map(|t| t.into_owned());
-        let path_in_archive = match check_entry(&raw_name, kind, link_target.as_deref())? {
-            EntryAction::Skip => continue,
-            EntryAction::Link { path, target } => {
-                collector.alias(path, target)?;
-                continue;
-            }
-            EntryAction::File(p) => p,
-        };
-        let size = entry.size();
-        match collector.entry(&path_in_archive, size, &mut entry) {
-            Ok(()) => {}
-            Err(EntryFailure::Input(cause)) => return Err(corrupt(cause)),
-            Err(EntryFailure::Package(e)) => return Err(e),
-        }
-    }
-    archive
-        .into_inner()
-        .finish()
-        .map_err(|e| corrupt(e.to_string()))
-}
-
 fn read_dir(
     root: &Path,
     collector: &mut Collector<'_>,
@@ -229,7 +181,7 @@ fn read_dir(
         let rel_path = match check_entry(rel_bytes, kind, link_target.as_deref())? {
             EntryAction::Skip => continue,
             EntryAction::Link { path, target } => {
-                collector.alias(path, target)?;
+                collector.link(path, target)?;
                 continue;
             }
             EntryAction::File(p) => p,
@@ -245,7 +197,7 @@ fn read_dir(
                 source,
             })?
             .len();
-        match collector.entry(&rel_path, size, &mut file) {
+        match collector.file(&rel_path, size, &mut file) {
             Ok(()) => {}
             Err(EntryFailure::Input(cause)) => {
                 return Err(PackageError::Io {

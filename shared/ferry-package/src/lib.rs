@@ -16,9 +16,11 @@
 //!    blob of their graph is verified in the store.
 
 mod assemble;
+pub mod audit;
 pub mod collect;
 pub mod decompress;
 pub mod detect;
+pub mod entries;
 pub mod entry_rules;
 pub mod error;
 pub mod estimate;

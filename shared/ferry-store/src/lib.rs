@@ -17,6 +17,7 @@
 //!
 //! This crate knows nothing of HTTP or command-line flags.
 
+pub mod audit;
 pub mod blob_writer;
 pub mod descriptor;
 pub mod digest;

@@ -131,7 +131,11 @@ pub(crate) fn write_layer(layout: &Path, p: &LayerParams<'_>) -> anyhow::Result<
             ),
             _ => (format!("usr/share/doc/{word}-{n}.md"), 0o644),
         };
-        let size = rng.gen_range(256..=max_file);
+        // Never overshoot the target by more than one small file (compressed <= uncompressed
+        // for text, ~= for random data).
+        let size = rng
+            .gen_range(256..=max_file)
+            .min((p.target_size - compressed.min(p.target_size)).max(256));
         let content_rng = rng_for(p.seed, &format!("layer-content/{}/{n}", p.label));
         let mut header = file_header(size, mode);
         if p.incompressible {

@@ -27,6 +27,7 @@ mod package;
 mod rng;
 mod tario;
 mod units;
+mod xzstore;
 
 pub mod hostile;
 

@@ -16,9 +16,12 @@ use ferry_testkit::{
 #[command(
     name = "ferry-fixture",
     version,
-    after_help = "Example: a 1 GiB package of incompressible layers, multi-block xz, layers before index.json:\n  \
-    ferry-fixture --out /tmp/big.tar.xz --format tar.xz-mt --images 4 --layers 2 --layer-size 128MiB \\\n    \
-    --incompressible --multi-arch-every 2 --docker-every 3 --layers-first\n\n\
+    after_help = "Example: a 1 GiB package of incompressible layers (8 x 128 MiB), multi-block xz,\n\
+    layers before index.json (about 15 s on 2 cores):\n  \
+    ferry-fixture --out /tmp/big.tar.xz --format tar.xz-mt --images 4 --layers 2 \\\n    \
+    --layer-size 128MiB --incompressible --no-shared-base --layers-first\n\
+    A small mixed package (OCI, multi-arch index, Docker schema 2):\n  \
+    ferry-fixture --out /tmp/small.tar --format tar --multi-arch-every 2 --docker-every 3\n\n\
     Formats: dir, tar, tar.gz, tar.xz, tar.xz-mt, tar.zst, docker-archive"
 )]
 struct Args {
@@ -58,15 +61,35 @@ struct Args {
     /// Put layer blobs before oci-layout/index.json/manifests in the tar.
     #[arg(long)]
     layers_first: bool,
-    /// xz preset for tar.xz and tar.xz-mt.
-    #[arg(long, default_value_t = 1)]
-    xz_preset: u32,
+    /// xz level for tar.xz and tar.xz-mt: a preset 0-9, or "stored" (LZMA2 uncompressed
+    /// chunks, what xz produces for random data, ~100x faster). Default: stored with
+    /// --incompressible, else 1.
+    #[arg(long, value_parser = parse_xz_level)]
+    xz_level: Option<XzLevel>,
     /// Repository prefix of every reference.
     #[arg(long, default_value = "gcr.io/anthos-baremetal-release")]
     name_prefix: String,
     /// Tag of every reference.
     #[arg(long, default_value = "1.8.0")]
     tag: String,
+}
+
+#[derive(Clone, Copy)]
+enum XzLevel {
+    Preset(u32),
+    Stored,
+}
+
+fn parse_xz_level(s: &str) -> Result<XzLevel, String> {
+    match s {
+        "stored" => Ok(XzLevel::Stored),
+        _ => match s.parse::<u32>() {
+            Ok(n) if n <= 9 => Ok(XzLevel::Preset(n)),
+            _ => Err(format!(
+                "invalid xz level {s:?}: expected 0-9 or \"stored\""
+            )),
+        },
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,9 +107,19 @@ fn main() -> anyhow::Result<()> {
         name_prefix: args.name_prefix,
         tag: args.tag,
     };
+    let xz_level = args.xz_level.unwrap_or(if args.incompressible {
+        XzLevel::Stored
+    } else {
+        XzLevel::Preset(1)
+    });
+    let (xz_preset, xz_stored) = match xz_level {
+        XzLevel::Preset(n) => (n, false),
+        XzLevel::Stored => (1, true),
+    };
     let opts = PackageOptions {
         layers_first: args.layers_first,
-        xz_preset: args.xz_preset,
+        xz_preset,
+        xz_stored,
         ..PackageOptions::default()
     };
     let (fixture, package_bytes) = if args.format == PackageFormat::Dir {

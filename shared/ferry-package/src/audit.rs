@@ -1,0 +1,344 @@
+//! Package audits: verify every digest of a package in one streaming pass,
+//! extracting nothing to disk. Problems are collected, not fatal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_store::audit::{AuditInfo, AuditReport, Problem, ProblemKind};
+use ferry_store::descriptor::{
+    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES,
+};
+use ferry_store::layout::IndexJson;
+use ferry_store::walk::walk_graph;
+use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, StoreError};
+
+use crate::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
+use crate::detect::{detect, PackageFormat};
+use crate::entries::{for_each_entry, EntryHandler};
+use crate::error::PackageError;
+
+const CHUNK: usize = 1 << 20;
+
+#[derive(Default)]
+struct Auditor {
+    /// Blobs seen (by digest, as named), with their real size, if their content matched.
+    blobs: HashMap<Digest, u64>,
+    /// Small JSON blobs kept to walk the graph (manifests, indexes, configs).
+    json: HashMap<Digest, Vec<u8>>,
+    metadata: HashMap<String, Vec<u8>>,
+    problems: Vec<Problem>,
+    bytes: u64,
+    count: u64,
+    buf: Vec<u8>,
+}
+
+fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Problem {
+    Problem {
+        digest,
+        entry: entry.map(str::to_owned),
+        media_type: String::new(),
+        images: Vec::new(),
+        kind,
+        quarantined_to: None,
+    }
+}
+
+impl EntryHandler for Auditor {
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if METADATA_FILES.contains(&path) && size <= MAX_METADATA_BYTES {
+            let mut bytes = Vec::new();
+            reader
+                .take(size)
+                .read_to_end(&mut bytes)
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            self.metadata.insert(path.to_owned(), bytes);
+            return Ok(());
+        }
+        let named = path
+            .strip_prefix("blobs/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(alg, hex)| {
+                Algorithm::from_name(alg)
+                    .ok_or(())
+                    .and_then(|a| Digest::new(a, hex).map_err(|_| ()))
+            });
+        let expected = match named {
+            Some(Ok(d)) => Some(d),
+            Some(Err(())) => {
+                self.problems.push(problem(
+                    Some(path),
+                    None,
+                    ProblemKind::UnsafeEntry {
+                        detail: "blob name is not a valid sha256/sha512 digest".into(),
+                    },
+                ));
+                None
+            }
+            None => None, // other files (docker-archive payloads): hashed for the byte count only
+        };
+        let mut hasher = Hasher::new(
+            expected
+                .as_ref()
+                .map_or(Algorithm::Sha256, Digest::algorithm),
+        );
+        let keep = size <= MAX_MANIFEST_BYTES && expected.is_some();
+        let mut kept = Vec::new();
+        if self.buf.is_empty() {
+            self.buf = vec![0; CHUNK];
+        }
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(CHUNK as u64) as usize;
+            let n = reader
+                .read(&mut self.buf[..want])
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            if n == 0 {
+                return Err(EntryFailure::Input(format!(
+                    "entry {path:?} is truncated: header says {size} bytes, only {} present",
+                    size - left
+                )));
+            }
+            hasher.update(&self.buf[..n]);
+            if keep && (kept.len() + n) as u64 <= MAX_MANIFEST_BYTES {
+                kept.extend_from_slice(&self.buf[..n]);
+            }
+            left -= n as u64;
+        }
+        self.bytes += size;
+        self.count += 1;
+        let actual = hasher.finish();
+        if let Some(expected) = expected {
+            if actual != expected {
+                self.problems.push(problem(
+                    Some(path),
+                    Some(expected.clone()),
+                    ProblemKind::DigestMismatch { expected, actual },
+                ));
+            } else {
+                if kept.first() == Some(&b'{') {
+                    self.json.insert(expected.clone(), kept);
+                }
+                self.blobs.insert(expected, size);
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, _path: String, _target: String) -> Result<(), PackageError> {
+        Ok(())
+    }
+
+    fn refused(&mut self, error: PackageError) -> Result<(), PackageError> {
+        let entry = match &error {
+            PackageError::UnsafeEntry { entry, .. } | PackageError::BadBlobName { entry, .. } => {
+                Some(entry.clone())
+            }
+            _ => None,
+        };
+        self.problems.push(problem(
+            entry.as_deref(),
+            None,
+            ProblemKind::UnsafeEntry {
+                detail: error.to_string(),
+            },
+        ));
+        Ok(())
+    }
+}
+
+/// Verifies the package at `path` without extracting it: every blob's digest
+/// against its name, then the image graphs of `index.json` (every descriptor
+/// present with the right size, manifests parse, media types agree).
+///
+/// Fails only when the package cannot be read at all (exit 2); corruption,
+/// including a truncated or corrupt stream, is reported as problems.
+pub fn audit_package(
+    path: &Path,
+    threads: u32,
+    progress: Arc<AtomicU64>,
+) -> Result<AuditReport, PackageError> {
+    let started = Instant::now();
+    let format = detect(path)?;
+    let compression = match format {
+        PackageFormat::Archive(c) => c,
+        PackageFormat::LayoutDir => {
+            return Err(PackageError::NotAPackage {
+                path: path.into(),
+                why: "a directory is audited as a store".into(),
+            })
+        }
+    };
+    let mut a = Auditor::default();
+    match for_each_entry(path, compression, threads, progress, &mut a) {
+        Ok(()) => {}
+        Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
+            a.problems.push(problem(
+                None,
+                None,
+                ProblemKind::CorruptPackage {
+                    detail: e.to_string(),
+                },
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    let mut report = AuditReport {
+        images: 0,
+        blobs: a.count,
+        bytes: a.bytes,
+        fast_checked_blobs: 0,
+        fast_fallback_blobs: 0,
+        problems: Vec::new(),
+        info: AuditInfo::default(),
+        seconds: 0.0,
+    };
+    let Some(index) = a.metadata.get("index.json") else {
+        if a.metadata.contains_key("manifest.json") {
+            report.info.notes.push("docker-archive without index.json: file digests are not in their names, so only the stream was checked".into());
+        } else {
+            a.problems.push(problem(
+                Some("index.json"),
+                None,
+                ProblemKind::BadManifest {
+                    detail: "package has no index.json".into(),
+                },
+            ));
+        }
+        report.problems = a.problems;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    };
+    let index: IndexJson = match serde_json::from_slice(index) {
+        Ok(i) => i,
+        Err(e) => {
+            a.problems.push(problem(
+                Some("index.json"),
+                None,
+                ProblemKind::BadManifest {
+                    detail: format!("not an OCI index: {e}"),
+                },
+            ));
+            report.problems = a.problems;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+    };
+    report.images = index.manifests.len();
+    let mut by_digest: BTreeMap<Digest, Problem> = BTreeMap::new();
+    for root in &index.manifests {
+        let name = root
+            .annotations
+            .get(ANNOTATION_CONTAINERD_NAME)
+            .or_else(|| root.annotations.get(ANNOTATION_REF_NAME))
+            .cloned()
+            .unwrap_or_else(|| root.digest.to_string());
+        let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
+            a.json
+                .get(&d.digest)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBlob {
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    parent: String::new(),
+                })
+        });
+        let mut found: Vec<(Descriptor, ProblemKind)> = Vec::new();
+        for p in walk.problems {
+            match p {
+                StoreError::MissingBlob {
+                    digest,
+                    media_type,
+                    size,
+                    ..
+                } => {
+                    let d = Descriptor::new(media_type, digest, size);
+                    found.push((
+                        d.clone(),
+                        leaf_problem(&a, &d).unwrap_or(ProblemKind::BadManifest {
+                            detail: "manifest is not JSON or is over 4 MiB".into(),
+                        }),
+                    ));
+                }
+                StoreError::Manifest(m) => {
+                    let d = Descriptor::new("", digest_of(&m), 0);
+                    found.push((
+                        d,
+                        ProblemKind::BadManifest {
+                            detail: m.to_string(),
+                        },
+                    ));
+                }
+                other => found.push((
+                    root.clone(),
+                    ProblemKind::BadManifest {
+                        detail: other.to_string(),
+                    },
+                )),
+            }
+        }
+        for node in walk.nodes {
+            let d = &node.descriptor;
+            if media::is_manifest_like(&d.media_type) || !d.urls.is_empty() {
+                continue;
+            }
+            if let Some(kind) = leaf_problem(&a, d) {
+                found.push((d.clone(), kind));
+            }
+        }
+        for (d, kind) in found {
+            by_digest
+                .entry(d.digest.clone())
+                .or_insert_with(|| Problem {
+                    media_type: d.media_type.clone(),
+                    ..problem(None, Some(d.digest.clone()), kind)
+                })
+                .images
+                .push(name.clone());
+        }
+    }
+    // A blob whose content did not match its name shows up once, with its images.
+    for mut p in a.problems {
+        if let Some(d) = &p.digest {
+            if let Some(graph) = by_digest.remove(d) {
+                p.images = graph.images;
+                p.media_type = graph.media_type;
+            }
+        }
+        report.problems.push(p);
+    }
+    report.problems.extend(by_digest.into_values());
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn digest_of(m: &ferry_store::descriptor::ManifestError) -> Digest {
+    use ferry_store::descriptor::ManifestError as M;
+    match m {
+        M::Malformed { digest, .. }
+        | M::MediaTypeMismatch { digest, .. }
+        | M::TooLarge { digest, .. } => digest.clone(),
+    }
+}
+
+fn leaf_problem(a: &Auditor, d: &Descriptor) -> Option<ProblemKind> {
+    match a.blobs.get(&d.digest) {
+        Some(&size) if size == d.size => None,
+        Some(&size) => Some(ProblemKind::SizeMismatch {
+            expected_size: d.size,
+            actual_size: size,
+        }),
+        None if a
+            .problems
+            .iter()
+            .any(|p| p.digest.as_ref() == Some(&d.digest)) =>
+        {
+            None
+        } // reported as a digest mismatch
+        None => Some(ProblemKind::Missing),
+    }
+}

@@ -1,0 +1,82 @@
+//! Iterating a tar package's entries once, with the safety rules applied,
+//! for any consumer (the importer, the auditor).
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::collect::EntryFailure;
+use crate::decompress::Decompressed;
+use crate::detect::Compression;
+use crate::entry_rules::{check_entry, kind_of_tar, EntryAction};
+use crate::error::PackageError;
+
+/// Receives the entries of a package.
+pub trait EntryHandler {
+    /// A regular file at a normalised path; `reader` yields exactly `size` bytes
+    /// unless the package is truncated.
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure>;
+    /// A link that stays inside the package.
+    fn link(&mut self, path: String, target: String) -> Result<(), PackageError>;
+    /// An entry refused by the safety rules. Returning `Err` stops the walk
+    /// (import); returning `Ok` skips the entry and goes on (audit).
+    fn refused(&mut self, error: PackageError) -> Result<(), PackageError> {
+        Err(error)
+    }
+}
+
+/// Streams every entry of the tar package at `path` to `handler`, then checks
+/// that the compressed stream ends cleanly (integrity trailer, no trailing garbage).
+pub fn for_each_entry(
+    path: &Path,
+    compression: Compression,
+    threads: u32,
+    progress: Arc<AtomicU64>,
+    handler: &mut dyn EntryHandler,
+) -> Result<(), PackageError> {
+    let format = match compression {
+        Compression::None => "tar",
+        Compression::Gzip => "tar.gz",
+        Compression::Xz => "tar.xz",
+        Compression::Zstd => "tar.zst",
+    };
+    let corrupt = |cause: String| PackageError::Corrupt {
+        path: path.into(),
+        format,
+        offset: progress.load(Ordering::Relaxed),
+        cause,
+    };
+    let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
+    let mut archive = tar::Archive::new(decompressed);
+    let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let kind = kind_of_tar(entry.header().entry_type());
+        let raw_name = entry.path_bytes().into_owned();
+        let link_target = entry.link_name_bytes().map(|t| t.into_owned());
+        let action = match check_entry(&raw_name, kind, link_target.as_deref()) {
+            Ok(a) => a,
+            Err(e) => {
+                handler.refused(e)?;
+                continue;
+            }
+        };
+        match action {
+            EntryAction::Skip => {}
+            EntryAction::Link { path, target } => handler.link(path, target)?,
+            EntryAction::File(p) => {
+                let size = entry.size();
+                match handler.file(&p, size, &mut entry) {
+                    Ok(()) => {}
+                    Err(EntryFailure::Input(cause)) => return Err(corrupt(cause)),
+                    Err(EntryFailure::Package(e)) => return Err(e),
+                }
+            }
+        }
+    }
+    archive
+        .into_inner()
+        .finish()
+        .map_err(|e| corrupt(e.to_string()))
+}

@@ -1,0 +1,632 @@
+//! Store audits: re-hash every blob in parallel and check the graph is closed.
+//!
+//! Problems are collected, never fatal, so one run reports everything.
+//! Hashing uses rayon across blobs and memory-maps each blob in bounded
+//! windows (so resident memory stays small whatever the blob size).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::descriptor::{Descriptor, MAX_MANIFEST_BYTES};
+use crate::digest::{Digest, Hasher};
+use crate::error::StoreError;
+use crate::journal;
+use crate::layout::{image_name, Store, STATE_DIR};
+use crate::walk::walk_graph;
+
+/// Bytes mapped at once per blob being hashed.
+const WINDOW: usize = 16 << 20;
+
+/// What is wrong with one blob or manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Referenced but not in the store.
+    Missing,
+    /// On disk with another size than its descriptor says.
+    SizeMismatch {
+        /// Size in the descriptor.
+        expected_size: u64,
+        /// Size on disk.
+        actual_size: u64,
+    },
+    /// Content hashes to another digest.
+    DigestMismatch {
+        /// The digest it should have (its name).
+        expected: Digest,
+        /// What its bytes hash to.
+        actual: Digest,
+    },
+    /// Could not be read.
+    Unreadable {
+        /// The I/O error.
+        detail: String,
+    },
+    /// A manifest or index that does not parse, or disagrees with its descriptor.
+    BadManifest {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A package that cannot be read to the end (truncated or corrupt stream).
+    CorruptPackage {
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A package entry refused by the safety rules (traversal, links out, devices, bad names).
+    UnsafeEntry {
+        /// Which rule it breaks.
+        detail: String,
+    },
+}
+
+/// One problem, with the images that are affected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The blob or manifest concerned (absent for stream-level package problems).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// The package entry concerned (package audits only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Its media type, as referenced.
+    pub media_type: String,
+    /// Images whose graph contains it.
+    pub images: Vec<String>,
+    /// What is wrong.
+    #[serde(flatten)]
+    pub kind: ProblemKind,
+    /// Where the corrupt file was moved by `--quarantine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined_to: Option<PathBuf>,
+}
+
+/// Findings that are not failures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditInfo {
+    /// Blobs present but reachable from no image.
+    pub unreferenced_blobs: Vec<Digest>,
+    /// Temp, partial or foreign files left in the store.
+    pub leftover_files: Vec<PathBuf>,
+    /// Remarks (e.g. fast mode fell back to full hashing).
+    pub notes: Vec<String>,
+}
+
+/// How to audit.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditOptions {
+    /// Check sizes and the blake3 sidecar instead of the OCI digests.
+    pub fast: bool,
+    /// Move corrupt blobs aside (needs the store lock).
+    pub quarantine: bool,
+    /// Hashing threads.
+    pub jobs: usize,
+}
+
+/// Result of an audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    /// Named images checked.
+    pub images: usize,
+    /// Blobs checked (manifests included).
+    pub blobs: u64,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Blobs checked by blake3 sidecar (fast mode).
+    pub fast_checked_blobs: u64,
+    /// Blobs that fell back to the full digest in fast mode.
+    pub fast_fallback_blobs: u64,
+    /// Problems found.
+    pub problems: Vec<Problem>,
+    /// Non-failures worth knowing.
+    pub info: AuditInfo,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+enum Check {
+    Ok { hashed: u64, fast: bool },
+    Bad(ProblemKind, u64),
+}
+
+/// Audits the store at `root` (opened read-only, or for writing when quarantining).
+pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, StoreError> {
+    let started = Instant::now();
+    let store = if options.quarantine {
+        Store::open_for_write(root)?
+    } else {
+        Store::open_read_only(root)?
+    };
+    let entries = store.index_entries()?;
+    let roots: Vec<(String, Descriptor)> = entries
+        .iter()
+        .map(|d| {
+            (
+                image_name(d)
+                    .unwrap_or("(unnamed index.json entry)")
+                    .to_owned(),
+                d.clone(),
+            )
+        })
+        .collect();
+
+    // Graph: which descriptors each image needs (manifests read once, cached).
+    let mut cache: HashMap<Digest, Result<Vec<u8>, String>> = HashMap::new();
+    let mut needed: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
+    let mut problems: BTreeMap<Digest, Problem> = BTreeMap::new();
+    for (name, root_desc) in &roots {
+        // Manifests that cannot be read are checked (and named precisely) by the hashing pass.
+        let mut unreadable: Vec<Descriptor> = Vec::new();
+        let walk = walk_graph(
+            std::slice::from_ref(&(name.clone(), root_desc.clone())),
+            |d| {
+                let entry = cache.entry(d.digest.clone()).or_insert_with(|| {
+                    store
+                        .read_small_blob(d, MAX_MANIFEST_BYTES)
+                        .map_err(|e| e.to_string())
+                });
+                if entry.is_err() {
+                    unreadable.push(d.clone());
+                }
+                entry.clone().map_err(|detail| StoreError::NotALayout {
+                    path: d.digest.to_string().into(),
+                    why: detail,
+                })
+            },
+        );
+        for d in unreadable {
+            needed
+                .entry(d.digest.clone())
+                .or_insert_with(|| (d.clone(), Vec::new()))
+                .1
+                .push(name.clone());
+        }
+        for node in walk.nodes {
+            needed
+                .entry(node.descriptor.digest.clone())
+                .or_insert_with(|| (node.descriptor.clone(), Vec::new()))
+                .1
+                .push(name.clone());
+        }
+        for p in walk.problems {
+            if let Some((digest, kind)) = manifest_problem(&p) {
+                let media_type = String::new();
+                problems
+                    .entry(digest.clone())
+                    .or_insert_with(|| Problem {
+                        digest: Some(digest),
+                        entry: None,
+                        media_type,
+                        images: Vec::new(),
+                        kind,
+                        quarantined_to: None,
+                    })
+                    .images
+                    .push(name.clone());
+            }
+        }
+    }
+    for (digest, p) in problems.iter_mut() {
+        if let Some((d, _)) = needed.get(digest) {
+            p.media_type = d.media_type.clone();
+        }
+    }
+
+    let sidecar = if options.fast {
+        Some(journal::replay(&store.journal_path())?)
+    } else {
+        None
+    };
+    let mut work: Vec<(&Descriptor, &Vec<String>)> =
+        needed.values().map(|(d, imgs)| (d, imgs)).collect();
+    work.sort_by(|a, b| b.0.size.cmp(&a.0.size));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs.max(1))
+        .build()
+        .map_err(|e| StoreError::io("start hashing threads", root, std::io::Error::other(e)))?;
+    let results: Vec<(Digest, Check)> = pool.install(|| {
+        work.par_iter()
+            .filter(|(d, _)| d.urls.is_empty() || store.blob_path(&d.digest).exists())
+            .map(|(d, _)| {
+                let fast = sidecar.as_ref().and_then(|s| s.blobs.get(&d.digest));
+                (d.digest.clone(), check_blob(&store, d, fast))
+            })
+            .collect()
+    });
+
+    let mut report = AuditReport {
+        images: roots.len(),
+        blobs: 0,
+        bytes: 0,
+        fast_checked_blobs: 0,
+        fast_fallback_blobs: 0,
+        problems: Vec::new(),
+        info: AuditInfo::default(),
+        seconds: 0.0,
+    };
+    for (digest, check) in results {
+        report.blobs += 1;
+        let (desc, images) = &needed[&digest];
+        match check {
+            Check::Ok { hashed, fast } => {
+                report.bytes += hashed;
+                if options.fast {
+                    if fast {
+                        report.fast_checked_blobs += 1;
+                    } else {
+                        report.fast_fallback_blobs += 1;
+                    }
+                }
+            }
+            Check::Bad(kind, hashed) => {
+                report.bytes += hashed;
+                problems.insert(
+                    digest.clone(),
+                    Problem {
+                        digest: Some(digest),
+                        entry: None,
+                        media_type: desc.media_type.clone(),
+                        images: images.clone(),
+                        kind,
+                        quarantined_to: None,
+                    },
+                );
+            }
+        }
+    }
+    if options.fast && report.fast_fallback_blobs > 0 {
+        report.info.notes.push(format!(
+            "--fast: {} blob(s) had no blake3 sidecar record (store not written by ferry-export?) and were checked with their full digest",
+            report.fast_fallback_blobs
+        ));
+    }
+
+    let referenced: HashSet<&Digest> = needed.keys().collect();
+    report.info.unreferenced_blobs = list_blobs(&store)
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Ok(d) if !referenced.contains(&d) && !problems.contains_key(&d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    report.info.leftover_files = leftovers(&store);
+
+    for mut p in problems.into_values() {
+        p.images.sort();
+        p.images.dedup();
+        if options.quarantine
+            && matches!(
+                p.kind,
+                ProblemKind::DigestMismatch { .. } | ProblemKind::SizeMismatch { .. }
+            )
+        {
+            if let Some(d) = &p.digest {
+                p.quarantined_to = Some(quarantine(&store, d)?);
+            }
+        }
+        report.problems.push(p);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn manifest_problem(e: &StoreError) -> Option<(Digest, ProblemKind)> {
+    match e {
+        StoreError::Manifest(m) => {
+            let digest = match m {
+                crate::descriptor::ManifestError::Malformed { digest, .. }
+                | crate::descriptor::ManifestError::MediaTypeMismatch { digest, .. }
+                | crate::descriptor::ManifestError::TooLarge { digest, .. } => digest.clone(),
+            };
+            Some((
+                digest,
+                ProblemKind::BadManifest {
+                    detail: m.to_string(),
+                },
+            ))
+        }
+        // Unreadable manifests are re-checked (and precisely named) by the hashing pass.
+        _ => None,
+    }
+}
+
+/// Checks one blob: presence, size, then blake3 sidecar (fast) or its digest.
+fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>) -> Check {
+    let path = store.blob_path(&d.digest);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::Bad(ProblemKind::Missing, 0)
+        }
+        Err(e) => {
+            return Check::Bad(
+                ProblemKind::Unreadable {
+                    detail: e.to_string(),
+                },
+                0,
+            )
+        }
+    };
+    let actual_size = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return Check::Bad(
+                ProblemKind::Unreadable {
+                    detail: e.to_string(),
+                },
+                0,
+            )
+        }
+    };
+    if actual_size != d.size {
+        return Check::Bad(
+            ProblemKind::SizeMismatch {
+                expected_size: d.size,
+                actual_size,
+            },
+            0,
+        );
+    }
+    if let Some((_, blake3_hex)) = sidecar.filter(|(size, _)| *size == d.size) {
+        let mut h = blake3::Hasher::new();
+        match hash_windows(&file, actual_size, |chunk| {
+            h.update(chunk);
+        }) {
+            Ok(()) if h.finalize().to_hex().as_str() == blake3_hex => {
+                return Check::Ok {
+                    hashed: actual_size,
+                    fast: true,
+                }
+            }
+            Ok(()) => {} // sidecar disagrees: confirm with the real digest below
+            Err(e) => {
+                return Check::Bad(
+                    ProblemKind::Unreadable {
+                        detail: e.to_string(),
+                    },
+                    0,
+                )
+            }
+        }
+    }
+    let mut h = Hasher::new(d.digest.algorithm());
+    if let Err(e) = hash_windows(&file, actual_size, |chunk| h.update(chunk)) {
+        return Check::Bad(
+            ProblemKind::Unreadable {
+                detail: e.to_string(),
+            },
+            0,
+        );
+    }
+    let actual = h.finish();
+    if actual != d.digest {
+        return Check::Bad(
+            ProblemKind::DigestMismatch {
+                expected: d.digest.clone(),
+                actual,
+            },
+            actual_size,
+        );
+    }
+    Check::Ok {
+        hashed: actual_size,
+        fast: false,
+    }
+}
+
+/// Feeds a file to `f` through read-only memory maps of at most [`WINDOW`] bytes.
+#[allow(unsafe_code)]
+pub fn hash_windows(file: &File, size: u64, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut offset = 0u64;
+    while offset < size {
+        let len = (size - offset).min(WINDOW as u64) as usize;
+        // SAFETY: read-only private mapping of a store blob; ferry never modifies
+        // blobs in place (writes go to temp files and are renamed), so the bytes
+        // cannot change under us except by outside tampering, which at worst
+        // yields a digest mismatch report.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)?
+        };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        f(&map);
+        offset += len as u64;
+    }
+    Ok(())
+}
+
+fn list_blobs(store: &Store) -> Vec<Result<Digest, PathBuf>> {
+    let mut out = Vec::new();
+    let blobs = store.root().join("blobs");
+    for alg_dir in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        let alg = alg_dir.file_name().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(alg_dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = format!("{alg}:{}", f.file_name().to_string_lossy());
+            out.push(name.parse::<Digest>().map_err(|_| f.path()));
+        }
+    }
+    out
+}
+
+fn leftovers(store: &Store) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = list_blobs(store)
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    let tmp = store.root().join(STATE_DIR).join("tmp");
+    out.extend(
+        std::fs::read_dir(tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    out.sort();
+    out
+}
+
+/// Moves a corrupt blob out of its final path into `.ferry/quarantine/`.
+fn quarantine(store: &Store, digest: &Digest) -> Result<PathBuf, StoreError> {
+    let dir = store.state_dir().join("quarantine");
+    std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let to = dir.join(format!(
+        "{}-{}-{stamp}",
+        digest.algorithm().name(),
+        digest.hex()
+    ));
+    let from = store.blob_path(digest);
+    std::fs::rename(&from, &to).map_err(|e| StoreError::io("quarantine", &from, e))?;
+    crate::blob_writer::fsync_dir(from.parent().expect("blob dir"))?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::named_entry;
+
+    /// A store with one image: config + two layers; returns (root, layer digests, manifest digest).
+    fn store_with_image(dir: &Path) -> (Vec<Digest>, Digest) {
+        let store = Store::open_for_write(dir).unwrap();
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let layers = [vec![1u8; 100_000], vec![2u8; 3_000]];
+        let config_d = Digest::sha256_of(&config);
+        store.put_bytes(&config_d, &config, "config").unwrap();
+        let mut layer_descs = Vec::new();
+        for l in &layers {
+            let d = Digest::sha256_of(l);
+            store.put_bytes(&d, l, "layer").unwrap();
+            layer_descs.push(Descriptor::new(
+                crate::media::OCI_LAYER_GZIP,
+                d,
+                l.len() as u64,
+            ));
+        }
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": crate::media::OCI_MANIFEST,
+            "config": Descriptor::new(crate::media::OCI_CONFIG, config_d, config.len() as u64),
+            "layers": layer_descs,
+        }))
+        .unwrap();
+        let md = Digest::sha256_of(&manifest);
+        store.put_bytes(&md, &manifest, "manifest").unwrap();
+        let entry = named_entry(
+            Descriptor::new(
+                crate::media::OCI_MANIFEST,
+                md.clone(),
+                manifest.len() as u64,
+            ),
+            "gcr.io/a/b:1",
+        );
+        store.write_index(&[entry]).unwrap();
+        (layer_descs.into_iter().map(|d| d.digest).collect(), md)
+    }
+
+    fn opts(fast: bool) -> AuditOptions {
+        AuditOptions {
+            fast,
+            quarantine: false,
+            jobs: 2,
+        }
+    }
+
+    #[test]
+    fn clean_store_has_no_problems_and_fast_uses_the_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_image(dir.path());
+        let r = audit_store(dir.path(), &opts(false)).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.blobs, 4);
+        let f = audit_store(dir.path(), &opts(true)).unwrap();
+        assert!(f.problems.is_empty());
+        assert_eq!((f.fast_checked_blobs, f.fast_fallback_blobs), (4, 0));
+    }
+
+    #[test]
+    fn flipped_byte_truncation_and_deletion_are_named_with_their_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layers, _) = store_with_image(dir.path());
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let p0 = store.blob_path(&layers[0]);
+        let mut bytes = std::fs::read(&p0).unwrap();
+        bytes[500] ^= 0xff;
+        std::fs::write(&p0, &bytes).unwrap();
+        for fast in [false, true] {
+            let r = audit_store(dir.path(), &opts(fast)).unwrap();
+            assert_eq!(r.problems.len(), 1, "fast={fast}: {:?}", r.problems);
+            assert_eq!(r.problems[0].digest, Some(layers[0].clone()));
+            assert_eq!(r.problems[0].images, vec!["gcr.io/a/b:1".to_string()]);
+            assert!(
+                matches!(&r.problems[0].kind, ProblemKind::DigestMismatch { actual, .. } if *actual == Digest::sha256_of(&bytes))
+            );
+        }
+        std::fs::write(&p0, &bytes[..10]).unwrap();
+        std::fs::remove_file(store.blob_path(&layers[1])).unwrap();
+        let r = audit_store(dir.path(), &opts(false)).unwrap();
+        let kinds: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.digest.clone().unwrap(), p.kind.clone()))
+            .collect();
+        assert!(kinds.contains(&(
+            layers[0].clone(),
+            ProblemKind::SizeMismatch {
+                expected_size: 100_000,
+                actual_size: 10
+            }
+        )));
+        assert!(kinds.contains(&(layers[1].clone(), ProblemKind::Missing)));
+    }
+
+    #[test]
+    fn missing_manifest_and_leftovers_and_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layers, manifest) = store_with_image(dir.path());
+        let store = Store::open_read_only(dir.path()).unwrap();
+        std::fs::write(store.state_dir().join("tmp/blob-1-1"), b"partial").unwrap();
+        let stray = Digest::sha256_of(b"stray");
+        std::fs::write(store.blob_path(&stray), b"stray").unwrap();
+        let r = audit_store(dir.path(), &opts(false)).unwrap();
+        assert!(r.problems.is_empty());
+        assert_eq!(r.info.unreferenced_blobs, vec![stray]);
+        assert_eq!(r.info.leftover_files.len(), 1);
+
+        // Corrupt a layer and quarantine it: it leaves its final path.
+        std::fs::write(store.blob_path(&layers[1]), vec![9u8; 3_000]).unwrap();
+        let q = audit_store(
+            dir.path(),
+            &AuditOptions {
+                fast: false,
+                quarantine: true,
+                jobs: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(q.problems.len(), 1);
+        let moved = q.problems[0].quarantined_to.clone().unwrap();
+        assert!(moved.exists() && !store.blob_path(&layers[1]).exists());
+
+        std::fs::remove_file(store.blob_path(&manifest)).unwrap();
+        let r = audit_store(dir.path(), &opts(false)).unwrap();
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(
+            (r.problems[0].digest.clone(), r.problems[0].kind.clone()),
+            (Some(manifest), ProblemKind::Missing)
+        );
+        assert_eq!(r.problems[0].media_type, crate::media::OCI_MANIFEST);
+    }
+}

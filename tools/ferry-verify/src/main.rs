@@ -1,0 +1,254 @@
+//! ferry-verify: re-check every digest of stores (OCI layouts) and packages,
+//! for scheduled integrity audits. Thin binary over `ferry_store::audit` and
+//! `ferry_package::audit`: parse arguments, run, print, map to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
+use ferry_cli::progress::ByteProgress;
+use ferry_cli::{human, Outcome};
+use ferry_store::audit::{audit_store, AuditOptions, AuditReport, Problem, ProblemKind};
+use serde::Serialize;
+
+const AFTER_HELP: &str = "\
+Examples:
+  ferry-verify /media/usb/ferry-store                 # full check of a store
+  ferry-verify --fast --json /media/usb/ferry-store   # cheap blake3 audit (stores written by ferry-export)
+  ferry-verify bmpackages_1.30.0.tar.xz               # a package, in one streaming pass, nothing extracted
+  ferry-verify --quarantine /media/usb/ferry-store && ferry-export --source PKG --to /media/usb/ferry-store
+
+Checks every blob's digest (sha256, sha512) and size, that every descriptor
+reachable from index.json resolves to a present blob, and that manifests parse
+and agree with their descriptors' media types. Keeps going after a problem and
+reports all of them. Unreferenced blobs and leftover temp files are reported
+as information, not failures.
+
+Exit codes:
+  0  everything verified
+  1  something is corrupt, missing or inconsistent
+  2  could not run (unreadable path, not a store or package, store locked)";
+
+/// Verify stores and packages: every digest, every size, the whole graph.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-verify", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Stores (OCI layout directories) or package files to verify.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+    /// Check sizes and the blake3 sidecar recorded by ferry-export (several times
+    /// cheaper); blobs without a record fall back to their full digest.
+    #[arg(long)]
+    fast: bool,
+    /// Move corrupt blobs of a store to .ferry/quarantine/ so that rerunning
+    /// ferry-export replaces them.
+    #[arg(long)]
+    quarantine: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    jobs: JobsArgs,
+}
+
+#[derive(Serialize)]
+struct PathReport {
+    path: PathBuf,
+    kind: &'static str,
+    mode: &'static str,
+    summary: Summary,
+    problems: Vec<Problem>,
+    info: ferry_store::audit::AuditInfo,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    images: usize,
+    blobs: u64,
+    bytes: u64,
+    seconds: f64,
+    gb_per_s: f64,
+    problems: usize,
+    fast_checked_blobs: u64,
+    fast_fallback_blobs: u64,
+}
+
+#[derive(Serialize)]
+struct Document {
+    paths: Vec<PathReport>,
+    summary: Summary,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ferry_cli::run("ferry-verify", || verify(&cli))
+}
+
+fn summary_of(r: &AuditReport) -> Summary {
+    Summary {
+        images: r.images,
+        blobs: r.blobs,
+        bytes: r.bytes,
+        seconds: r.seconds,
+        gb_per_s: if r.seconds > 0.0 {
+            r.bytes as f64 / 1e9 / r.seconds
+        } else {
+            0.0
+        },
+        problems: r.problems.len(),
+        fast_checked_blobs: r.fast_checked_blobs,
+        fast_fallback_blobs: r.fast_fallback_blobs,
+    }
+}
+
+fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let jobs = cli.jobs.resolve();
+    let mut reports = Vec::new();
+    for path in &cli.paths {
+        let is_store = path.is_dir();
+        let report = if is_store {
+            audit_store(
+                path,
+                &AuditOptions {
+                    fast: cli.fast,
+                    quarantine: cli.quarantine,
+                    jobs: jobs as usize,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        } else {
+            let size = std::fs::metadata(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .len();
+            let progress = ByteProgress::start("verify", size, !cli.output.json);
+            let result = ferry_package::audit::audit_package(path, jobs, progress.counter());
+            progress.finish();
+            let mut r = result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if cli.fast {
+                r.info.notes.push(
+                    "--fast applies to stores; a package is always checked with its full digests"
+                        .into(),
+                );
+            }
+            if cli.quarantine {
+                r.info
+                    .notes
+                    .push("--quarantine applies to stores; nothing was moved in a package".into());
+            }
+            r
+        };
+        let mode = if cli.fast && is_store { "fast" } else { "full" };
+        reports.push(PathReport {
+            path: path.clone(),
+            kind: if is_store { "store" } else { "package" },
+            mode,
+            summary: summary_of(&report),
+            problems: report.problems,
+            info: report.info,
+        });
+    }
+    let total = Summary {
+        images: reports.iter().map(|r| r.summary.images).sum(),
+        blobs: reports.iter().map(|r| r.summary.blobs).sum(),
+        bytes: reports.iter().map(|r| r.summary.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        gb_per_s: 0.0,
+        problems: reports.iter().map(|r| r.summary.problems).sum(),
+        fast_checked_blobs: reports.iter().map(|r| r.summary.fast_checked_blobs).sum(),
+        fast_fallback_blobs: reports.iter().map(|r| r.summary.fast_fallback_blobs).sum(),
+    };
+    let total = Summary {
+        gb_per_s: if total.seconds > 0.0 {
+            total.bytes as f64 / 1e9 / total.seconds
+        } else {
+            0.0
+        },
+        ..total
+    };
+    let problems = total.problems;
+    if cli.output.json {
+        print_json(&Document {
+            paths: reports,
+            summary: total,
+        })?;
+    } else {
+        for r in &reports {
+            print_human(r);
+        }
+    }
+    Ok(if problems == 0 {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
+}
+
+fn print_human(r: &PathReport) {
+    let s = &r.summary;
+    println!(
+        "{} ({}, {} check): {} image(s), {} blob(s), {} in {:.2}s ({:.2} GB/s): {}",
+        r.path.display(),
+        r.kind,
+        r.mode,
+        s.images,
+        s.blobs,
+        human::bytes(s.bytes),
+        s.seconds,
+        s.gb_per_s,
+        if r.problems.is_empty() {
+            "OK".to_string()
+        } else {
+            format!("{} PROBLEM(S)", r.problems.len())
+        }
+    );
+    for p in &r.problems {
+        println!("  {}", describe(p));
+    }
+    for note in &r.info.notes {
+        println!("  note: {note}");
+    }
+    if !r.info.unreferenced_blobs.is_empty() || !r.info.leftover_files.is_empty() {
+        println!(
+            "  info: {} unreferenced blob(s), {} leftover file(s) (not failures)",
+            r.info.unreferenced_blobs.len(),
+            r.info.leftover_files.len()
+        );
+    }
+}
+
+fn describe(p: &Problem) -> String {
+    let what = match &p.kind {
+        ProblemKind::Missing => "MISSING".to_string(),
+        ProblemKind::SizeMismatch {
+            expected_size,
+            actual_size,
+        } => {
+            format!("SIZE MISMATCH: expected {expected_size} bytes, found {actual_size}")
+        }
+        ProblemKind::DigestMismatch { expected, actual } => {
+            format!("DIGEST MISMATCH: expected {expected}, content hashes to {actual}")
+        }
+        ProblemKind::Unreadable { detail } => format!("UNREADABLE: {detail}"),
+        ProblemKind::BadManifest { detail } => format!("BAD MANIFEST: {detail}"),
+        ProblemKind::CorruptPackage { detail } => format!("CORRUPT PACKAGE: {detail}"),
+        ProblemKind::UnsafeEntry { detail } => format!("UNSAFE ENTRY: {detail}"),
+    };
+    let mut s = match (&p.digest, &p.entry) {
+        (Some(d), Some(e)) => format!("{d} (entry {e}): {what}"),
+        (Some(d), None) => format!("{d}: {what}"),
+        (None, Some(e)) => format!("entry {e}: {what}"),
+        (None, None) => what,
+    };
+    if !p.media_type.is_empty() {
+        s.push_str(&format!(" [{}]", p.media_type));
+    }
+    if !p.images.is_empty() {
+        s.push_str(&format!(" used by {}", p.images.join(", ")));
+    }
+    if let Some(q) = &p.quarantined_to {
+        s.push_str(&format!("; moved to {}", q.display()));
+    }
+    s
+}
