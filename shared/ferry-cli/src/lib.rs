@@ -8,5 +8,6 @@ pub mod args;
 pub mod exit;
 pub mod human;
 pub mod progress;
+pub mod registry_args;
 
 pub use exit::{run, Outcome};

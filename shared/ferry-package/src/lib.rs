@@ -25,6 +25,7 @@ pub mod entry_rules;
 pub mod error;
 pub mod estimate;
 pub mod import;
+pub mod stage;
 
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;

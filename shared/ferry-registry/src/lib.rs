@@ -1,13 +1,30 @@
 //! ferry-registry: the distribution (OCI registry) API client.
 //!
-//! Owns references and mirror path mapping, credentials (flags, Docker
-//! `config.json`, credential helpers, containers `auth.json`), auth (Basic,
-//! Bearer tokens), TLS with a private CA, proxies, the one retry layer, and
-//! uploads (monolithic, chunked, resumed, cross-repository mount).
+//! Owns the push target and mirror path mapping, credentials (flags, Docker
+//! `config.json`, credential helpers, containers `auth.json`), authentication
+//! (Basic, Bearer tokens), TLS with a private CA, curl-style proxies, the one
+//! retry layer, uploads (monolithic, chunked, resumed, cross-repository mount),
+//! and the push and diff operations built on them.
 //!
 //! Invariants:
 //! 1. Secrets never appear in `Debug`/`Display` output, errors, logs or journals.
-//! 2. `Authorization` is never sent to a host other than the registry's.
-//! 3. Retries happen only in the retry layer.
+//! 2. `Authorization` is never sent to another origin (redirects, offloaded uploads).
+//! 3. Retries happen only in [`retry::RetryPolicy::run`], at public operations.
+//! 4. Manifests are pushed as their exact bytes; children before parents, tags last.
 
+pub mod auth;
+pub mod challenge;
+pub mod client;
 pub mod credentials;
+pub mod error;
+pub mod mirror;
+pub mod proxy;
+pub mod push;
+pub mod retry;
+pub mod target;
+pub mod transport;
+pub mod upload;
+
+pub use client::{Access, Client, ManifestInfo};
+pub use error::RegistryError;
+pub use target::Target;

@@ -28,7 +28,32 @@ pub enum JournalEntry {
         /// blake3 of its bytes, for cheap audits (`ferry-verify --fast`).
         blake3: String,
     },
+    /// A chunked upload's last confirmed state (location and offset).
+    UploadSession {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// Blob being uploaded.
+        digest: Digest,
+        /// The newest upload URL the registry gave.
+        location: String,
+        /// Bytes the registry confirmed.
+        offset: u64,
+    },
+    /// The upload session of a blob is over (complete or abandoned).
+    UploadCleared {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// Blob.
+        digest: Digest,
+    },
 }
+
+/// Key of an upload session: (registry, repository, digest).
+pub type SessionKey = (String, String, Digest);
 
 /// What a replay of the journal found.
 #[derive(Debug, Default, Clone)]
@@ -37,6 +62,8 @@ pub struct Replay {
     pub blobs: HashMap<Digest, (u64, String)>,
     /// Lines that could not be parsed (a torn last line, or damage).
     pub skipped_lines: usize,
+    /// Latest open upload session per (registry, repository, digest).
+    pub sessions: HashMap<SessionKey, (String, u64)>,
 }
 
 /// Appends records to the journal file; safe to share between threads.
@@ -117,6 +144,24 @@ pub fn replay(path: &Path) -> Result<Replay, StoreError> {
                 blake3,
             }) => {
                 replay.blobs.insert(digest, (size, blake3));
+            }
+            Ok(JournalEntry::UploadSession {
+                registry,
+                repository,
+                digest,
+                location,
+                offset,
+            }) => {
+                replay
+                    .sessions
+                    .insert((registry, repository, digest), (location, offset));
+            }
+            Ok(JournalEntry::UploadCleared {
+                registry,
+                repository,
+                digest,
+            }) => {
+                replay.sessions.remove(&(registry, repository, digest));
             }
             Err(_) => replay.skipped_lines += 1,
         }

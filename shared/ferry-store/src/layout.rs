@@ -116,6 +116,14 @@ impl Store {
             .expect("journal is open for writable stores")
     }
 
+    /// Appends a record to the journal, if the store is open for writing.
+    pub fn record(&self, entry: &crate::journal::JournalEntry) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => j.append(entry),
+            None => Ok(()),
+        }
+    }
+
     /// Flushes the journal to disk.
     pub fn sync_journal(&self) -> Result<(), StoreError> {
         match &self.journal {

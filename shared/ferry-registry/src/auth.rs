@@ -1,0 +1,327 @@
+//! Authentication: Basic, and Bearer tokens fetched from the realm the registry
+//! names (GET with Basic credentials; OAuth2 POST for identity tokens, falling
+//! back to GET), cached per scope set and refreshed when they expire.
+//! Secrets live only in [`Credential`] and in the cache; never in errors.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::challenge::{self, Challenge};
+use crate::credentials::{Credential, Secret};
+use crate::error::RegistryError;
+use crate::transport::{Body, Transport};
+
+/// What the registry asked for, learnt from its first 401.
+#[derive(Debug, Clone)]
+enum Scheme {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// Shared, thread-safe authentication state of one registry.
+pub struct Authenticator {
+    registry: String,
+    credential: Option<Credential>,
+    scheme: Mutex<Option<Scheme>>,
+    tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    token_fetches: std::sync::atomic::AtomicU64,
+}
+
+impl Authenticator {
+    /// An authenticator for `registry` with an optional credential (None = anonymous).
+    pub fn new(registry: &str, credential: Option<Credential>) -> Authenticator {
+        Authenticator {
+            registry: registry.to_owned(),
+            credential,
+            scheme: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            token_fetches: Default::default(),
+        }
+    }
+
+    /// How many tokens were fetched so far.
+    pub fn token_fetches(&self) -> u64 {
+        self.token_fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn basic_value(&self) -> Option<String> {
+        match &self.credential {
+            Some(Credential::Basic { username, password }) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()))
+            )),
+            _ => None,
+        }
+    }
+
+    /// The `Authorization` value to send for `scopes`, if any is known yet.
+    pub fn header_for(&self, scopes: &[String]) -> Option<String> {
+        let scheme = self
+            .scheme
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match scheme? {
+            Scheme::Basic => self.basic_value(),
+            Scheme::Bearer { .. } => {
+                let key = scope_key(scopes);
+                let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                tokens
+                    .get(&key)
+                    .filter(|(_, expires)| Instant::now() < *expires)
+                    .map(|(t, _)| format!("Bearer {}", t.expose()))
+            }
+        }
+    }
+
+    /// Handles a 401: learns the scheme from `www_authenticate` and obtains a
+    /// fresh token for `scopes` if Bearer. Errors if nothing can be done.
+    pub fn on_unauthorized(
+        &self,
+        transport: &Transport,
+        www_authenticate: Option<&str>,
+        scopes: &[String],
+    ) -> Result<(), RegistryError> {
+        let challenges = www_authenticate.map(challenge::parse).unwrap_or_default();
+        let scheme = pick(&challenges).ok_or_else(|| RegistryError::Auth {
+            registry: self.registry.clone(),
+            detail: "the registry answered 401 without a Basic or Bearer challenge".into(),
+        })?;
+        *self.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme.clone());
+        match scheme {
+            Scheme::Basic => {
+                if self.credential.is_none() {
+                    return Err(self.needs_credentials());
+                }
+                Ok(())
+            }
+            Scheme::Bearer { realm, service } => {
+                let (token, lifetime) =
+                    self.fetch_token(transport, &realm, service.as_deref(), scopes)?;
+                // Refresh a little before the registry would reject it.
+                let valid = lifetime
+                    .saturating_sub(lifetime / 10)
+                    .max(Duration::from_secs(5));
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(scope_key(scopes), (token, Instant::now() + valid));
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets the token for `scopes` (after it was refused).
+    pub fn invalidate(&self, scopes: &[String]) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&scope_key(scopes));
+    }
+
+    fn needs_credentials(&self) -> RegistryError {
+        RegistryError::Auth {
+            registry: self.registry.clone(),
+            detail: "the registry requires credentials (use --username with --password-stdin, --docker-config, or a docker login)".into(),
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        transport: &Transport,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<(Secret, Duration), RegistryError> {
+        self.token_fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let refused = |status: u16| RegistryError::Auth {
+            registry: self.registry.clone(),
+            detail: format!(
+                "the token service at {} refused the credentials (HTTP {status})",
+                crate::transport::redact(realm)
+            ),
+        };
+        if let Some(Credential::IdentityToken { token, .. }) = &self.credential {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", token.expose().to_owned()),
+                ("client_id", "ferry".to_owned()),
+            ];
+            if let Some(s) = service {
+                form.push(("service", s.to_owned()));
+            }
+            form.push(("scope", scopes.join(" ")));
+            let body = form
+                .iter()
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let resp = transport.send_to_realm(
+                "POST",
+                realm,
+                &[(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                )],
+                None,
+                Body::Bytes(body.as_bytes()),
+            )?;
+            if resp.status == 200 {
+                return parse_token(resp.bytes(1 << 20)?, &self.registry);
+            }
+            if !matches!(resp.status, 400 | 401 | 404 | 405) {
+                return Err(refused(resp.status));
+            }
+        }
+        let mut url = realm.to_owned();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        if let Some(s) = service {
+            url.push_str(&format!("{sep}service={}", urlencode(s)));
+            sep = '&';
+        }
+        for s in scopes {
+            url.push_str(&format!("{sep}scope={}", urlencode(s)));
+            sep = '&';
+        }
+        let resp = transport.send_to_realm(
+            "GET",
+            &url,
+            &[],
+            self.basic_value().as_deref(),
+            Body::Empty,
+        )?;
+        match resp.status {
+            200 => parse_token(resp.bytes(1 << 20)?, &self.registry),
+            401 | 403 if self.credential.is_none() => Err(self.needs_credentials()),
+            s => Err(refused(s)),
+        }
+    }
+}
+
+impl Transport {
+    /// Sends a request to the token realm (which may be another host): the
+    /// given `authorization` goes to the realm only, by design.
+    pub fn send_to_realm(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        authorization: Option<&str>,
+        body: Body<'_>,
+    ) -> Result<crate::transport::Response, RegistryError> {
+        self.send_with_origin(method, url, headers, authorization, body, url)
+    }
+}
+
+fn pick(challenges: &[Challenge]) -> Option<Scheme> {
+    challenges
+        .iter()
+        .find(|c| c.scheme == "bearer" && c.params.contains_key("realm"))
+        .map(|c| Scheme::Bearer {
+            realm: c.params["realm"].clone(),
+            service: c.params.get("service").cloned(),
+        })
+        .or_else(|| {
+            challenges
+                .iter()
+                .find(|c| c.scheme == "basic")
+                .map(|_| Scheme::Basic)
+        })
+}
+
+fn scope_key(scopes: &[String]) -> String {
+    let mut s: Vec<&String> = scopes.iter().collect();
+    s.sort();
+    s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_token(body: Vec<u8>, registry: &str) -> Result<(Secret, Duration), RegistryError> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    }
+    let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| RegistryError::Auth {
+        registry: registry.to_owned(),
+        detail: format!("token service answered something that is not a token response: {e}"),
+    })?;
+    let token = t
+        .token
+        .or(t.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| RegistryError::Auth {
+            registry: registry.to_owned(),
+            detail: "token service answered without a token".into(),
+        })?;
+    // The distribution spec's minimum lifetime is 60 s when none is given.
+    Ok((
+        Secret::new(token),
+        Duration::from_secs(t.expires_in.unwrap_or(60).max(1)),
+    ))
+}
+
+/// Percent-encodes a query or form value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_ignore_order_and_encoding_is_strict() {
+        assert_eq!(
+            scope_key(&["b".into(), "a".into()]),
+            scope_key(&["a".into(), "b".into()])
+        );
+        assert_eq!(
+            urlencode("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
+    }
+
+    #[test]
+    fn picks_bearer_over_basic() {
+        let c = challenge::parse(r#"Basic realm="r", Bearer realm="https://t/token",service="s""#);
+        assert!(
+            matches!(pick(&c), Some(Scheme::Bearer { ref realm, .. }) if realm == "https://t/token")
+        );
+        assert!(matches!(
+            pick(&challenge::parse(r#"Basic realm="r""#)),
+            Some(Scheme::Basic)
+        ));
+        assert!(pick(&challenge::parse("Negotiate")).is_none());
+    }
+
+    #[test]
+    fn token_responses() {
+        let (t, d) =
+            parse_token(br#"{"access_token":"abc","expires_in":300}"#.to_vec(), "r").unwrap();
+        assert_eq!((t.expose(), d), ("abc", Duration::from_secs(300)));
+        let (_, d) = parse_token(br#"{"token":"x"}"#.to_vec(), "r").unwrap();
+        assert_eq!(d, Duration::from_secs(60));
+        let err = parse_token(br#"{"token":""}"#.to_vec(), "r")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a token"));
+    }
+}

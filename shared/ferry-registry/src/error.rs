@@ -1,0 +1,135 @@
+//! Typed errors of the registry client. Messages never contain secrets.
+
+use ferry_store::Digest;
+
+/// One entry of a registry's JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct RegistryErrorEntry {
+    /// `UPPER_SNAKE` code, e.g. `MANIFEST_BLOB_UNKNOWN`.
+    pub code: String,
+    /// Human message.
+    #[serde(default)]
+    pub message: String,
+    /// Arbitrary JSON detail.
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+/// Everything that can go wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered with an error status.
+    #[error("{method} {what}: HTTP {status}{}", format_entries(.errors))]
+    Status {
+        /// Request method.
+        method: String,
+        /// What was asked (URL path without query secrets).
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// Parsed error entries.
+        errors: Vec<RegistryErrorEntry>,
+        /// Seconds from `Retry-After`, if any.
+        retry_after: Option<u64>,
+    },
+    /// The connection failed (refused, reset, DNS, timeout, stall).
+    #[error("{what}: {detail}")]
+    Transport {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        detail: String,
+        /// Whether the failure is worth retrying.
+        retryable: bool,
+    },
+    /// The server's TLS certificate was rejected.
+    #[error("TLS: the certificate presented by {host} was rejected ({detail}). If the registry uses a private CA, pass it with --cacert CA.pem (or, insecurely, --insecure-skip-tls-verify)")]
+    Tls {
+        /// host:port.
+        host: String,
+        /// rustls' reason.
+        detail: String,
+    },
+    /// Authentication failed or no credential was accepted.
+    #[error("authentication to {registry} failed: {detail}")]
+    Auth {
+        /// Registry host.
+        registry: String,
+        /// Why (never the secret).
+        detail: String,
+    },
+    /// The registry sent something that violates the protocol.
+    #[error("{what}: unexpected registry answer: {detail}")]
+    Protocol {
+        /// What was being done.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Uploaded content did not get the expected digest.
+    #[error("registry reports digest {actual} for {what}, expected {expected}")]
+    DigestMismatch {
+        /// What was uploaded.
+        what: String,
+        /// Expected digest.
+        expected: Digest,
+        /// Digest the registry reported.
+        actual: String,
+    },
+    /// Bad user input (registry address, flags).
+    #[error("{0}")]
+    Usage(String),
+    /// Reading local content failed.
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being read.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn format_entries(errors: &[RegistryErrorEntry]) -> String {
+    let mut s = String::new();
+    for e in errors {
+        s.push_str(&format!(" {}", e.code));
+        if !e.message.is_empty() {
+            s.push_str(&format!(": {}", e.message));
+        }
+        if !e.detail.is_null() {
+            let d = e.detail.to_string();
+            s.push_str(&format!(
+                " ({})",
+                if d.len() > 300 { &d[..300] } else { &d }
+            ));
+        }
+    }
+    s
+}
+
+impl RegistryError {
+    /// The HTTP status, if the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True if the registry's answer carries this error code.
+    pub fn has_code(&self, code: &str) -> bool {
+        matches!(self, RegistryError::Status { errors, .. } if errors.iter().any(|e| e.code == code))
+    }
+
+    /// Whether the one retry layer should try again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            RegistryError::Transport { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Pushing a store's images to a registry: blobs (HEAD, mount, upload) on a
+//! bounded pool of workers, then manifests by digest children-first, then tags
+//! last. Upload sessions are recorded in the store's journal so a rerun
+//! resumes. A dry run asks the same questions and sends nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ferry_store::descriptor::MAX_MANIFEST_BYTES;
+use ferry_store::journal::{self, JournalEntry, SessionKey};
+use ferry_store::layout::image_name;
+use ferry_store::walk::walk_graph;
+use ferry_store::{media, Descriptor, Digest, Store, StoreError};
+use serde::Serialize;
+
+use crate::client::{Access, Client};
+use crate::error::RegistryError;
+use crate::target::Mapped;
+use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
+
+/// Push settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PushOptions {
+    /// Concurrent blob transfers.
+    pub jobs: usize,
+    /// Plan only: HEAD requests, nothing sent.
+    pub dry_run: bool,
+    /// Upload tuning.
+    pub upload: UploadOptions,
+}
+
+/// Something that happened, for progress output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PushEvent {
+    /// A blob was already in the repository.
+    BlobSkipped {
+        /// Repository.
+        repository: String,
+        /// Blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob was mounted from another repository.
+    BlobMounted {
+        /// Repository.
+        repository: String,
+        /// Blob.
+        digest: Digest,
+        /// Source repository.
+        from: String,
+        /// Its size.
+        size: u64,
+    },
+    /// A blob was uploaded.
+    BlobUploaded {
+        /// Repository.
+        repository: String,
+        /// Blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// Offset a previous session was resumed from.
+        resumed_from: u64,
+    },
+    /// An image is complete and tagged.
+    ImagePushed {
+        /// Source reference.
+        source: String,
+        /// Destination reference.
+        target: String,
+        /// Manifest digest.
+        digest: Digest,
+    },
+    /// A request is being retried.
+    Retry {
+        /// What happened (redacted).
+        message: String,
+    },
+}
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedImage {
+    /// Source reference.
+    pub source: String,
+    /// Destination reference.
+    pub target: String,
+    /// Manifest digest (unchanged from the source).
+    pub digest: Digest,
+}
+
+/// What a push did (or, for a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    /// Images.
+    pub images: Vec<PushedImage>,
+    /// Blobs uploaded.
+    pub blobs_uploaded: u64,
+    /// Blobs already present.
+    pub blobs_skipped: u64,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: u64,
+    /// Bytes of blobs uploaded (or to upload, in a dry run).
+    pub bytes_uploaded: u64,
+    /// Manifests and indexes pushed (by digest).
+    pub manifests_pushed: u64,
+    /// Tags set.
+    pub tags_set: u64,
+    /// Tokens fetched from the token service.
+    pub tokens_fetched: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// True for a dry run.
+    pub dry_run: bool,
+}
+
+/// A push failure, with the image and blob it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's images are incomplete.
+    #[error("the source is incomplete; run ferry-export again or ferry-verify it: {0}")]
+    Incomplete(String),
+    /// The registry failed for one image or blob.
+    #[error("{context}: {source}")]
+    Registry {
+        /// Image and blob concerned.
+        context: String,
+        /// What the registry said.
+        #[source]
+        source: RegistryError,
+    },
+}
+
+/// One image, ready to push.
+struct Plan {
+    source: String,
+    mapped: Mapped,
+    target: String,
+    root: Descriptor,
+    /// Manifests and indexes, children first.
+    manifests: Vec<Descriptor>,
+    /// Configs and layers.
+    blobs: Vec<Descriptor>,
+}
+
+/// Upload sessions kept in the store's journal.
+struct JournalSessions<'s> {
+    store: &'s Store,
+    registry: String,
+    sessions: Mutex<HashMap<SessionKey, (String, u64)>>,
+}
+
+impl SessionLog for JournalSessions<'_> {
+    fn load(&self, repository: &str, digest: &Digest) -> Option<(String, u64)> {
+        let key = (self.registry.clone(), repository.to_owned(), digest.clone());
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+    fn save(&self, repository: &str, digest: &Digest, location: &str, offset: u64) {
+        let key = (self.registry.clone(), repository.to_owned(), digest.clone());
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (location.to_owned(), offset));
+        let _ = self.store.record(&JournalEntry::UploadSession {
+            registry: self.registry.clone(),
+            repository: repository.to_owned(),
+            digest: digest.clone(),
+            location: location.to_owned(),
+            offset,
+        });
+        let _ = self.store.sync_journal();
+    }
+    fn clear(&self, repository: &str, digest: &Digest) {
+        let key = (self.registry.clone(), repository.to_owned(), digest.clone());
+        if self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+            .is_some()
+        {
+            let _ = self.store.record(&JournalEntry::UploadCleared {
+                registry: self.registry.clone(),
+                repository: repository.to_owned(),
+                digest: digest.clone(),
+            });
+        }
+    }
+}
+
+fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
+    let mut plans = Vec::new();
+    for entry in store.index_entries()? {
+        let Some(name) = image_name(&entry).map(str::to_owned) else {
+            continue;
+        };
+        let mapped = client
+            .target()
+            .map(&name)
+            .map_err(|source| PushError::Registry {
+                context: format!("image {name}"),
+                source,
+            })?;
+        let walk = walk_graph(&[(name.clone(), entry.clone())], |d| {
+            store.read_small_blob(d, MAX_MANIFEST_BYTES)
+        });
+        if let Some(p) = walk.problems.first() {
+            return Err(PushError::Incomplete(format!("{name}: {p}")));
+        }
+        let mut manifests = Vec::new();
+        let mut blobs = Vec::new();
+        for n in walk.nodes {
+            if media::is_manifest_like(&n.descriptor.media_type) {
+                manifests.push(n.descriptor);
+            } else if n.descriptor.urls.is_empty() {
+                if !store.has_blob(&n.descriptor.digest, n.descriptor.size) {
+                    return Err(PushError::Incomplete(format!(
+                        "{name}: blob {} is missing",
+                        n.descriptor.digest
+                    )));
+                }
+                blobs.push(n.descriptor);
+            }
+        }
+        let target = client.target().display_ref(&mapped);
+        plans.push(Plan {
+            source: name,
+            mapped,
+            target,
+            root: entry,
+            manifests,
+            blobs,
+        });
+    }
+    Ok(plans)
+}
+
+/// Pushes every image named in `store` to the client's target.
+pub fn push_store(
+    store: &Store,
+    client: &Client,
+    options: &PushOptions,
+    sent: &AtomicU64,
+    events: &(dyn Fn(PushEvent) + Sync),
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let plans = plan(store, client)?;
+    client.ping().map_err(|source| PushError::Registry {
+        context: format!("registry {}", client.target().host),
+        source,
+    })?;
+
+    // Blob work grouped by digest: the first repository uploads, the others mount.
+    let mut by_digest: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
+    for p in &plans {
+        for b in &p.blobs {
+            let e = by_digest
+                .entry(b.digest.clone())
+                .or_insert_with(|| (b.clone(), Vec::new()));
+            if !e.1.contains(&p.mapped.repository) {
+                e.1.push(p.mapped.repository.clone());
+            }
+        }
+    }
+    let mut work: Vec<(Descriptor, Vec<String>)> = by_digest.into_values().collect();
+    work.sort_by(|a, b| b.0.size.cmp(&a.0.size));
+
+    let replay = journal::replay(&store.journal_path())?;
+    let sessions = JournalSessions {
+        store,
+        registry: client.target().host.clone(),
+        sessions: Mutex::new(replay.sessions),
+    };
+    let report = Mutex::new(PushReport {
+        dry_run: options.dry_run,
+        ..Default::default()
+    });
+    let queue = Mutex::new(work.into_iter());
+    let failure: Mutex<Option<PushError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            scope.spawn(|| loop {
+                if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    return;
+                }
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((desc, repos)) = next else { return };
+                if let Err(e) = push_blob(
+                    store, client, options, &sessions, &desc, &repos, sent, &report, events,
+                ) {
+                    failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                    return;
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
+
+    // Manifests children-first by digest, then the tag (the commit point).
+    for p in &plans {
+        let ctx = |what: &str| format!("image {} → {}: {what}", p.source, p.target);
+        let repo = &p.mapped.repository;
+        for m in &p.manifests {
+            let present = client
+                .manifest_head(repo, &m.digest.to_string(), Access::Push)
+                .map_err(|source| PushError::Registry {
+                    context: ctx(&format!("manifest {}", m.digest)),
+                    source,
+                })?;
+            if present.is_some() {
+                continue;
+            }
+            report.manifests_pushed += 1;
+            if options.dry_run {
+                continue;
+            }
+            let bytes = store.read_small_blob(m, MAX_MANIFEST_BYTES)?;
+            client
+                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
+                .map_err(|source| PushError::Registry {
+                    context: ctx(&format!("manifest {}", m.digest)),
+                    source,
+                })?;
+        }
+        if let Some(tag) = &p.mapped.tag {
+            let current = client
+                .manifest_head(repo, tag, Access::Push)
+                .map_err(|source| PushError::Registry {
+                    context: ctx(&format!("tag {tag}")),
+                    source,
+                })?;
+            if current.as_ref().map(|c| &c.digest) != Some(&p.root.digest) {
+                report.tags_set += 1;
+                if !options.dry_run {
+                    let bytes = store.read_small_blob(&p.root, MAX_MANIFEST_BYTES)?;
+                    client
+                        .put_manifest(repo, tag, &p.root.media_type, &bytes)
+                        .map_err(|source| PushError::Registry {
+                            context: ctx(&format!("tag {tag}")),
+                            source,
+                        })?;
+                }
+            }
+        }
+        if !options.dry_run {
+            events(PushEvent::ImagePushed {
+                source: p.source.clone(),
+                target: p.target.clone(),
+                digest: p.root.digest.clone(),
+            });
+        }
+        report.images.push(PushedImage {
+            source: p.source.clone(),
+            target: p.target.clone(),
+            digest: p.root.digest.clone(),
+        });
+    }
+    let _ = store.sync_journal();
+    report.tokens_fetched = client.token_fetches();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_blob(
+    store: &Store,
+    client: &Client,
+    options: &PushOptions,
+    sessions: &JournalSessions<'_>,
+    desc: &Descriptor,
+    repos: &[String],
+    sent: &AtomicU64,
+    report: &Mutex<PushReport>,
+    events: &(dyn Fn(PushEvent) + Sync),
+) -> Result<(), PushError> {
+    let path = store.blob_path(&desc.digest);
+    let open = move |offset: u64| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+    };
+    let mut have_in: Option<String> = None;
+    for repo in repos {
+        let ctx = || format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
+        let present = client
+            .blob_size(repo, &desc.digest, Access::Push)
+            .map_err(|source| PushError::Registry {
+                context: ctx(),
+                source,
+            })?;
+        if present == Some(desc.size) {
+            report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .blobs_skipped += 1;
+            sent.fetch_add(desc.size, Ordering::Relaxed);
+            events(PushEvent::BlobSkipped {
+                repository: repo.clone(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+            });
+            have_in.get_or_insert_with(|| repo.clone());
+            continue;
+        }
+        if options.dry_run {
+            let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+            if have_in.is_some() {
+                r.blobs_mounted += 1;
+            } else {
+                r.blobs_uploaded += 1;
+                r.bytes_uploaded += desc.size;
+                have_in = Some(repo.clone());
+            }
+            continue;
+        }
+        let outcome = client
+            .upload_blob(
+                repo,
+                desc,
+                &open,
+                have_in.as_deref(),
+                sessions,
+                &options.upload,
+                sent,
+            )
+            .map_err(|source| PushError::Registry {
+                context: ctx(),
+                source,
+            })?;
+        let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            UploadOutcome::Mounted => {
+                r.blobs_mounted += 1;
+                events(PushEvent::BlobMounted {
+                    repository: repo.clone(),
+                    digest: desc.digest.clone(),
+                    from: have_in.clone().unwrap_or_default(),
+                    size: desc.size,
+                });
+            }
+            UploadOutcome::Uploaded { resumed_from } => {
+                r.blobs_uploaded += 1;
+                r.bytes_uploaded += desc.size - resumed_from;
+                events(PushEvent::BlobUploaded {
+                    repository: repo.clone(),
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    resumed_from,
+                });
+            }
+        }
+        have_in.get_or_insert_with(|| repo.clone());
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! HTTP transport: one ureq agent (TLS roots = system + `--cacert`, curl-style
+//! proxy choice, per-read/per-write stall timeouts and no total-time cap),
+//! manual redirects that never carry `Authorization` to another host, and
+//! mapping of transport failures to typed, retry-classified errors.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::error::{RegistryError, RegistryErrorEntry};
+use crate::target::Target;
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Extra CA certificates (PEM), added to the system roots.
+    pub cacert: Option<std::path::PathBuf>,
+    /// Skip certificate verification (explicit user choice only).
+    pub insecure_skip_tls_verify: bool,
+    /// No byte moving for this long = stalled (retried); there is no total-time cap.
+    pub stall_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            cacert: None,
+            insecure_skip_tls_verify: false,
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A request body that can be replayed.
+pub enum Body<'a> {
+    /// No body (`Content-Length: 0` for POST/PUT/PATCH).
+    Empty,
+    /// Small in-memory body.
+    Bytes(&'a [u8]),
+    /// A streamed body of known length.
+    Reader(&'a mut dyn Read, u64),
+}
+
+/// A response: status, headers, and the body still to read.
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// The URL that answered (after redirects).
+    pub url: String,
+    inner: ureq::http::Response<ureq::Body>,
+}
+
+impl Response {
+    /// A header value as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.inner.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads the whole body, up to `limit` bytes.
+    pub fn bytes(self, limit: u64) -> Result<Vec<u8>, RegistryError> {
+        let url = self.url.clone();
+        self.inner
+            .into_body()
+            .into_with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| map_error(&format!("reading {}", redact(&url)), "", e))
+    }
+
+    /// The body as a reader.
+    pub fn reader(self) -> impl Read {
+        self.inner.into_body().into_reader()
+    }
+
+    /// Turns an error status into a typed error, reading the registry's JSON errors.
+    pub fn into_error(self, method: &str, what: &str) -> RegistryError {
+        let status = self.status;
+        let retry_after = self
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = if method == "HEAD" {
+            Vec::new()
+        } else {
+            self.bytes(64 * 1024).unwrap_or_default()
+        };
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            errors: Vec<RegistryErrorEntry>,
+        }
+        let errors = serde_json::from_slice::<Errors>(&body)
+            .map(|e| e.errors)
+            .unwrap_or_default();
+        RegistryError::Status {
+            method: method.to_owned(),
+            what: what.to_owned(),
+            status,
+            errors,
+            retry_after,
+        }
+    }
+}
+
+/// The HTTP side of a registry client.
+pub struct Transport {
+    agent: ureq::Agent,
+    target: Target,
+}
+
+impl Transport {
+    /// Builds the agent for `target`.
+    pub fn new(target: &Target, opts: &TransportOptions) -> Result<Transport, RegistryError> {
+        let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
+        }
+        if let Some(path) = &opts.cacert {
+            let pem = std::fs::read(path)
+                .map_err(|e| RegistryError::Usage(format!("--cacert {}: {e}", path.display())))?;
+            let before = roots.len();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                    roots.push(c.to_owned());
+                }
+            }
+            if roots.len() == before {
+                return Err(RegistryError::Usage(format!(
+                    "--cacert {}: no PEM certificate found",
+                    path.display()
+                )));
+            }
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .disable_verification(opts.insecure_skip_tls_verify)
+            .build();
+        let proxy =
+            crate::proxy::proxy_for(&target.scheme, target.hostname(), target.port(), &|k| {
+                std::env::var(k).ok()
+            })
+            .map(|p| {
+                ureq::Proxy::new(&p)
+                    .map_err(|e| RegistryError::Usage(format!("proxy {}: {e}", redact(&p))))
+            })
+            .transpose()?;
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .proxy(proxy)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(opts.stall_timeout))
+            .timeout_per_read(Some(opts.stall_timeout))
+            .timeout_per_write(Some(opts.stall_timeout))
+            .max_idle_connections_per_host(16)
+            .user_agent(format!("ferry/{}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Transport {
+            agent: ureq::Agent::new_with_config(config),
+            target: target.clone(),
+        })
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Resolves a `Location` (absolute or relative) against the registry.
+    pub fn resolve(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else if location.starts_with('/') {
+            format!("{}{location}", self.target.base_url())
+        } else {
+            format!("{}/{location}", self.target.base_url())
+        }
+    }
+
+    /// Sends one request. `authorization` is attached only on the registry's
+    /// own origin. GET/HEAD follow up to 5 redirects, dropping `Authorization`
+    /// when the redirect leaves the registry's origin.
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        authorization: Option<&str>,
+        body: Body<'_>,
+    ) -> Result<Response, RegistryError> {
+        let origin = self.target.base_url();
+        self.send_with_origin(method, url, headers, authorization, body, &origin)
+    }
+
+    /// Like [`Transport::send`], with `authorization` allowed only on `origin`'s scheme and authority.
+    pub(crate) fn send_with_origin(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        authorization: Option<&str>,
+        body: Body<'_>,
+        origin: &str,
+    ) -> Result<Response, RegistryError> {
+        let origin = origin_of(origin);
+        let mut url = url.to_owned();
+        let mut body = Some(body);
+        for _ in 0..6 {
+            let what = format!("{method} {}", redact(&url));
+            let mut req = ureq::http::Request::builder().method(method).uri(&url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            if let Some(a) = authorization.filter(|_| origin_of(&url) == origin) {
+                req = req.header("Authorization", a);
+            }
+            let result = match body.take().unwrap_or(Body::Empty) {
+                Body::Empty => {
+                    if matches!(method, "POST" | "PUT" | "PATCH") {
+                        req = req.header("Content-Length", "0");
+                        self.agent
+                            .run(req.body(Vec::<u8>::new()).map_err(|e| usage(&what, e))?)
+                    } else {
+                        self.agent.run(req.body(()).map_err(|e| usage(&what, e))?)
+                    }
+                }
+                Body::Bytes(b) => self
+                    .agent
+                    .run(req.body(b.to_vec()).map_err(|e| usage(&what, e))?),
+                Body::Reader(r, len) => {
+                    req = req.header("Content-Length", len.to_string());
+                    let body = ureq::SendBody::from_reader(r);
+                    self.agent.run(req.body(body).map_err(|e| usage(&what, e))?)
+                }
+            };
+            let resp = result.map_err(|e| map_error(&what, &self.target.host, e))?;
+            let status = resp.status().as_u16();
+            if matches!(status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD") {
+                if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
+                    url = self.resolve(loc);
+                    continue;
+                }
+            }
+            return Ok(Response {
+                status,
+                url,
+                inner: resp,
+            });
+        }
+        Err(RegistryError::Protocol {
+            what: format!("{method} {}", redact(&url)),
+            detail: "too many redirects".into(),
+        })
+    }
+}
+
+/// `scheme://authority` of an absolute URL (lowercased).
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Strip userinfo, if any.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
+}
+
+fn usage(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Protocol {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Drops query strings (which may carry signed upload state) from URLs shown to users.
+pub fn redact(url: &str) -> String {
+    match url.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => url.to_owned(),
+    }
+}
+
+fn map_error(what: &str, host: &str, e: ureq::Error) -> RegistryError {
+    let detail = e.to_string();
+    let lower = detail.to_ascii_lowercase();
+    let tls_words = [
+        "certificate",
+        "unknownissuer",
+        "notvalidforname",
+        "expired",
+        "badsignature",
+        "invalid peer",
+    ];
+    if matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
+        || tls_words.iter().any(|w| lower.contains(w))
+    {
+        return RegistryError::Tls {
+            host: host.to_owned(),
+            detail: explain_tls(&detail),
+        };
+    }
+    let retryable = match &e {
+        ureq::Error::Timeout(_)
+        | ureq::Error::Io(_)
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::BodyStalled => true,
+        ureq::Error::Protocol(_) => true,
+        ureq::Error::HostNotFound => false,
+        _ => {
+            lower.contains("reset")
+                || lower.contains("broken pipe")
+                || lower.contains("unexpected eof")
+        }
+    };
+    RegistryError::Transport {
+        what: what.to_owned(),
+        detail,
+        retryable,
+    }
+}
+
+fn explain_tls(detail: &str) -> String {
+    let d = detail.to_ascii_lowercase();
+    let why = if d.contains("unknownissuer") {
+        "signed by an unknown certificate authority"
+    } else if d.contains("notvalidforname") || d.contains("not valid for name") {
+        "it is not valid for this host name or IP address"
+    } else if d.contains("expired") {
+        "it has expired"
+    } else if d.contains("notvalidyet") {
+        "it is not valid yet"
+    } else {
+        "verification failed"
+    };
+    format!("{why}: {detail}")
+}
