@@ -30,6 +30,7 @@ mod units;
 mod xzstore;
 
 pub mod hostile;
+pub mod registry;
 
 pub use hostile::{write_hostile_corpus, HostileCase};
 pub use image::{generate_layout, Fixture, FixtureSpec, GeneratedImage};
