@@ -12,6 +12,7 @@ declare -A NEED=(
   [zstd]=zstd                           # CLI baseline in benchmarks
   [openssl]=openssl                     # private CA and certificates for TLS registries
   [htpasswd]=apache2-utils              # bcrypt htpasswd files for the registry
+  [tinyproxy]=tinyproxy                 # a real HTTP CONNECT proxy for HTTPS_PROXY tests
   [cc]=gcc                              # C compiler for liblzma/zstd bindings
   [pkg-config]=pkg-config
   [/usr/bin/time]=time               # peak RSS in benchmarks

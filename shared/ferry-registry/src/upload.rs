@@ -305,6 +305,7 @@ impl Client {
                 .unwrap_or(location);
             offset = confirmed;
             log.save(repo, &desc.digest, &location, offset);
+            test_pause_between_chunks();
         }
         let url = with_digest(&location, &desc.digest);
         let resp = self.attempt("PUT", &url, &[], &scopes, &mut || Ok(OwnedBody::Empty))?;
@@ -314,6 +315,18 @@ impl Client {
         }
         check_digest(&resp, desc, &what)?;
         Ok(UploadOutcome::Uploaded { resumed_from })
+    }
+}
+
+/// Fault-injection point for the crash tests: `FERRY_TEST_CHUNK_PAUSE_MS`
+/// makes the uploader wait after each confirmed chunk, so a test can kill the
+/// process between chunks. Unset (always, outside tests) it does nothing.
+fn test_pause_between_chunks() {
+    if let Some(ms) = std::env::var("FERRY_TEST_CHUNK_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
     }
 }
 

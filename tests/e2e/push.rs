@@ -1,0 +1,625 @@
+//! ferry-push end to end against Debian's real docker-registry (distribution
+//! v2.8) in the four modes users have, checked with skopeo and the registry's
+//! own access log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferry_e2e::{bin, run, Run};
+use ferry_store::Digest;
+use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
+use ferry_testkit::{
+    generate_layout, write_package, Fixture, FixtureSpec, PackageFormat, PackageOptions,
+};
+
+struct Pkg {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    path: PathBuf,
+    fixture: Fixture,
+}
+
+fn package(seed: u64, layer_size: u64) -> Pkg {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed,
+        images: 4,
+        layers_per_image: 2,
+        layer_size,
+        multi_arch_every: 2,
+        docker_schema2_every: 3,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let path = dir.path().join("bmpackages_test.tar.zst");
+    write_package(
+        &layout,
+        PackageFormat::TarZst,
+        &PackageOptions::default(),
+        &path,
+    )
+    .unwrap();
+    Pkg {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        path,
+        fixture,
+    }
+}
+
+/// `--private-registry` value (http:// for the plain registry).
+fn target(reg: &Registry, ns: &str) -> String {
+    let host = if reg.mode() == RegistryMode::Plain {
+        format!("http://{}", reg.host())
+    } else {
+        reg.host()
+    };
+    if ns.is_empty() {
+        host
+    } else {
+        format!("{host}/{ns}")
+    }
+}
+
+/// Runs ferry-push with the registry's CA and credentials (password on stdin).
+fn push(reg: &Registry, source: &Path, ns: &str, extra: &[&str]) -> Run {
+    push_with(reg, source, ns, extra, &[], true)
+}
+
+fn push_with(
+    reg: &Registry,
+    source: &Path,
+    ns: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    creds: bool,
+) -> Run {
+    let mut cmd = Command::new(bin("ferry-push"));
+    cmd.arg("--source")
+        .arg(source)
+        .arg("--private-registry")
+        .arg(target(reg, ns))
+        .args(extra);
+    if let Some(ca) = reg.ca_cert_path() {
+        cmd.arg("--cacert").arg(ca);
+    }
+    let mut password = None;
+    match reg.credentials() {
+        Some((user, pass)) if creds => {
+            cmd.args(["--username", &user, "--password-stdin"]);
+            password = Some(pass);
+        }
+        Some(_) => {}
+        None => {
+            cmd.arg("--need-credential=false");
+        }
+    }
+    cmd.env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(p) = password {
+        stdin.write_all(p.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap().into()
+}
+
+fn skopeo(reg: &Registry, role: SkopeoRole, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .arg(args[0])
+        .args(reg.skopeo_args(role))
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn mapped(reg: &Registry, ns: &str, reference: &str) -> String {
+    let path = reference.split_once('/').unwrap().1;
+    if ns.is_empty() {
+        format!("docker://{}/{path}", reg.host())
+    } else {
+        format!("docker://{}/{ns}/{path}", reg.host())
+    }
+}
+
+fn assert_registry_has_package(reg: &Registry, ns: &str, pkg: &Pkg) {
+    for image in &pkg.fixture.images {
+        let raw = skopeo(
+            reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &mapped(reg, ns, &image.reference)],
+        );
+        assert_eq!(
+            Digest::sha256_of(&raw),
+            image.descriptor.digest,
+            "{} is not byte-identical",
+            image.reference
+        );
+        let local = pkg
+            .dir
+            .join(format!("pulled-{}", image.descriptor.digest.hex()));
+        skopeo(
+            reg,
+            SkopeoRole::Src,
+            &[
+                "copy",
+                "--all",
+                "--preserve-digests",
+                &mapped(reg, ns, &image.reference),
+                &format!("oci:{}:x", local.display()),
+            ],
+        );
+    }
+}
+
+#[test]
+fn push_in_every_registry_mode_is_byte_identical_and_rerun_uploads_nothing() {
+    let pkg = package(21, 200 * 1024);
+    for mode in RegistryMode::ALL {
+        let reg = Registry::start(RegistryOptions::new(mode)).unwrap();
+        let r = push(&reg, &pkg.path, "mirror", &[]);
+        assert_eq!(r.code, 0, "{mode:?}: {}\n{}", r.stderr, r.stdout);
+        assert!(
+            r.stdout.contains("registryMirrors:") && r.stdout.contains(&format!("/v2/mirror")),
+            "{}",
+            r.stdout
+        );
+        assert_registry_has_package(&reg, "mirror", &pkg);
+        if mode == RegistryMode::TlsToken {
+            assert!(reg.token_requests() > 0);
+        }
+
+        let uploads = reg.count_requests("POST", "/blobs/uploads/");
+        let manifest_puts = reg.count_requests("PUT", "/manifests/");
+        let again = push(&reg, &pkg.path, "mirror", &["--json"]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert_eq!(
+            reg.count_requests("POST", "/blobs/uploads/"),
+            uploads,
+            "{mode:?}: rerun opened uploads"
+        );
+        assert_eq!(
+            reg.count_requests("PATCH", "/blobs/uploads/"),
+            reg.count_requests("PATCH", "/blobs/uploads/")
+        );
+        assert_eq!(
+            reg.count_requests("PUT", "/manifests/"),
+            manifest_puts,
+            "{mode:?}: rerun pushed manifests"
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(again.stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(summary["summary"]["blobs_uploaded"], 0);
+    }
+}
+
+#[test]
+fn namespace_mapping_and_dry_run() {
+    let pkg = package(22, 64 * 1024);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let dry = push(&reg, &pkg.path, "ns/deeper", &["--dry-run", "--json"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(dry.stdout.lines().last().unwrap()).unwrap();
+    assert!(summary["summary"]["blobs_uploaded"].as_u64().unwrap() > 0);
+    assert_eq!(
+        reg.count_requests("POST", "/blobs/uploads/"),
+        0,
+        "a dry run sent an upload"
+    );
+    assert_eq!(reg.count_requests("PUT", "/manifests/"), 0);
+
+    let r = push(&reg, &pkg.path, "ns/deeper", &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let pushed: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    // The dry run's plan is what the real push did.
+    assert_eq!(
+        pushed["summary"]["bytes_uploaded"],
+        summary["summary"]["bytes_uploaded"]
+    );
+    assert_eq!(
+        pushed["summary"]["blobs_uploaded"],
+        summary["summary"]["blobs_uploaded"]
+    );
+    for image in &pkg.fixture.images {
+        let expect = format!(
+            "{}/ns/deeper/{}",
+            reg.host(),
+            image.reference.split_once('/').unwrap().1
+        );
+        assert!(
+            r.stdout.contains(&expect),
+            "{expect} missing in {}",
+            r.stdout
+        );
+    }
+    assert_registry_has_package(&reg, "ns/deeper", &pkg);
+}
+
+#[test]
+fn tls_without_cacert_fails_clearly_and_wrong_password_is_not_echoed() {
+    let pkg = package(23, 32 * 1024);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let (user, _) = reg.credentials().unwrap();
+    let r = run(Command::new(bin("ferry-push"))
+        .arg("--source")
+        .arg(&pkg.path)
+        .args([
+            "--private-registry",
+            &reg.host(),
+            "--username",
+            &user,
+            "--password",
+            "irrelevant",
+        ]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--cacert") && r.stderr.contains("certificate"),
+        "{}",
+        r.stderr
+    );
+
+    let wrong = "Wr0ng-Secret-Value-77";
+    for extra in [&[][..], &["--json"][..], &["-v"][..]] {
+        let r = run(Command::new(bin("ferry-push"))
+            .arg("--source")
+            .arg(&pkg.path)
+            .args([
+                "--private-registry",
+                &reg.host(),
+                "--username",
+                &user,
+                "--password",
+                wrong,
+            ])
+            .arg("--cacert")
+            .arg(reg.ca_cert_path().unwrap())
+            .args(extra));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("authentication") || r.stderr.contains("401"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains(wrong) && !r.stdout.contains(wrong),
+            "password echoed"
+        );
+    }
+}
+
+#[test]
+fn credentials_from_docker_config_helper_and_auth_json() {
+    use base64::Engine;
+    let pkg = package(24, 32 * 1024);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsToken)).unwrap();
+    let (user, pass) = reg.credentials().unwrap();
+    let work = pkg.dir.join("creds");
+    std::fs::create_dir_all(&work).unwrap();
+
+    // 1. DOCKER_CONFIG with an "auth" entry.
+    let docker_dir = work.join("docker");
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    std::fs::write(
+        docker_dir.join("config.json"),
+        serde_json::json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "from-docker-config",
+        &[],
+        &[
+            ("DOCKER_CONFIG", docker_dir.to_str().unwrap()),
+            ("HOME", work.to_str().unwrap()),
+        ],
+        false,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("pullCredentialConfigPath"),
+        "{}",
+        r.stdout
+    );
+
+    // 2. A credential helper on PATH.
+    let helper_dir = work.join("bin");
+    std::fs::create_dir_all(&helper_dir).unwrap();
+    let helper = helper_dir.join("docker-credential-ferrytest");
+    std::fs::write(&helper, format!("#!/bin/sh\nread server\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"{user}\",\"Secret\":\"{pass}\"}}'\n")).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&helper).unwrap().permissions(),
+        0o755,
+    );
+    let mut perms = std::fs::metadata(&helper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&helper, perms).unwrap();
+    let helper_cfg = work.join("helper-config");
+    std::fs::create_dir_all(&helper_cfg).unwrap();
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {reg.host(): "ferrytest"}}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap()
+    );
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "from-helper",
+        &[],
+        &[
+            ("DOCKER_CONFIG", helper_cfg.to_str().unwrap()),
+            ("PATH", &path),
+            ("HOME", work.to_str().unwrap()),
+        ],
+        false,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A configured helper that is missing is named in the error.
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {reg.host(): "absent"}}).to_string(),
+    )
+    .unwrap();
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "x",
+        &[],
+        &[
+            ("DOCKER_CONFIG", helper_cfg.to_str().unwrap()),
+            ("HOME", work.to_str().unwrap()),
+        ],
+        false,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("docker-credential-absent"),
+        "{}",
+        r.stderr
+    );
+
+    // 3. REGISTRY_AUTH_FILE (containers auth.json).
+    let auth_json = work.join("auth.json");
+    std::fs::write(
+        &auth_json,
+        serde_json::json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let empty = work.join("empty-docker");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "from-auth-json",
+        &[],
+        &[
+            ("REGISTRY_AUTH_FILE", auth_json.to_str().unwrap()),
+            ("DOCKER_CONFIG", empty.to_str().unwrap()),
+            ("HOME", work.to_str().unwrap()),
+        ],
+        false,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_registry_has_package(&reg, "from-auth-json", &pkg);
+
+    // Nothing found off a TTY: a clear error listing what was tried.
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "x",
+        &[],
+        &[
+            ("DOCKER_CONFIG", empty.to_str().unwrap()),
+            ("HOME", work.to_str().unwrap()),
+            ("REGISTRY_AUTH_FILE", "/nonexistent/auth.json"),
+        ],
+        false,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("auth.json") && r.stderr.contains("config.json"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn https_proxy_through_a_real_proxy() {
+    let pkg = package(25, 32 * 1024);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
+    let work = pkg.dir.join("proxy");
+    std::fs::create_dir_all(&work).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = work.join("tinyproxy.log");
+    let conf = work.join("tinyproxy.conf");
+    std::fs::write(&conf, format!("Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 20\n", log.display())).unwrap();
+    let mut proxy = Command::new("tinyproxy")
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tinyproxy installed (scripts/install-deps.sh)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tinyproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let proxy_url = format!("http://127.0.0.1:{port}");
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "via-proxy",
+        &[],
+        &[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "")],
+        true,
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        seen.contains("CONNECT") && seen.contains(&reg.port().to_string()),
+        "proxy log shows no CONNECT to the registry:\n{seen}"
+    );
+    assert_registry_has_package(&reg, "via-proxy", &pkg);
+
+    // NO_PROXY bypasses it (the proxy is down now: only a direct connection works).
+    let r = push_with(
+        &reg,
+        &pkg.path,
+        "no-proxy",
+        &[],
+        &[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")],
+        true,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn kill_9_between_chunks_then_rerun_resends_at_most_one_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 26,
+        images: 1,
+        layers_per_image: 1,
+        layer_size: 24 << 20,
+        incompressible: true,
+        shared_base_layer: false,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let big = fixture
+        .unique_blobs()
+        .into_iter()
+        .max_by_key(|d| d.size)
+        .unwrap();
+    let chunk: u64 = 2 << 20;
+    let chunks = big.size.div_ceil(chunk) as usize;
+    let store = dir.path().join("store");
+    assert_eq!(ferry_e2e::export(&layout, &store, &[]).code, 0);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let (user, pass) = reg.credentials().unwrap();
+    let args = |cmd: &mut Command| {
+        cmd.arg("--source")
+            .arg(&store)
+            .args([
+                "--private-registry",
+                &reg.host(),
+                "--username",
+                &user,
+                "--password",
+                &pass,
+                "--monolithic-max-mib",
+                "1",
+                "--chunk-mib",
+                "2",
+                "--json",
+            ])
+            .arg("--cacert")
+            .arg(reg.ca_cert_path().unwrap());
+    };
+    let mut cmd = Command::new(bin("ferry-push"));
+    args(&mut cmd);
+    let mut child = cmd
+        .env("FERRY_TEST_CHUNK_PAUSE_MS", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = store.join(".ferry/journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sessions = std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .matches("\"upload_session\"")
+            .count();
+        if sessions >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "push finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no chunk confirmed in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, by PID, during the pause between chunks
+    child.wait().unwrap();
+    let patches_before = reg.count_requests("PATCH", "/blobs/uploads/");
+
+    let mut cmd = Command::new(bin("ferry-push"));
+    args(&mut cmd);
+    let r: Run = cmd.output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let resumed = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "blob_uploaded" && v["digest"] == big.digest.to_string())
+        .expect("the big blob was uploaded by the rerun");
+    let from = resumed["resumed_from"].as_u64().unwrap();
+    assert!(
+        from >= 3 * chunk,
+        "rerun restarted at {from}, not from the confirmed chunks"
+    );
+    let patches_after = reg.count_requests("PATCH", "/blobs/uploads/");
+    let total_patches = patches_after;
+    assert!(
+        total_patches <= chunks + 1,
+        "{total_patches} PATCHes for {chunks} chunks: more than one chunk re-sent"
+    );
+    assert!(patches_after - patches_before <= chunks - 3 + 1);
+    let raw = skopeo(
+        &reg,
+        SkopeoRole::Inspect,
+        &[
+            "inspect",
+            "--raw",
+            &mapped(&reg, "", &fixture.images[0].reference),
+        ],
+    );
+    assert_eq!(Digest::sha256_of(&raw), fixture.images[0].descriptor.digest);
+    let local = dir.path().join("pulled");
+    skopeo(
+        &reg,
+        SkopeoRole::Src,
+        &[
+            "copy",
+            &mapped(&reg, "", &fixture.images[0].reference),
+            &format!("oci:{}:x", local.display()),
+        ],
+    );
+}
