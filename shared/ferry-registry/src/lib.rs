@@ -16,6 +16,7 @@ pub mod auth;
 pub mod challenge;
 pub mod client;
 pub mod credentials;
+pub mod diff;
 pub mod error;
 pub mod mirror;
 pub mod proxy;

@@ -138,16 +138,16 @@ pub enum PushError {
     },
 }
 
-/// One image, ready to push.
-struct Plan {
-    source: String,
-    mapped: Mapped,
-    target: String,
-    root: Descriptor,
+/// One image, ready to push or compare.
+pub(crate) struct Plan {
+    pub(crate) source: String,
+    pub(crate) mapped: Mapped,
+    pub(crate) target: String,
+    pub(crate) root: Descriptor,
     /// Manifests and indexes, children first.
-    manifests: Vec<Descriptor>,
+    pub(crate) manifests: Vec<Descriptor>,
     /// Configs and layers.
-    blobs: Vec<Descriptor>,
+    pub(crate) blobs: Vec<Descriptor>,
 }
 
 /// Upload sessions kept in the store's journal.
@@ -199,7 +199,7 @@ impl SessionLog for JournalSessions<'_> {
     }
 }
 
-fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
+pub(crate) fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
     let mut plans = Vec::new();
     for entry in store.index_entries()? {
         let Some(name) = image_name(&entry).map(str::to_owned) else {
@@ -397,16 +397,25 @@ fn push_blob(
         f.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
     };
-    let mut have_in: Option<String> = None;
+    // Ask every repository first, so a blob present anywhere is mounted, not re-sent.
+    let mut present: Vec<bool> = Vec::with_capacity(repos.len());
     for repo in repos {
-        let ctx = || format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
-        let present = client
+        let size = client
             .blob_size(repo, &desc.digest, Access::Push)
             .map_err(|source| PushError::Registry {
-                context: ctx(),
+                context: format!("blob {} in {repo}", desc.digest),
                 source,
             })?;
-        if present == Some(desc.size) {
+        present.push(size == Some(desc.size));
+    }
+    let mut have_in: Option<String> = repos
+        .iter()
+        .zip(&present)
+        .find(|(_, p)| **p)
+        .map(|(r, _)| r.clone());
+    for (repo, present) in repos.iter().zip(present) {
+        let ctx = || format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
+        if present {
             report
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -417,7 +426,6 @@ fn push_blob(
                 digest: desc.digest.clone(),
                 size: desc.size,
             });
-            have_in.get_or_insert_with(|| repo.clone());
             continue;
         }
         if options.dry_run {

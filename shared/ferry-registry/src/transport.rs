@@ -335,3 +335,253 @@ fn explain_tls(detail: &str) -> String {
     };
     format!("{why}: {detail}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::thread::JoinHandle;
+    use std::time::Instant;
+
+    /// A one-shot HTTP/1.1 fake: serves `responses.len()` connections, one
+    /// request each (answering with `Connection: close`), and returns the raw
+    /// request heads it received, in order. Never blocks for more than ~10 s.
+    struct FakeServer {
+        port: u16,
+        thread: Option<JoinHandle<Vec<String>>>,
+    }
+
+    impl FakeServer {
+        /// Binds 127.0.0.1:0; the responses are produced once the port is known.
+        fn start(responses: impl FnOnce(u16) -> Vec<String> + Send + 'static) -> FakeServer {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let port = listener.local_addr().expect("local addr").port();
+            listener
+                .set_nonblocking(true)
+                .expect("nonblocking listener");
+            let thread = std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut heads = Vec::new();
+                for response in responses(port) {
+                    let stream = loop {
+                        match listener.accept() {
+                            Ok((s, _)) => break Some(s),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                if Instant::now() >= deadline {
+                                    break None;
+                                }
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            Err(_) => break None,
+                        }
+                    };
+                    let Some(stream) = stream else { break };
+                    match serve_one(stream, &response) {
+                        Ok(head) => heads.push(head),
+                        Err(e) => heads.push(format!("<error: {e}>")),
+                    }
+                }
+                heads
+            });
+            FakeServer {
+                port,
+                thread: Some(thread),
+            }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
+
+        /// Waits for the server thread and returns the request heads it saw.
+        fn heads(mut self) -> Vec<String> {
+            self.thread
+                .take()
+                .expect("joined once")
+                .join()
+                .expect("fake server thread panicked")
+        }
+    }
+
+    impl Drop for FakeServer {
+        fn drop(&mut self) {
+            // Unblock a server still waiting for a connection, then reap it.
+            if let Some(t) = self.thread.take() {
+                let _ = TcpStream::connect_timeout(
+                    &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+                    Duration::from_secs(1),
+                );
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn serve_one(mut stream: TcpStream, response: &str) -> std::io::Result<String> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 64 * 1024 {
+                break;
+            }
+        }
+        stream.write_all(response.as_bytes())?;
+        stream.flush()?;
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    fn redirect_to(location: &str) -> String {
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    }
+
+    fn ok(body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// The values of every `Authorization` header line of a raw request head.
+    fn authorization_values(head: &str) -> Vec<String> {
+        head.split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+
+    fn request_path(head: &str) -> &str {
+        head.split(' ').nth(1).unwrap_or_default()
+    }
+
+    const BLOB: &str =
+        "/v2/x/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn transport_for(base: &str) -> Transport {
+        let target = Target::parse(base).expect("target parses");
+        // The fakes are plain HTTP on 127.0.0.1: a proxy from the environment
+        // would change what they see, so say so instead of failing obscurely.
+        assert!(
+            crate::proxy::proxy_for(&target.scheme, target.hostname(), target.port(), &|k| {
+                std::env::var(k).ok()
+            })
+            .is_none(),
+            "unset http_proxy/all_proxy (or add 127.0.0.1 to no_proxy) to run this test"
+        );
+        Transport::new(&target, &TransportOptions::default()).expect("transport")
+    }
+
+    #[test]
+    fn redirect_to_another_origin_drops_authorization() {
+        let b = FakeServer::start(|_| vec![ok("blob-bytes")]);
+        let b_url = b.url("/blob");
+        let location = b_url.clone();
+        let a = FakeServer::start(move |_| vec![redirect_to(&location)]);
+        let t = transport_for(&a.url(""));
+        let resp = t
+            .send(
+                "GET",
+                &a.url(BLOB),
+                &[],
+                Some("Bearer secret-token"),
+                Body::Empty,
+            )
+            .expect("GET follows the redirect");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.url, b_url);
+        assert_eq!(resp.bytes(1024).expect("body"), b"blob-bytes");
+
+        let a_heads = a.heads();
+        let b_heads = b.heads();
+        assert_eq!(a_heads.len(), 1, "{a_heads:?}");
+        assert_eq!(b_heads.len(), 1, "{b_heads:?}");
+        assert_eq!(request_path(&a_heads[0]), BLOB);
+        assert_eq!(
+            authorization_values(&a_heads[0]),
+            ["Bearer secret-token"],
+            "the registry itself must get the token:\n{}",
+            a_heads[0]
+        );
+        assert_eq!(request_path(&b_heads[0]), "/blob");
+        assert!(
+            authorization_values(&b_heads[0]).is_empty(),
+            "Authorization leaked to another origin:\n{}",
+            b_heads[0]
+        );
+        assert!(!b_heads[0].contains("secret-token"), "{}", b_heads[0]);
+    }
+
+    #[test]
+    fn redirect_within_the_same_origin_keeps_authorization() {
+        let a = FakeServer::start(|port| {
+            vec![
+                redirect_to(&format!("http://127.0.0.1:{port}/other")),
+                ok("same-origin"),
+            ]
+        });
+        let t = transport_for(&a.url(""));
+        let resp = t
+            .send(
+                "GET",
+                &a.url(BLOB),
+                &[],
+                Some("Bearer secret-token"),
+                Body::Empty,
+            )
+            .expect("GET follows the redirect");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.url, a.url("/other"));
+        assert_eq!(resp.bytes(1024).expect("body"), b"same-origin");
+        let heads = a.heads();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        assert_eq!(request_path(&heads[0]), BLOB);
+        assert_eq!(request_path(&heads[1]), "/other");
+        for h in &heads {
+            assert_eq!(authorization_values(h), ["Bearer secret-token"], "{h}");
+        }
+    }
+
+    #[test]
+    fn relative_redirect_stays_on_the_registry_and_keeps_authorization() {
+        let a = FakeServer::start(|_| vec![redirect_to("/relative"), ok("rel")]);
+        let t = transport_for(&a.url(""));
+        let resp = t
+            .send("HEAD", &a.url(BLOB), &[], Some("Basic dTpw"), Body::Empty)
+            .expect("HEAD follows the redirect");
+        assert_eq!(
+            (resp.status, resp.url.as_str()),
+            (200, a.url("/relative").as_str())
+        );
+        let heads = a.heads();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        for h in &heads {
+            assert_eq!(authorization_values(h), ["Basic dTpw"], "{h}");
+        }
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert_eq!(
+            origin_of("HTTP://Reg.Local:5000/v2/x"),
+            "http://reg.local:5000"
+        );
+        assert_eq!(origin_of("https://u:p@reg:443/a?b"), "https://reg:443");
+        assert_ne!(
+            origin_of("http://127.0.0.1:1/a"),
+            origin_of("http://127.0.0.1:2/a")
+        );
+        assert_ne!(origin_of("http://h/a"), origin_of("https://h/a"));
+        assert_eq!(redact("https://h/u?_state=secret"), "https://h/u?…");
+    }
+}

@@ -1,0 +1,281 @@
+//! ferry-diff end to end against the real registry: statuses after copies made
+//! with skopeo, a moved tag, a layer deleted through the API, a blob corrupted
+//! in the registry's storage, and push bytes equal to what push uploads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_e2e::{bin, export, run, Run};
+use ferry_store::media;
+use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
+use ferry_testkit::{generate_layout, Fixture, FixtureSpec};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: PathBuf,
+    fixture: Fixture,
+    reg: Registry,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 31,
+        images: 4,
+        layers_per_image: 2,
+        layer_size: 100 * 1024,
+        multi_arch_every: 4,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let store = dir.path().join("store");
+    assert_eq!(export(&layout, &store, &[]).code, 0);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    Setup {
+        _dir: dir,
+        store,
+        fixture,
+        reg,
+    }
+}
+
+fn ferry(tool: &str, s: &Setup, extra: &[&str]) -> Run {
+    run(Command::new(bin(tool))
+        .arg("--source")
+        .arg(&s.store)
+        .args([
+            "--private-registry",
+            &format!("http://{}/mirror", s.reg.host()),
+            "--need-credential=false",
+        ])
+        .args(extra))
+}
+
+fn diff_json(s: &Setup, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let r = ferry("ferry-diff", s, &args);
+    assert!(r.code == 0 || r.code == 1, "diff failed: {}", r.stderr);
+    (
+        r.code,
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout)),
+    )
+}
+
+fn statuses(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["source"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn dest(s: &Setup, reference: &str) -> String {
+    format!(
+        "docker://{}/mirror/{}",
+        s.reg.host(),
+        reference.split_once('/').unwrap().1
+    )
+}
+
+fn skopeo_copy(store: &Path, reference: &str, to: &str) {
+    let r = run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:{reference}", store.display()))
+        .arg(to));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn statuses_follow_what_skopeo_copied() {
+    let s = setup();
+    let (code, v) = diff_json(&s, &[]);
+    assert_eq!(code, 1);
+    assert!(statuses(&v).iter().all(|(_, st)| st == "missing"), "{v}");
+    assert!(v["summary"]["push_bytes"].as_u64().unwrap() > 0);
+
+    let copied = &s.fixture.images[..2];
+    for image in copied {
+        skopeo_copy(&s.store, &image.reference, &dest(&s, &image.reference));
+    }
+    let (code, v) = diff_json(&s, &[]);
+    assert_eq!(code, 1);
+    for (source, status) in statuses(&v) {
+        let expected = if copied.iter().any(|i| i.reference == source) {
+            "in-sync"
+        } else {
+            "missing"
+        };
+        assert_eq!(status, expected, "{source}");
+    }
+
+    // The bytes diff says a push would send are what push then uploads.
+    let predicted = v["summary"]["push_bytes"].as_u64().unwrap();
+    let pushed = ferry("ferry-push", &s, &["--json"]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(pushed.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["bytes_uploaded"].as_u64().unwrap(),
+        predicted
+    );
+
+    let (code, v) = diff_json(&s, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!(statuses(&v).iter().all(|(_, st)| st == "in-sync"));
+    assert_eq!(v["summary"]["push_bytes"], 0);
+    let human = ferry("ferry-diff", &s, &[]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human.stdout.contains("in-sync") && human.stdout.contains("IMAGE"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn moved_tag_differs_deleted_layer_is_incomplete_and_deep_finds_corruption() {
+    let s = setup();
+    assert_eq!(ferry("ferry-push", &s, &[]).code, 0);
+
+    // A tag moved to another image: differs, with both digests.
+    let (a, b) = (&s.fixture.images[0], &s.fixture.images[1]);
+    let a_dest = dest(&s, &a.reference);
+    skopeo_copy(&s.store, &b.reference, &a_dest);
+    let (code, v) = diff_json(&s, &["--extra"]);
+    assert_eq!(code, 1);
+    let moved = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == a.reference.as_str())
+        .unwrap();
+    assert_eq!(moved["status"], "differs");
+    assert_eq!(moved["expected_digest"], a.descriptor.digest.to_string());
+    assert_eq!(moved["actual_digest"], b.descriptor.digest.to_string());
+    assert!(v["extra_tags"].as_array().unwrap().is_empty());
+    skopeo_copy(&s.store, &a.reference, &a_dest);
+
+    // A layer deleted through the registry API: incomplete, naming that layer.
+    let c = s
+        .fixture
+        .images
+        .iter()
+        .find(|i| i.descriptor.media_type == media::OCI_MANIFEST)
+        .unwrap();
+    // Its own top layer (the base layer is shared with other repositories, where a push would mount it from).
+    let layer = c
+        .blobs
+        .iter()
+        .filter(|d| d.media_type.contains("layer"))
+        .last()
+        .unwrap();
+    let repo = format!(
+        "mirror/{}",
+        c.reference
+            .split_once('/')
+            .unwrap()
+            .1
+            .rsplit_once(':')
+            .unwrap()
+            .0
+    );
+    let url = format!("http://{}/v2/{repo}/blobs/{}", s.reg.host(), layer.digest);
+    let r = run(Command::new("curl").args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "DELETE",
+        &url,
+    ]));
+    assert_eq!(
+        r.stdout.trim(),
+        "202",
+        "delete through the API: {}",
+        r.stderr
+    );
+    let (code, v) = diff_json(&s, &[]);
+    assert_eq!(code, 1);
+    let inc = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source"] == c.reference.as_str())
+        .unwrap();
+    assert_eq!(inc["status"], "incomplete", "{v}");
+    assert_eq!(inc["missing"][0]["digest"], layer.digest.to_string());
+    assert_eq!(inc["missing"][0]["size"], layer.size);
+    assert_eq!(
+        v["summary"]["push_bytes"], layer.size,
+        "push would re-send exactly the deleted layer"
+    );
+    assert_eq!(ferry("ferry-push", &s, &[]).code, 0);
+    assert_eq!(diff_json(&s, &[]).0, 0);
+
+    // A blob corrupted in the registry's storage: only --deep sees it.
+    let victim = s.fixture.images[2]
+        .blobs
+        .iter()
+        .find(|d| d.media_type.contains("layer"))
+        .unwrap();
+    let data = s
+        .reg
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&victim.digest.hex()[..2])
+        .join(victim.digest.hex())
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    assert_eq!(
+        diff_json(&s, &[]).0,
+        0,
+        "a HEAD-only diff cannot see corruption"
+    );
+    let (code, v) = diff_json(&s, &["--deep"]);
+    assert_eq!(code, 1);
+    let bad: Vec<&serde_json::Value> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !i["corrupt"].is_null())
+        .collect();
+    assert!(!bad.is_empty(), "{v}");
+    assert_eq!(bad[0]["corrupt"][0]["digest"], victim.digest.to_string());
+    assert!(v["summary"]["deep_checked_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn unreachable_registry_exits_2() {
+    let s = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let r = run(Command::new(bin("ferry-diff"))
+        .arg("--source")
+        .arg(&s.store)
+        .args([
+            "--private-registry",
+            &format!("http://127.0.0.1:{port}"),
+            "--need-credential=false",
+        ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
