@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on a generated package:
-#   generate a bmctl-style package -> export it to a store -> inspect with skopeo.
+#   generate a bmctl-style package -> export it to a store (removable media)
+#   -> verify -> diff against a private registry (all missing) -> push -> diff (all in sync).
+# The registry is Debian's docker-registry on 127.0.0.1 with TLS from a private
+# CA and htpasswd auth; it is stopped at the end.
 # Everything happens under ${FERRY_DEMO_DIR:-./demo-work}; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +35,33 @@ echo "..."
 echo "manifest digest via skopeo: sha256:$(skopeo inspect --raw "oci:$WORK/usb/ferry-store:$REF" | sha256sum | cut -d' ' -f1)"
 echo "manifest digest in package: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["images"][0]["digest"])' "$WORK/fixture.json")"
 
-step "Done. Work files are in $WORK"
+step "5. Verify the store (as a scheduled audit would): every digest, in parallel"
+"$BIN/ferry" verify "$WORK/usb/ferry-store"
+"$BIN/ferry" verify --fast "$WORK/usb/ferry-store"
+
+step "6. Start a private registry on 127.0.0.1 (TLS with a private CA, htpasswd)"
+REG_DIR="$WORK/registry"
+REG=$(bash scripts/local-registry.sh start "$REG_DIR")
+trap 'bash scripts/local-registry.sh stop "$REG_DIR"' EXIT
+echo "registry: $REG (CA: $REG_DIR/ca.pem, user: ferry)"
+CREDS=(--cacert "$REG_DIR/ca.pem" --username ferry --password-stdin)
+
+step "7. Diff before the push: every image is missing (exit code 1)"
+set +e
+"$BIN/ferry" diff --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
+echo "ferry diff exit code: $?"
+set -e
+
+step "8. Push, as bmctl push images would (--private-registry HOST:PORT/NAMESPACE --cacert ...)"
+"$BIN/ferry" push --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
+
+step "9. Diff after the push: every image is in sync (exit code 0)"
+"$BIN/ferry" diff --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
+echo "ferry diff exit code: $?"
+
+step "10. A real client pulls an image through the mirror path"
+mkdir -p "$WORK/certs.d" && cp "$REG_DIR/ca.pem" "$WORK/certs.d/ca.crt"
+skopeo inspect --cert-dir "$WORK/certs.d" --creds "ferry:$(cat "$REG_DIR/password")" \
+  "docker://$REG/bm-mirror/anthos-baremetal-release/img-0:1.8.0" | head -n 3
+
+step "Done. Work files are in $WORK (the registry is stopped now)"
