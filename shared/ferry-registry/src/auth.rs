@@ -106,10 +106,12 @@ impl Authenticator {
             Scheme::Bearer { realm, service } => {
                 let (token, lifetime) =
                     self.fetch_token(transport, &realm, service.as_deref(), scopes)?;
-                // Refresh a little before the registry would reject it.
+                // Refresh a little before the registry would reject it, and
+                // never keep a token past its own lifetime.
                 let valid = lifetime
                     .saturating_sub(lifetime / 10)
-                    .max(Duration::from_secs(5));
+                    .max(Duration::from_secs(5))
+                    .min(lifetime);
                 self.tokens
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -310,6 +312,91 @@ mod tests {
             Some(Scheme::Basic)
         ));
         assert!(pick(&challenge::parse("Negotiate")).is_none());
+    }
+
+    /// A token realm (plain HTTP on 127.0.0.1) answering each GET with `bodies[i]`.
+    fn realm(bodies: Vec<&'static str>) -> (crate::transport::tests::FakeServer, Transport) {
+        let server = crate::transport::tests::FakeServer::start(move |_| {
+            bodies
+                .into_iter()
+                .map(crate::transport::tests::ok_json)
+                .collect()
+        });
+        let target = crate::target::Target::parse(&server.url("")).expect("target");
+        let transport = Transport::new(&target, &Default::default()).expect("transport");
+        (server, transport)
+    }
+
+    #[test]
+    fn short_lived_tokens_are_not_used_past_their_lifetime() {
+        let (server, transport) = realm(vec![
+            r#"{"token":"first-token","expires_in":1}"#,
+            r#"{"token":"second-token","expires_in":1}"#,
+        ]);
+        let challenge = format!(r#"Bearer realm="{}",service="svc""#, server.url("/token"));
+        let auth = Authenticator::new(
+            "registry",
+            Some(Credential::Basic {
+                username: "u".into(),
+                password: Secret::new("p"),
+            }),
+        );
+        let scopes = vec!["repository:a/b:pull,push".to_owned()];
+        assert_eq!(auth.header_for(&scopes), None, "no scheme learnt yet");
+        auth.on_unauthorized(&transport, Some(&challenge), &scopes)
+            .expect("token");
+        assert_eq!(
+            auth.header_for(&scopes).as_deref(),
+            Some("Bearer first-token")
+        );
+        assert_eq!(
+            auth.header_for(&["other".to_owned()]),
+            None,
+            "per scope set"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            auth.header_for(&scopes),
+            None,
+            "a 1 s token is still used after it expired"
+        );
+        auth.on_unauthorized(&transport, Some(&challenge), &scopes)
+            .expect("refreshed token");
+        assert_eq!(
+            auth.header_for(&scopes).as_deref(),
+            Some("Bearer second-token")
+        );
+        assert_eq!(auth.token_fetches(), 2);
+        let heads = server.heads();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        for h in &heads {
+            assert!(
+                h.starts_with("GET /token?service=svc&scope=repository%3Aa%2Fb%3Apull%2Cpush "),
+                "{h}"
+            );
+            // Basic u:p, sent to the realm only.
+            assert_eq!(
+                crate::transport::tests::authorization_values(h),
+                ["Basic dTpw"],
+                "{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lived_tokens_are_refreshed_early() {
+        let (server, transport) = realm(vec![r#"{"token":"t","expires_in":300}"#]);
+        let challenge = format!(r#"Bearer realm="{}""#, server.url("/token"));
+        let auth = Authenticator::new("registry", None);
+        auth.on_unauthorized(&transport, Some(&challenge), &[])
+            .expect("anonymous token");
+        let expires = auth.tokens.lock().expect("token cache")[""].1;
+        let left = expires.saturating_duration_since(Instant::now());
+        assert!(
+            left <= Duration::from_secs(270) && left > Duration::from_secs(260),
+            "{left:?}"
+        );
+        assert_eq!(server.heads().len(), 1);
     }
 
     #[test]

@@ -337,7 +337,7 @@ fn explain_tls(detail: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
@@ -347,14 +347,16 @@ mod tests {
     /// A one-shot HTTP/1.1 fake: serves `responses.len()` connections, one
     /// request each (answering with `Connection: close`), and returns the raw
     /// request heads it received, in order. Never blocks for more than ~10 s.
-    struct FakeServer {
+    pub(crate) struct FakeServer {
         port: u16,
         thread: Option<JoinHandle<Vec<String>>>,
     }
 
     impl FakeServer {
         /// Binds 127.0.0.1:0; the responses are produced once the port is known.
-        fn start(responses: impl FnOnce(u16) -> Vec<String> + Send + 'static) -> FakeServer {
+        pub(crate) fn start(
+            responses: impl FnOnce(u16) -> Vec<String> + Send + 'static,
+        ) -> FakeServer {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
             let port = listener.local_addr().expect("local addr").port();
             listener
@@ -390,12 +392,12 @@ mod tests {
             }
         }
 
-        fn url(&self, path: &str) -> String {
+        pub(crate) fn url(&self, path: &str) -> String {
             format!("http://127.0.0.1:{}{path}", self.port)
         }
 
         /// Waits for the server thread and returns the request heads it saw.
-        fn heads(mut self) -> Vec<String> {
+        pub(crate) fn heads(mut self) -> Vec<String> {
             self.thread
                 .take()
                 .expect("joined once")
@@ -452,8 +454,16 @@ mod tests {
         )
     }
 
+    /// A `200 OK` with a JSON body (for token realms).
+    pub(crate) fn ok_json(body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
     /// The values of every `Authorization` header line of a raw request head.
-    fn authorization_values(head: &str) -> Vec<String> {
+    pub(crate) fn authorization_values(head: &str) -> Vec<String> {
         head.split("\r\n")
             .filter_map(|l| l.split_once(':'))
             .filter(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
