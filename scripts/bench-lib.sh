@@ -23,3 +23,74 @@ drop_caches() {
   sync
   if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi
 }
+
+# bench_median LABEL: median seconds of the "LABEL (round N)" lines in $BENCH_RESULTS
+# (the lower middle one for an even count).
+bench_median() {
+  grep -F "$1 (round " "$BENCH_RESULTS" | awk '{print $(NF-1)}' | sort -n \
+    | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'
+}
+
+# bench_rss_mib LABEL: highest peak RSS (MiB) of the "LABEL (round N)" lines in $BENCH_RESULTS.
+bench_rss_mib() {
+  grep -F "$1 (round " "$BENCH_RESULTS" | awk '{print $NF}' | sort -n | tail -1 | awk '{printf "%d", $1/1024}'
+}
+
+# evict_cache PATH...: evict PATH (files, or directories recursively) from the page cache before
+# a cold-cache run: drop_caches when /proc/sys/vm/drop_caches takes the write, else `vmtouch -e`,
+# else posix_fadvise(POSIX_FADV_DONTNEED) on every file (python3). Sets BENCH_EVICT_METHOD.
+# FERRY_BENCH_EVICT=drop_caches|vmtouch|fadvise forces one method (to test the fallbacks).
+evict_cache() {
+  local want=${FERRY_BENCH_EVICT:-auto}
+  sync
+  if { [ "$want" = auto ] || [ "$want" = drop_caches ]; } && [ -w /proc/sys/vm/drop_caches ] \
+      && ( drop_caches ) 2>/dev/null; then
+    BENCH_EVICT_METHOD=drop_caches
+  elif { [ "$want" = auto ] || [ "$want" = vmtouch ]; } && command -v vmtouch >/dev/null 2>&1; then
+    vmtouch -q -e "$@"
+    BENCH_EVICT_METHOD="vmtouch -e"
+  elif { [ "$want" = auto ] || [ "$want" = fadvise ]; } && command -v python3 >/dev/null 2>&1; then
+    python3 - "$@" <<'PY'
+import os, sys
+def drop(p):
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+for root in sys.argv[1:]:
+    if os.path.isdir(root):
+        for d, _, files in os.walk(root):
+            for f in files:
+                p = os.path.join(d, f)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    drop(p)
+    else:
+        drop(root)
+PY
+    BENCH_EVICT_METHOD="posix_fadvise(DONTNEED)"
+  else
+    echo "evict_cache: cannot evict the page cache (method $want): cold runs are not cold" >&2
+    BENCH_EVICT_METHOD=none
+  fi
+}
+
+# cached_pct DIR: percentage of DIR's file bytes resident in the page cache (fincore), or "?".
+cached_pct() {
+  if ! command -v fincore >/dev/null 2>&1; then echo '?'; return; fi
+  find "$1" -type f -print0 | xargs -0 -r fincore -b -n -o RES,SIZE 2>/dev/null \
+    | awk '{r+=$1; s+=$2} END{if (!s) print "?"; else if (r > s) print 100; else printf "%.0f\n", 100*r/s}'
+}
+
+# free_port: a free TCP port on 127.0.0.1 (the caller retries if it is taken before use).
+free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  else
+    local p
+    while :; do
+      p=$((20000 + RANDOM % 40000))
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+  fi
+}
