@@ -54,7 +54,8 @@ pub struct Connection {
 }
 
 impl RegistryArgs {
-    /// Parses the target, resolves credentials and builds a client.
+    /// Parses the target, resolves credentials, builds a client and checks it
+    /// can talk to the registry (`GET /v2/`).
     /// `log` receives retry messages (already redacted).
     pub fn connect(
         &self,

@@ -61,6 +61,25 @@ pub fn open_source(
         path: dir.clone(),
         source: e,
     })?;
+    let store = Store::open_for_write(&dir)?;
+    let identity = package_identity(source);
+    if let Some(id) = &identity {
+        if store.read_state_file(STAGED_MARKER).as_deref() == Some(id.as_bytes()) {
+            let walk = store.walk_index()?;
+            if walk.problems.is_empty() && !walk.nodes.is_empty() {
+                announce(&format!(
+                    "{} is already staged in {} (same file, every image complete): not reading it again",
+                    source.display(),
+                    dir.display()
+                ));
+                return Ok(Source {
+                    store,
+                    staged: None,
+                    path: dir,
+                });
+            }
+        }
+    }
     let unpacked = estimate::unpacked_size(source, format);
     let available = ferry_store::space::available_bytes(&dir).unwrap_or(u64::MAX);
     announce(&format!(
@@ -70,15 +89,36 @@ pub fn open_source(
         unpacked / 1_000_000,
         available / 1_000_000
     ));
-    let store = Store::open_for_write(&dir)?;
     estimate::check_space(&dir, unpacked).map_err(|e| PackageError::Io {
         path: dir.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
     let report = import_package(source, &store, &ImportOptions { progress, threads })?;
+    if let Some(id) = identity {
+        store.write_state_file(STAGED_MARKER, id.as_bytes())?;
+    }
     Ok(Source {
         store,
         staged: Some(report),
         path: dir,
     })
+}
+
+/// State file naming the package a staging store was completely filled from.
+const STAGED_MARKER: &str = "staged-from";
+
+/// Identity of a package file: canonical path, size, modification time, inode.
+/// A package that changes in any of these is staged again.
+fn package_identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let m = std::fs::metadata(&canonical).ok()?;
+    Some(format!(
+        "{}\n{}\n{}.{}\n{}\n",
+        canonical.display(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino()
+    ))
 }

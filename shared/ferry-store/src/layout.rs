@@ -246,11 +246,22 @@ impl Store {
         self.write_index(&entries)
     }
 
+    /// Writes a small file in ferry's state folder atomically (e.g. staging markers).
+    pub fn write_state_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_file_atomically(&format!("{STATE_DIR}/{name}"), bytes)
+    }
+
+    /// Reads a small file from ferry's state folder, if present.
+    pub fn read_state_file(&self, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.state_dir().join(name)).ok()
+    }
+
     fn write_file_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = self
-            .state_dir()
-            .join("tmp")
-            .join(format!("{name}.{}", std::process::id()));
+        let tmp = self.state_dir().join("tmp").join(format!(
+            "{}.{}",
+            name.replace('/', "_"),
+            std::process::id()
+        ));
         let final_path = self.root.join(name);
         let mut f = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
         f.write_all(bytes)
@@ -259,7 +270,7 @@ impl Store {
         drop(f);
         fs::rename(&tmp, &final_path)
             .map_err(|e| StoreError::io("rename into place", &final_path, e))?;
-        fsync_dir(&self.root)
+        fsync_dir(final_path.parent().unwrap_or(&self.root))
     }
 }
 
