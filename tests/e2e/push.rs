@@ -623,3 +623,63 @@ fn kill_9_between_chunks_then_rerun_resends_at_most_one_chunk() {
         ],
     );
 }
+
+#[test]
+fn index_first_package_streams_without_scratch_copy_and_layers_first_is_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 27,
+        images: 3,
+        layers_per_image: 2,
+        layer_size: 3 << 20,
+        incompressible: true,
+        multi_arch_every: 3,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    for (layers_first, name) in [(false, "streamed.tar.xz"), (true, "layers-first.tar.xz")] {
+        let path = dir.path().join(name);
+        write_package(
+            &layout,
+            PackageFormat::TarXzMultiBlock,
+            &PackageOptions {
+                layers_first,
+                ..Default::default()
+            },
+            &path,
+        )
+        .unwrap();
+        let pkg = Pkg {
+            _dir: tempfile::tempdir().unwrap(),
+            dir: dir.path().to_path_buf(),
+            path: path.clone(),
+            fixture: fixture.clone(),
+        };
+        let ns = if layers_first { "staged" } else { "streamed" };
+        let r = push(&reg, &path, ns, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let staging = dir.path().join(format!("{name}.ferry-store"));
+        if layers_first {
+            assert!(
+                r.stderr.contains("staging"),
+                "layers-first must be staged: {}",
+                r.stderr
+            );
+            assert!(staging.join("index.json").is_file());
+        } else {
+            assert!(
+                !staging.exists(),
+                "an index-first package was copied to disk: {}",
+                r.stderr
+            );
+        }
+        assert_registry_has_package(&reg, ns, &pkg);
+        // Warm rerun: nothing uploaded, and for the stream, the package is not read to the end.
+        let uploads = reg.count_requests("POST", "/blobs/uploads/");
+        let again = push(&reg, &path, ns, &["--json"]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert_eq!(reg.count_requests("POST", "/blobs/uploads/"), uploads);
+    }
+}

@@ -74,9 +74,15 @@ fn push(
     env: &[(&str, &str)],
 ) -> (Run, Duration) {
     let (user, _) = reg.credentials().expect("an auth registry");
+    // Staged explicitly: these tests exercise chunked, journaled uploads
+    // (a package in index-first order would otherwise be streamed).
+    let mut staging = source.file_name().unwrap().to_os_string();
+    staging.push(".ferry-store");
     let mut cmd = Command::new(bin("ferry-push"));
     cmd.arg("--source")
         .arg(source)
+        .arg("--staging")
+        .arg(source.with_file_name(staging))
         .arg("--private-registry")
         .arg(format!("{}/{ns}", reg.host()))
         .arg("--cacert")

@@ -42,16 +42,16 @@ pub struct Client {
 }
 
 /// A body factory: called again for each attempt (bodies are streamed once).
-pub type BodyFn<'a> = &'a mut dyn FnMut() -> Result<OwnedBody, RegistryError>;
+pub type BodyFn<'a, 'r> = &'a mut dyn FnMut() -> Result<OwnedBody<'r>, RegistryError>;
 
 /// A body that owns its reader.
-pub enum OwnedBody {
+pub enum OwnedBody<'r> {
     /// No body.
     Empty,
     /// In memory.
     Bytes(Vec<u8>),
     /// Streamed, of known length.
-    Reader(Box<dyn Read + Send>, u64),
+    Reader(Box<dyn Read + 'r>, u64),
 }
 
 impl Client {
@@ -123,7 +123,7 @@ impl Client {
         url: &str,
         headers: &[(&str, String)],
         scopes: &[String],
-        body: BodyFn<'_>,
+        body: BodyFn<'_, '_>,
     ) -> Result<Response, RegistryError> {
         for round in 0..2 {
             let authorization = self.auth.header_for(scopes);

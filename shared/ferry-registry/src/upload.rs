@@ -330,6 +330,66 @@ fn test_pause_between_chunks() {
     }
 }
 
+impl Client {
+    /// Uploads a blob from a stream that can be read only once (a package being
+    /// decompressed): the session is opened under the retry layer, the bytes go
+    /// in one PUT that is not retried (a rerun resumes: the blob is then found
+    /// by HEAD or sent again). The registry verifies the digest.
+    pub fn upload_stream(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        sent: &AtomicU64,
+    ) -> Result<(), RegistryError> {
+        let scopes = Client::scopes(repo, Access::Push, None);
+        let base = format!("{}/v2/{repo}/blobs/uploads/", self.target().base_url());
+        let location = self.retrying(|_| {
+            let resp = self.attempt("POST", &base, &[], &scopes, &mut || Ok(OwnedBody::Empty))?;
+            if resp.status != 202 {
+                return Err(namespace_hint(
+                    resp.into_error("POST", &format!("/v2/{repo}/blobs/uploads/")),
+                    repo,
+                ));
+            }
+            resp.header("location")
+                .map(|l| self.transport.resolve(l))
+                .ok_or_else(|| RegistryError::Protocol {
+                    what: format!("upload of {}", desc.digest),
+                    detail: "202 without Location".into(),
+                })
+        })?;
+        let url = with_digest(&location, &desc.digest);
+        let shared = Arc::new(AtomicU64::new(0));
+        let mut body = Some(OwnedBody::Reader(
+            Box::new(CountingReader {
+                inner: reader,
+                pos: 0,
+                shared: shared.clone(),
+            }),
+            desc.size,
+        ));
+        let resp = self.attempt(
+            "PUT",
+            &url,
+            &[("Content-Type", "application/octet-stream".to_owned())],
+            &scopes,
+            &mut || {
+                body.take().ok_or_else(|| RegistryError::Protocol {
+                    what: format!("upload of {}", desc.digest),
+                    detail: "the registry asked to resend a streamed blob; rerun to resume".into(),
+                })
+            },
+        );
+        sent.fetch_add(shared.load(Ordering::Relaxed), Ordering::Relaxed);
+        let resp = resp?;
+        if resp.status != 201 {
+            return Err(resp.into_error("PUT", &redact(&url)));
+        }
+        check_digest(&resp, desc, &format!("upload of {} to {repo}", desc.digest))
+    }
+}
+
 fn check_digest(
     resp: &crate::transport::Response,
     desc: &Descriptor,

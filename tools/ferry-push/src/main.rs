@@ -93,6 +93,71 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         }
     })?;
     let jobs = cli.jobs.jobs.unwrap_or(4) as usize;
+    let tty = std::io::stderr().is_terminal();
+    let events = |e: PushEvent| {
+        if json {
+            emit_json(&e);
+            return;
+        }
+        match &e {
+            PushEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
+                println!("pushed {target}@{digest}")
+            }
+            PushEvent::BlobUploaded {
+                repository,
+                digest,
+                size,
+                resumed_from,
+            } if verbose => println!(
+                "  uploaded {digest} ({}) to {repository}{}",
+                human::bytes(*size),
+                if *resumed_from > 0 {
+                    format!(", resumed at {}", human::bytes(*resumed_from))
+                } else {
+                    String::new()
+                }
+            ),
+            PushEvent::BlobMounted {
+                repository,
+                digest,
+                from,
+                ..
+            } if verbose => println!("  mounted {digest} into {repository} from {from}"),
+            PushEvent::BlobSkipped {
+                repository, digest, ..
+            } if verbose => println!("  present {digest} in {repository}"),
+            _ => {}
+        }
+    };
+
+    // A package whose index and manifests come first is pushed straight from
+    // its stream, with no scratch copy; otherwise it is staged once.
+    if !cli.source.is_dir() && cli.staging.is_none() && !cli.dry_run {
+        let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
+        let bar = ByteProgress::start("push", size, !json);
+        let sent = AtomicU64::new(0);
+        let outcome = ferry_transfer::stream_push::push_package_streaming(
+            &cli.source,
+            &conn.client,
+            jobs,
+            cli.jobs.resolve(),
+            bar.counter(),
+            &sent,
+            &events,
+        );
+        bar.finish();
+        match outcome.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
+            ferry_transfer::stream_push::StreamOutcome::Pushed(report) => {
+                finish(cli, &conn, &report);
+                return Ok(Outcome::Clean);
+            }
+            ferry_transfer::stream_push::StreamOutcome::NotStreamable(reason) => {
+                if !json {
+                    eprintln!("ferry-push: cannot push {} as a stream ({reason}); staging it once instead", cli.source.display());
+                }
+            }
+        }
+    }
     let stage_progress = ByteProgress::start(
         "staging",
         std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0),
@@ -120,7 +185,6 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         .unwrap_or(0);
     let bar = ByteProgress::start("push", total, !json && !cli.dry_run);
     let counter = bar.counter();
-    let tty = std::io::stderr().is_terminal();
     let options = PushOptions {
         jobs,
         dry_run: cli.dry_run,
@@ -129,50 +193,24 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             chunk_size: cli.chunk_mib.max(1) << 20,
         },
     };
-    let events = |e: PushEvent| {
-        if json {
-            emit_json(&e);
-            return;
-        }
-        match &e {
-            PushEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
-                println!("pushed {target}@{digest}")
-            }
-            PushEvent::BlobUploaded {
-                repository,
-                digest,
-                size,
-                resumed_from,
-            } if verbose => {
-                println!(
-                    "  uploaded {digest} ({}) to {repository}{}",
-                    human::bytes(*size),
-                    if *resumed_from > 0 {
-                        format!(", resumed at {}", human::bytes(*resumed_from))
-                    } else {
-                        String::new()
-                    }
-                )
-            }
-            PushEvent::BlobMounted {
-                repository,
-                digest,
-                from,
-                ..
-            } if verbose => println!("  mounted {digest} into {repository} from {from}"),
-            PushEvent::BlobSkipped {
-                repository, digest, ..
-            } if verbose => println!("  present {digest} in {repository}"),
-            _ => {}
-        }
-    };
     let result = push_store(&source.store, &conn.client, &options, &counter, &events);
     drop(sent);
     bar.finish();
     let report = result?;
+    finish(cli, &conn, &report);
+    Ok(Outcome::Clean)
+}
+
+/// Prints the summary (and, after a real push, the mirror configuration).
+fn finish(
+    cli: &Cli,
+    conn: &ferry_cli::registry_args::Connection,
+    report: &ferry_registry::push::PushReport,
+) {
+    let json = cli.output.json;
 
     if json {
-        emit_json(&serde_json::json!({"event": "summary", "summary": &report}));
+        emit_json(&serde_json::json!({"event": "summary", "summary": report}));
     } else if cli.dry_run {
         println!(
             "dry run: {} image(s); would upload {} blob(s) ({}), mount {}, skip {} already present; {} manifest(s) and {} tag(s) to push",
@@ -227,5 +265,4 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             )
         );
     }
-    Ok(Outcome::Clean)
 }

@@ -1,0 +1,12 @@
+//! ferry-transfer: copies that need both a package reader (ferry-package) and
+//! a registry client (ferry-registry), kept out of both so that neither
+//! depends on the other.
+//!
+//! Owns the streaming push: a `.tar.xz`/`.tar.zst` package whose `index.json`
+//! and manifests come before its layers is pushed in one decompression pass,
+//! with no scratch copy; every blob is hashed as it streams and verified by the
+//! registry. Invariants: children before parents and tags last, as in
+//! `ferry_registry::push`; a package in another order is reported as not
+//! streamable before anything is uploaded, so the caller can stage it instead.
+
+pub mod stream_push;

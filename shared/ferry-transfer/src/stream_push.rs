@@ -1,0 +1,610 @@
+//! Pushing straight from a package stream (no staging).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_package::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
+use ferry_package::entries::{for_each_entry, EntryHandler};
+use ferry_package::{detect, PackageError, PackageFormat};
+use ferry_registry::client::Access;
+use ferry_registry::push::{PushEvent, PushReport, PushedImage};
+use ferry_registry::target::Mapped;
+use ferry_registry::upload::{NoSessionLog, UploadOptions, UploadOutcome};
+use ferry_registry::{Client, RegistryError};
+use ferry_store::descriptor::{
+    children_of, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES,
+};
+use ferry_store::layout::IndexJson;
+use ferry_store::walk::walk_graph;
+use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, Reference, StoreError};
+
+/// Blobs held in memory while the plan is not known yet.
+const MAX_BUFFERED: u64 = 256 << 20;
+
+/// Why a streaming push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The package is unreadable, corrupt or hostile.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The registry failed.
+    #[error("{context}: {source}")]
+    Registry {
+        /// Image and blob.
+        context: String,
+        /// Cause.
+        #[source]
+        source: RegistryError,
+    },
+}
+
+/// How a streaming push ended.
+pub enum StreamOutcome {
+    /// Everything was pushed.
+    Pushed(PushReport),
+    /// The package cannot be streamed (layers before its index or manifests,
+    /// or not a compressed tar): nothing was uploaded; stage it instead.
+    NotStreamable(String),
+}
+
+struct ImagePlan {
+    source: String,
+    mapped: Mapped,
+    target: String,
+    root: Descriptor,
+    manifests: Vec<Descriptor>,
+}
+
+struct Plan {
+    images: Vec<ImagePlan>,
+    /// Leaf blobs: descriptor and the repositories that need them.
+    blobs: BTreeMap<Digest, (Descriptor, Vec<String>)>,
+}
+
+struct Streamer<'a> {
+    client: &'a Client,
+    jobs: usize,
+    sent: &'a AtomicU64,
+    events: &'a (dyn Fn(PushEvent) + Sync),
+    metadata: HashMap<String, Vec<u8>>,
+    /// Small blobs read before the plan was known.
+    buffered: HashMap<Digest, Vec<u8>>,
+    buffered_bytes: u64,
+    plan: Option<Plan>,
+    done: std::collections::HashSet<Digest>,
+    not_streamable: Option<String>,
+    report: PushReport,
+    failure: Option<StreamError>,
+    /// Every needed blob was in the registry before the end of the package.
+    finished_early: bool,
+}
+
+/// Reads an entry fully (≤ limit) into memory, hashing it.
+fn read_all(reader: &mut dyn Read, size: u64, path: &str) -> Result<Vec<u8>, EntryFailure> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+    if bytes.len() as u64 != size {
+        return Err(EntryFailure::Input(format!("entry {path:?} is truncated")));
+    }
+    Ok(bytes)
+}
+
+/// Stops the archive walk early (not an error for the caller).
+fn stop() -> EntryFailure {
+    EntryFailure::Package(PackageError::Malformed {
+        entry: String::new(),
+        why: "stop".into(),
+    })
+}
+
+impl Streamer<'_> {
+    fn try_plan(&mut self) -> Result<Plan, String> {
+        let index = self
+            .metadata
+            .get("index.json")
+            .ok_or("index.json comes after the layers")?;
+        let index: IndexJson =
+            serde_json::from_slice(index).map_err(|e| format!("index.json: {e}"))?;
+        let mut images = Vec::new();
+        let mut blobs: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
+        for root in index.manifests {
+            let name = root
+                .annotations
+                .get(ANNOTATION_CONTAINERD_NAME)
+                .or_else(|| root.annotations.get(ANNOTATION_REF_NAME))
+                .filter(|n| Reference::is_full(n))
+                .cloned()
+                .ok_or_else(|| {
+                    format!("image {} has no full reference in index.json", root.digest)
+                })?;
+            let mapped = self.client.target().map(&name).map_err(|e| e.to_string())?;
+            let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
+                self.buffered
+                    .get(&d.digest)
+                    .cloned()
+                    .ok_or_else(|| StoreError::MissingBlob {
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                        size: d.size,
+                        parent: String::new(),
+                    })
+            });
+            if let Some(p) = walk.problems.first() {
+                return Err(format!("manifests come after the layers ({p})"));
+            }
+            let mut manifests = Vec::new();
+            for n in walk.nodes {
+                if media::is_manifest_like(&n.descriptor.media_type) {
+                    manifests.push(n.descriptor);
+                } else if n.descriptor.urls.is_empty() {
+                    let e = blobs
+                        .entry(n.descriptor.digest.clone())
+                        .or_insert_with(|| (n.descriptor.clone(), Vec::new()));
+                    if !e.1.contains(&mapped.repository) {
+                        e.1.push(mapped.repository.clone());
+                    }
+                }
+            }
+            let target = self.client.target().display_ref(&mapped);
+            images.push(ImagePlan {
+                source: name,
+                mapped,
+                target,
+                root,
+                manifests,
+            });
+        }
+        Ok(Plan { images, blobs })
+    }
+
+    /// Asks (in parallel) which blobs every repository already has; those are
+    /// done before their bytes stream by, and once every blob is done the rest
+    /// of the package need not be read at all.
+    fn mark_present(&mut self) -> Result<(), StreamError> {
+        let Some(plan) = &self.plan else {
+            return Ok(());
+        };
+        let pairs: Vec<(Digest, u64, String)> = plan
+            .blobs
+            .iter()
+            .flat_map(|(d, (desc, repos))| {
+                repos.iter().map(move |r| (d.clone(), desc.size, r.clone()))
+            })
+            .collect();
+        let next = std::sync::Mutex::new(0usize);
+        let found: std::sync::Mutex<Vec<(Digest, String, Result<bool, RegistryError>)>> =
+            Default::default();
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs.max(1) {
+                scope.spawn(|| loop {
+                    let i = {
+                        let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some((d, size, repo)) = pairs.get(i) else {
+                        return;
+                    };
+                    let r = self
+                        .client
+                        .blob_size(repo, d, Access::Push)
+                        .map(|s| s == Some(*size));
+                    found.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        d.clone(),
+                        repo.clone(),
+                        r,
+                    ));
+                });
+            }
+        });
+        let mut missing_somewhere: std::collections::HashSet<Digest> = Default::default();
+        for (d, repo, r) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            let present = r.map_err(|source| StreamError::Registry {
+                context: format!("blob {d} in {repo}"),
+                source,
+            })?;
+            if present {
+                self.report.blobs_skipped += 1;
+                (self.events)(PushEvent::BlobSkipped {
+                    repository: repo,
+                    digest: d,
+                    size: 0,
+                });
+            } else {
+                missing_somewhere.insert(d);
+            }
+        }
+        let all: Vec<Digest> = plan.blobs.keys().cloned().collect();
+        for d in all {
+            if !missing_somewhere.contains(&d) {
+                self.done.insert(d);
+            }
+        }
+        Ok(())
+    }
+
+    fn all_done(&self) -> bool {
+        self.plan
+            .as_ref()
+            .is_some_and(|p| p.blobs.keys().all(|d| self.done.contains(d)))
+    }
+
+    /// Makes one leaf blob present in every repository that needs it.
+    fn push_blob(&mut self, digest: &Digest, body: BlobBody<'_>) -> Result<(), StreamError> {
+        let Some(plan) = &self.plan else {
+            return Ok(());
+        };
+        let Some((desc, repos)) = plan.blobs.get(digest).cloned() else {
+            return Ok(());
+        };
+        let wrap = |repo: &str| {
+            let context = format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
+            move |source| StreamError::Registry { context, source }
+        };
+        let mut present = Vec::new();
+        for repo in &repos {
+            present.push(
+                self.client
+                    .blob_size(repo, digest, Access::Push)
+                    .map_err(wrap(repo))?
+                    == Some(desc.size),
+            );
+        }
+        let mut have_in = repos
+            .iter()
+            .zip(&present)
+            .find(|(_, p)| **p)
+            .map(|(r, _)| r.clone());
+        let mut body = Some(body);
+        for (repo, present) in repos.iter().zip(present) {
+            if present {
+                self.report.blobs_skipped += 1;
+                (self.events)(PushEvent::BlobSkipped {
+                    repository: repo.clone(),
+                    digest: digest.clone(),
+                    size: desc.size,
+                });
+                continue;
+            }
+            match have_in.clone() {
+                Some(from) => {
+                    let no_data = |_: u64| -> std::io::Result<Box<dyn Read + Send>> {
+                        Err(std::io::Error::other(
+                            "the blob streamed past already; rerun to upload it",
+                        ))
+                    };
+                    let outcome = self
+                        .client
+                        .upload_blob(
+                            repo,
+                            &desc,
+                            &no_data,
+                            Some(&from),
+                            &NoSessionLog,
+                            &UploadOptions::default(),
+                            self.sent,
+                        )
+                        .map_err(wrap(repo))?;
+                    if outcome == UploadOutcome::Mounted {
+                        self.report.blobs_mounted += 1;
+                        (self.events)(PushEvent::BlobMounted {
+                            repository: repo.clone(),
+                            digest: digest.clone(),
+                            from,
+                            size: desc.size,
+                        });
+                    }
+                }
+                None => {
+                    match body.take() {
+                        Some(BlobBody::Memory(bytes)) => {
+                            self.client
+                                .upload_stream(repo, &desc, &mut &bytes[..], self.sent)
+                        }
+                        Some(BlobBody::Stream(reader)) => {
+                            self.client.upload_stream(repo, &desc, reader, self.sent)
+                        }
+                        None => unreachable!("uploaded once, then mounted"),
+                    }
+                    .map_err(wrap(repo))?;
+                    self.report.blobs_uploaded += 1;
+                    self.report.bytes_uploaded += desc.size;
+                    (self.events)(PushEvent::BlobUploaded {
+                        repository: repo.clone(),
+                        digest: digest.clone(),
+                        size: desc.size,
+                        resumed_from: 0,
+                    });
+                    have_in = Some(repo.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+enum BlobBody<'r> {
+    Memory(Vec<u8>),
+    Stream(&'r mut dyn Read),
+}
+
+/// Hashes what passes through, so the package's bytes are verified too.
+struct HashingReader<'r> {
+    inner: &'r mut dyn Read,
+    hasher: Hasher,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl EntryHandler for Streamer<'_> {
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if METADATA_FILES.contains(&path) {
+            if size > MAX_METADATA_BYTES {
+                return Err(PackageError::TooLarge {
+                    entry: path.to_owned(),
+                    size,
+                    limit: MAX_METADATA_BYTES,
+                    what: "a metadata file",
+                }
+                .into());
+            }
+            let bytes = read_all(reader, size, path)?;
+            self.metadata.insert(path.to_owned(), bytes);
+            return Ok(());
+        }
+        let Some(rest) = path.strip_prefix("blobs/") else {
+            self.not_streamable = Some(format!(
+                "{path} is not an OCI layout entry (docker-archive?)"
+            ));
+            return Err(stop());
+        };
+        let (alg, hex) = rest.split_once('/').unwrap_or(("", ""));
+        let digest = Algorithm::from_name(alg)
+            .and_then(|a| Digest::new(a, hex).ok())
+            .ok_or_else(|| PackageError::BadBlobName {
+                entry: path.to_owned(),
+                why: "not a valid sha256/sha512 digest".into(),
+            })?;
+        let small = size <= MAX_MANIFEST_BYTES;
+        if self.plan.is_none() {
+            if small && self.buffered_bytes + size <= MAX_BUFFERED {
+                let bytes = read_all(reader, size, path)?;
+                let actual = digest.of_same_algorithm(&bytes);
+                if actual != digest {
+                    return Err(PackageError::Store(StoreError::DigestMismatch {
+                        what: format!("entry {path:?}"),
+                        expected: digest,
+                        actual,
+                    })
+                    .into());
+                }
+                self.buffered_bytes += size;
+                // Manifests start with '{'; the first layer means the plan must be complete now.
+                let is_json = bytes.first() == Some(&b'{');
+                self.buffered.insert(digest.clone(), bytes);
+                if is_json {
+                    return Ok(());
+                }
+            }
+            match self.try_plan() {
+                Ok(plan) => self.plan = Some(plan),
+                Err(reason) => {
+                    self.not_streamable = Some(reason);
+                    return Err(stop());
+                }
+            }
+            if let Err(e) = self.mark_present() {
+                self.failure = Some(e);
+                return Err(stop());
+            }
+            if self.buffered.contains_key(&digest) {
+                return Ok(()); // uploaded with the other buffered blobs below
+            }
+        }
+        // Upload the buffered leaves first (children before parents still holds: manifests go last).
+        let pending: Vec<Digest> = self
+            .buffered
+            .keys()
+            .filter(|d| !self.done.contains(*d))
+            .cloned()
+            .collect();
+        for d in pending {
+            let bytes = self.buffered.get(&d).cloned().unwrap_or_default();
+            if let Err(e) = self.push_blob(&d, BlobBody::Memory(bytes)) {
+                self.failure = Some(e);
+                return Err(stop());
+            }
+            self.done.insert(d);
+        }
+        if self.all_done() {
+            self.finished_early = true;
+            return Err(stop()); // everything needed is in the registry: stop reading
+        }
+        if self.done.contains(&digest) {
+            return Ok(());
+        }
+        let mut hashing = HashingReader {
+            inner: reader,
+            hasher: Hasher::new(digest.algorithm()),
+        };
+        let needed = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.blobs.contains_key(&digest));
+        if needed {
+            if let Err(e) = self.push_blob(&digest, BlobBody::Stream(&mut hashing)) {
+                self.failure = Some(e);
+                return Err(stop());
+            }
+        }
+        std::io::copy(&mut hashing, &mut std::io::sink())
+            .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+        let actual = hashing.hasher.finish();
+        if actual != digest {
+            return Err(PackageError::Store(StoreError::DigestMismatch {
+                what: format!("entry {path:?}"),
+                expected: digest,
+                actual,
+            })
+            .into());
+        }
+        self.done.insert(digest);
+        if self.all_done() {
+            self.finished_early = true;
+            return Err(stop());
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, path: String, _target: String) -> Result<(), PackageError> {
+        self.not_streamable = Some(format!("{path} is a link (docker-archive?)"));
+        Err(PackageError::Malformed {
+            entry: String::new(),
+            why: "stop".into(),
+        })
+    }
+}
+
+/// Pushes a compressed OCI-layout package straight to the registry when its
+/// index and manifests come before its layers; otherwise reports
+/// [`StreamOutcome::NotStreamable`] before uploading anything.
+pub fn push_package_streaming(
+    path: &Path,
+    client: &Client,
+    jobs: usize,
+    threads: u32,
+    progress: Arc<AtomicU64>,
+    sent: &AtomicU64,
+    events: &(dyn Fn(PushEvent) + Sync),
+) -> Result<StreamOutcome, StreamError> {
+    let started = Instant::now();
+    let compression = match detect(path)? {
+        PackageFormat::Archive(c) => c,
+        PackageFormat::LayoutDir => {
+            return Ok(StreamOutcome::NotStreamable(
+                "a directory is pushed in place".into(),
+            ))
+        }
+    };
+    let mut s = Streamer {
+        client,
+        sent,
+        events,
+        metadata: HashMap::new(),
+        buffered: HashMap::new(),
+        buffered_bytes: 0,
+        plan: None,
+        done: Default::default(),
+        not_streamable: None,
+        report: PushReport::default(),
+        failure: None,
+        finished_early: false,
+        jobs,
+    };
+    let walked = for_each_entry(path, compression, threads, progress, &mut s);
+    if let Some(e) = s.failure.take() {
+        return Err(e);
+    }
+    if let Some(reason) = s.not_streamable.take() {
+        if s.report.blobs_uploaded == 0 {
+            return Ok(StreamOutcome::NotStreamable(reason));
+        }
+    }
+    if !s.finished_early {
+        walked?;
+    }
+    // Small packages: every blob fitted in memory before any layer appeared.
+    if s.plan.is_none() {
+        match s.try_plan() {
+            Ok(p) => s.plan = Some(p),
+            Err(reason) => return Ok(StreamOutcome::NotStreamable(reason)),
+        }
+        s.mark_present()?;
+    }
+    let pending: Vec<Digest> = s
+        .buffered
+        .keys()
+        .filter(|d| !s.done.contains(*d))
+        .cloned()
+        .collect();
+    for d in pending {
+        let bytes = s.buffered.get(&d).cloned().unwrap_or_default();
+        s.push_blob(&d, BlobBody::Memory(bytes))?;
+        s.done.insert(d);
+    }
+    let plan = s.plan.take().expect("plan set above");
+    if let Some((d, _)) = plan.blobs.iter().find(|(d, _)| !s.done.contains(*d)) {
+        return Err(PackageError::Graph(vec![StoreError::MissingBlob {
+            digest: d.clone(),
+            media_type: plan.blobs[d].0.media_type.clone(),
+            size: plan.blobs[d].0.size,
+            parent: "the package".into(),
+        }])
+        .into());
+    }
+    let mut report = s.report;
+    for image in &plan.images {
+        let ctx = |what: String| {
+            let context = format!("image {} → {}: {what}", image.source, image.target);
+            move |source| StreamError::Registry { context, source }
+        };
+        let repo = &image.mapped.repository;
+        for m in &image.manifests {
+            if client
+                .manifest_head(repo, &m.digest.to_string(), Access::Push)
+                .map_err(ctx(format!("manifest {}", m.digest)))?
+                .is_some()
+            {
+                continue;
+            }
+            let bytes = s.buffered.get(&m.digest).cloned().unwrap_or_default();
+            children_of(m, &bytes).map_err(|e| PackageError::Store(e.into()))?;
+            client
+                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
+                .map_err(ctx(format!("manifest {}", m.digest)))?;
+            report.manifests_pushed += 1;
+        }
+        if let Some(tag) = &image.mapped.tag {
+            let current = client
+                .manifest_head(repo, tag, Access::Push)
+                .map_err(ctx(format!("tag {tag}")))?;
+            if current.map(|c| c.digest) != Some(image.root.digest.clone()) {
+                let bytes = s
+                    .buffered
+                    .get(&image.root.digest)
+                    .cloned()
+                    .unwrap_or_default();
+                client
+                    .put_manifest(repo, tag, &image.root.media_type, &bytes)
+                    .map_err(ctx(format!("tag {tag}")))?;
+                report.tags_set += 1;
+            }
+        }
+        events(PushEvent::ImagePushed {
+            source: image.source.clone(),
+            target: image.target.clone(),
+            digest: image.root.digest.clone(),
+        });
+        report.images.push(PushedImage {
+            source: image.source.clone(),
+            target: image.target.clone(),
+            digest: image.root.digest.clone(),
+        });
+    }
+    report.tokens_fetched = client.token_fetches();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(StreamOutcome::Pushed(report))
+}
