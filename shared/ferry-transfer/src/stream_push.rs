@@ -205,7 +205,7 @@ impl Streamer<'_> {
             }
         });
         let mut missing_somewhere: std::collections::HashSet<Digest> = Default::default();
-        for (d, repo, r) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        for (d, size, repo, r) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
             let present = r.map_err(|source| StreamError::Registry {
                 context: format!("blob {d} in {repo}"),
                 source,
