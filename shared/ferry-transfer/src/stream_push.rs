@@ -179,7 +179,7 @@ impl Streamer<'_> {
             })
             .collect();
         let next = std::sync::Mutex::new(0usize);
-        let found: std::sync::Mutex<Vec<(Digest, String, Result<bool, RegistryError>)>> =
+        let found: std::sync::Mutex<Vec<(Digest, u64, String, Result<bool, RegistryError>)>> =
             Default::default();
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.max(1) {
@@ -198,6 +198,7 @@ impl Streamer<'_> {
                         .map(|s| s == Some(*size));
                     found.lock().unwrap_or_else(|p| p.into_inner()).push((
                         d.clone(),
+                        *size,
                         repo.clone(),
                         r,
                     ));
