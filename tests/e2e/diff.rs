@@ -224,7 +224,23 @@ fn moved_tag_differs_deleted_layer_is_incomplete_and_deep_finds_corruption() {
         v["summary"]["push_bytes"], layer.size,
         "push would re-send exactly the deleted layer"
     );
-    assert_eq!(ferry("ferry-push", &s, &[]).code, 0);
+    // The tag is at the right digest, so a plain push trusts the image (tags
+    // are set last); --force re-checks every blob and repairs it.
+    let plain = ferry("ferry-push", &s, &["--json"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(
+        diff_json(&s, &[]).0,
+        1,
+        "a plain push does not re-check an up-to-date image"
+    );
+    let forced = ferry("ferry-push", &s, &["--force", "--json"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(forced.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["bytes_uploaded"], layer.size,
+        "--force re-sent exactly the deleted layer"
+    );
     assert_eq!(diff_json(&s, &[]).0, 0);
 
     // A blob corrupted in the registry's storage: only --deep sees it.

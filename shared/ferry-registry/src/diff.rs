@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use ferry_store::{media, Descriptor, Digest, Hasher, Store};
@@ -14,6 +13,7 @@ use serde::Serialize;
 
 use crate::client::{Access, Client};
 use crate::error::RegistryError;
+use crate::pool::parallel;
 use crate::push::{plan, PushError};
 
 /// Diff settings.
@@ -134,48 +134,6 @@ impl DiffReport {
     pub fn in_sync(&self) -> bool {
         self.images.iter().all(|i| i.status == Status::InSync)
     }
-}
-
-/// Runs `f` over `items` on `jobs` threads, keeping order; the first error wins.
-fn parallel<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(&T) -> Result<R, RegistryError> + Sync,
-) -> Result<Vec<R>, RegistryError> {
-    let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<Result<R, RegistryError>>>> =
-        Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(items.len().max(1)) {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                if i >= items.len() {
-                    return;
-                }
-                let r = f(&items[i]);
-                let failed = r.is_err();
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
-                if failed {
-                    *next.lock().unwrap_or_else(|p| p.into_inner()) = items.len();
-                    return;
-                }
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for r in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        match r {
-            Some(Ok(v)) => out.push(v),
-            Some(Err(e)) => return Err(e),
-            None => {}
-        }
-    }
-    Ok(out)
 }
 
 /// Compares the registry behind `client` with every image named in `store`.

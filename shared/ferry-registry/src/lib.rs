@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod diff;
 pub mod error;
 pub mod mirror;
+pub mod pool;
 pub mod proxy;
 pub mod push;
 pub mod retry;

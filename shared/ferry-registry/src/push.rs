@@ -29,6 +29,10 @@ pub struct PushOptions {
     pub dry_run: bool,
     /// Upload tuning.
     pub upload: UploadOptions,
+    /// Re-check every blob and manifest even of images whose tag already
+    /// points at the right digest (tags are set last, so such an image was
+    /// complete when it was pushed).
+    pub force: bool,
 }
 
 /// Something that happened, for progress output.
@@ -65,6 +69,15 @@ pub enum PushEvent {
         size: u64,
         /// Offset a previous session was resumed from.
         resumed_from: u64,
+    },
+    /// An image's tag already points at the package's digest: nothing to do.
+    ImageUpToDate {
+        /// Source reference.
+        source: String,
+        /// Destination reference.
+        target: String,
+        /// Manifest digest.
+        digest: Digest,
     },
     /// An image is complete and tagged.
     ImagePushed {
@@ -110,6 +123,8 @@ pub struct PushReport {
     pub manifests_pushed: u64,
     /// Tags set.
     pub tags_set: u64,
+    /// Images whose tag already pointed at the right digest (not re-checked without --force).
+    pub images_up_to_date: u64,
     /// Tokens fetched from the token service.
     pub tokens_fetched: u64,
     /// Wall time.
@@ -261,20 +276,45 @@ pub fn push_store(
         source,
     })?;
 
-    // Blob work grouped by digest: the first repository uploads, the others mount.
-    let mut by_digest: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
-    for p in &plans {
+    // Images whose tag already points at their digest were complete when tagged.
+    let up_to_date: Vec<bool> = if options.force {
+        vec![false; plans.len()]
+    } else {
+        crate::pool::parallel(&plans, options.jobs.max(4), |p| match &p.mapped.tag {
+            Some(tag) => client
+                .manifest_head(&p.mapped.repository, tag, Access::Push)
+                .map(|c| c.is_some_and(|c| c.digest == p.root.digest))
+                .map_err(|source| PushError::Registry {
+                    context: format!("image {} → {}: tag {tag}", p.source, p.target),
+                    source,
+                }),
+            None => Ok(false),
+        })?
+    };
+
+    // Blob work grouped by digest: repositories that need it, and repositories of
+    // up-to-date images that hold it (mount sources, no request needed).
+    let mut by_digest: BTreeMap<Digest, BlobWork> = BTreeMap::new();
+    for (p, done) in plans.iter().zip(&up_to_date) {
         for b in &p.blobs {
             let e = by_digest
                 .entry(b.digest.clone())
-                .or_insert_with(|| (b.clone(), Vec::new()));
-            if !e.1.contains(&p.mapped.repository) {
-                e.1.push(p.mapped.repository.clone());
+                .or_insert_with(|| BlobWork {
+                    desc: b.clone(),
+                    needed: Vec::new(),
+                    sources: Vec::new(),
+                });
+            let list = if *done { &mut e.sources } else { &mut e.needed };
+            if !list.contains(&p.mapped.repository) {
+                list.push(p.mapped.repository.clone());
             }
         }
     }
-    let mut work: Vec<(Descriptor, Vec<String>)> = by_digest.into_values().collect();
-    work.sort_by(|a, b| b.0.size.cmp(&a.0.size));
+    let mut work: Vec<BlobWork> = by_digest
+        .into_values()
+        .filter(|w| !w.needed.is_empty())
+        .collect();
+    work.sort_by(|a, b| b.desc.size.cmp(&a.desc.size));
 
     let replay = journal::replay(&store.journal_path())?;
     let sessions = JournalSessions {
@@ -295,10 +335,10 @@ pub fn push_store(
                     return;
                 }
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                let Some((desc, repos)) = next else { return };
-                if let Err(e) = push_blob(
-                    store, client, options, &sessions, &desc, &repos, sent, &report, events,
-                ) {
+                let Some(w) = next else { return };
+                if let Err(e) =
+                    push_blob(store, client, options, &sessions, &w, sent, &report, events)
+                {
                     failure
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -313,52 +353,18 @@ pub fn push_store(
     }
     let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
 
-    // Manifests children-first by digest, then the tag (the commit point).
-    for p in &plans {
-        let ctx = |what: &str| format!("image {} → {}: {what}", p.source, p.target);
-        let repo = &p.mapped.repository;
-        for m in &p.manifests {
-            let present = client
-                .manifest_head(repo, &m.digest.to_string(), Access::Push)
-                .map_err(|source| PushError::Registry {
-                    context: ctx(&format!("manifest {}", m.digest)),
-                    source,
-                })?;
-            if present.is_some() {
-                continue;
-            }
-            report.manifests_pushed += 1;
-            if options.dry_run {
-                continue;
-            }
-            let bytes = store.read_small_blob(m, MAX_MANIFEST_BYTES)?;
-            client
-                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
-                .map_err(|source| PushError::Registry {
-                    context: ctx(&format!("manifest {}", m.digest)),
-                    source,
-                })?;
+    // Manifests children-first by digest, then the tag (the commit point), images in parallel.
+    let work: Vec<(&Plan, bool)> = plans.iter().zip(up_to_date).collect();
+    let committed = crate::pool::parallel(&work, options.jobs.max(4), |(p, done)| {
+        if *done {
+            events(PushEvent::ImageUpToDate {
+                source: p.source.clone(),
+                target: p.target.clone(),
+                digest: p.root.digest.clone(),
+            });
+            return Ok((0, 0, true));
         }
-        if let Some(tag) = &p.mapped.tag {
-            let current = client
-                .manifest_head(repo, tag, Access::Push)
-                .map_err(|source| PushError::Registry {
-                    context: ctx(&format!("tag {tag}")),
-                    source,
-                })?;
-            if current.as_ref().map(|c| &c.digest) != Some(&p.root.digest) {
-                report.tags_set += 1;
-                if !options.dry_run {
-                    let bytes = store.read_small_blob(&p.root, MAX_MANIFEST_BYTES)?;
-                    client
-                        .put_manifest(repo, tag, &p.root.media_type, &bytes)
-                        .map_err(|source| PushError::Registry {
-                            context: ctx(&format!("tag {tag}")),
-                            source,
-                        })?;
-                }
-            }
-        }
+        let (manifests, tags) = commit_image(store, client, p, options)?;
         if !options.dry_run {
             events(PushEvent::ImagePushed {
                 source: p.source.clone(),
@@ -366,6 +372,12 @@ pub fn push_store(
                 digest: p.root.digest.clone(),
             });
         }
+        Ok::<_, PushError>((manifests, tags, false))
+    })?;
+    for ((p, _), (manifests, tags, done)) in work.iter().zip(committed) {
+        report.manifests_pushed += manifests;
+        report.tags_set += tags;
+        report.images_up_to_date += u64::from(done);
         report.images.push(PushedImage {
             source: p.source.clone(),
             target: p.target.clone(),
@@ -378,18 +390,73 @@ pub fn push_store(
     Ok(report)
 }
 
+/// One blob to make present.
+struct BlobWork {
+    desc: Descriptor,
+    /// Repositories that need it (asked with HEAD).
+    needed: Vec<String>,
+    /// Repositories of up-to-date images, which hold it (mount sources).
+    sources: Vec<String>,
+}
+
+/// Pushes one image's manifests by digest (children first) and then its tag.
+/// Returns (manifests pushed, tags set); a dry run only counts.
+fn commit_image(
+    store: &Store,
+    client: &Client,
+    p: &Plan,
+    options: &PushOptions,
+) -> Result<(u64, u64), PushError> {
+    let ctx = |what: String| {
+        let context = format!("image {} → {}: {what}", p.source, p.target);
+        move |source| PushError::Registry { context, source }
+    };
+    let repo = &p.mapped.repository;
+    let (mut manifests, mut tags) = (0, 0);
+    for m in &p.manifests {
+        let present = client
+            .manifest_head(repo, &m.digest.to_string(), Access::Push)
+            .map_err(ctx(format!("manifest {}", m.digest)))?;
+        if present.is_some() {
+            continue;
+        }
+        manifests += 1;
+        if !options.dry_run {
+            let bytes = store.read_small_blob(m, MAX_MANIFEST_BYTES)?;
+            client
+                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
+                .map_err(ctx(format!("manifest {}", m.digest)))?;
+        }
+    }
+    if let Some(tag) = &p.mapped.tag {
+        let current = client
+            .manifest_head(repo, tag, Access::Push)
+            .map_err(ctx(format!("tag {tag}")))?;
+        if current.as_ref().map(|c| &c.digest) != Some(&p.root.digest) {
+            tags += 1;
+            if !options.dry_run {
+                let bytes = store.read_small_blob(&p.root, MAX_MANIFEST_BYTES)?;
+                client
+                    .put_manifest(repo, tag, &p.root.media_type, &bytes)
+                    .map_err(ctx(format!("tag {tag}")))?;
+            }
+        }
+    }
+    Ok((manifests, tags))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn push_blob(
     store: &Store,
     client: &Client,
     options: &PushOptions,
     sessions: &JournalSessions<'_>,
-    desc: &Descriptor,
-    repos: &[String],
+    work: &BlobWork,
     sent: &AtomicU64,
     report: &Mutex<PushReport>,
     events: &(dyn Fn(PushEvent) + Sync),
 ) -> Result<(), PushError> {
+    let (desc, repos) = (&work.desc, &work.needed);
     let path = store.blob_path(&desc.digest);
     let open = move |offset: u64| -> std::io::Result<Box<dyn std::io::Read + Send>> {
         use std::io::{Seek, SeekFrom};
@@ -412,7 +479,8 @@ fn push_blob(
         .iter()
         .zip(&present)
         .find(|(_, p)| **p)
-        .map(|(r, _)| r.clone());
+        .map(|(r, _)| r.clone())
+        .or_else(|| work.sources.first().cloned());
     for (repo, present) in repos.iter().zip(present) {
         let ctx = || format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
         if present {

@@ -52,6 +52,8 @@ pub enum StreamOutcome {
 }
 
 struct ImagePlan {
+    /// Tag already at the right digest: nothing to send (unless forced).
+    up_to_date: bool,
     source: String,
     mapped: Mapped,
     target: String,
@@ -61,6 +63,8 @@ struct ImagePlan {
 
 struct Plan {
     images: Vec<ImagePlan>,
+    /// A repository of an up-to-date image holding the blob (mount source).
+    sources: HashMap<Digest, String>,
     /// Leaf blobs: descriptor and the repositories that need them.
     blobs: BTreeMap<Digest, (Descriptor, Vec<String>)>,
 }
@@ -68,6 +72,7 @@ struct Plan {
 struct Streamer<'a> {
     client: &'a Client,
     jobs: usize,
+    force: bool,
     sent: &'a AtomicU64,
     events: &'a (dyn Fn(PushEvent) + Sync),
     metadata: HashMap<String, Vec<u8>>,
@@ -154,6 +159,7 @@ impl Streamer<'_> {
             }
             let target = self.client.target().display_ref(&mapped);
             images.push(ImagePlan {
+                up_to_date: false,
                 source: name,
                 mapped,
                 target,
@@ -161,13 +167,57 @@ impl Streamer<'_> {
                 manifests,
             });
         }
-        Ok(Plan { images, blobs })
+        Ok(Plan {
+            images,
+            blobs,
+            sources: HashMap::new(),
+        })
     }
 
     /// Asks (in parallel) which blobs every repository already has; those are
     /// done before their bytes stream by, and once every blob is done the rest
     /// of the package need not be read at all.
     fn mark_present(&mut self) -> Result<(), StreamError> {
+        if !self.force {
+            if let Some(plan) = &mut self.plan {
+                let client = self.client;
+                let current = ferry_registry::pool::parallel(
+                    &plan.images,
+                    self.jobs.max(4),
+                    |img| match &img.mapped.tag {
+                        Some(tag) => client
+                            .manifest_head(&img.mapped.repository, tag, Access::Push)
+                            .map(|c| c.is_some_and(|c| c.digest == img.root.digest))
+                            .map_err(|source| StreamError::Registry {
+                                context: format!(
+                                    "image {} → {}: tag {tag}",
+                                    img.source, img.target
+                                ),
+                                source,
+                            }),
+                        None => Ok(false),
+                    },
+                )?;
+                for (img, done) in plan.images.iter_mut().zip(current) {
+                    img.up_to_date = done;
+                }
+                // Only blobs of images still to push are needed.
+                let needed: std::collections::HashSet<String> = plan
+                    .images
+                    .iter()
+                    .filter(|i| !i.up_to_date)
+                    .map(|i| i.mapped.repository.clone())
+                    .collect();
+                let sources = &mut plan.sources;
+                plan.blobs.retain(|digest, (_, repos)| {
+                    if let Some(src) = repos.iter().find(|r| !needed.contains(*r)) {
+                        sources.insert(digest.clone(), src.clone());
+                    }
+                    repos.retain(|r| needed.contains(r));
+                    !repos.is_empty()
+                });
+            }
+        }
         let Some(plan) = &self.plan else {
             return Ok(());
         };
@@ -216,7 +266,7 @@ impl Streamer<'_> {
                 (self.events)(PushEvent::BlobSkipped {
                     repository: repo,
                     digest: d,
-                    size: 0,
+                    size,
                 });
             } else {
                 missing_somewhere.insert(d);
@@ -245,6 +295,7 @@ impl Streamer<'_> {
         let Some((desc, repos)) = plan.blobs.get(digest).cloned() else {
             return Ok(());
         };
+        let plan_source = plan.sources.get(digest).cloned();
         let wrap = |repo: &str| {
             let context = format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
             move |source| StreamError::Registry { context, source }
@@ -262,7 +313,8 @@ impl Streamer<'_> {
             .iter()
             .zip(&present)
             .find(|(_, p)| **p)
-            .map(|(r, _)| r.clone());
+            .map(|(r, _)| r.clone())
+            .or_else(|| plan_source.clone());
         let mut body = Some(body);
         for (repo, present) in repos.iter().zip(present) {
             if present {
@@ -482,10 +534,12 @@ impl EntryHandler for Streamer<'_> {
 /// Pushes a compressed OCI-layout package straight to the registry when its
 /// index and manifests come before its layers; otherwise reports
 /// [`StreamOutcome::NotStreamable`] before uploading anything.
+#[allow(clippy::too_many_arguments)]
 pub fn push_package_streaming(
     path: &Path,
     client: &Client,
     jobs: usize,
+    force: bool,
     threads: u32,
     progress: Arc<AtomicU64>,
     sent: &AtomicU64,
@@ -514,6 +568,7 @@ pub fn push_package_streaming(
         failure: None,
         finished_early: false,
         jobs,
+        force,
     };
     let walked = for_each_entry(path, compression, threads, progress, &mut s);
     if let Some(e) = s.failure.take() {
@@ -558,6 +613,20 @@ pub fn push_package_streaming(
     }
     let mut report = s.report;
     for image in &plan.images {
+        if image.up_to_date {
+            events(PushEvent::ImageUpToDate {
+                source: image.source.clone(),
+                target: image.target.clone(),
+                digest: image.root.digest.clone(),
+            });
+            report.images_up_to_date += 1;
+            report.images.push(PushedImage {
+                source: image.source.clone(),
+                target: image.target.clone(),
+                digest: image.root.digest.clone(),
+            });
+            continue;
+        }
         let ctx = |what: String| {
             let context = format!("image {} → {}: {what}", image.source, image.target);
             move |source| StreamError::Registry { context, source }

@@ -21,7 +21,8 @@ Examples:
 
 Statuses: in-sync (tag at the package's digest, everything present), missing
 (tag or repository absent), differs (tag at another digest), incomplete (right
-digest, but a child manifest or blob is absent, or corrupt with --deep).
+digest, but a child manifest or blob is absent, or corrupt with --deep; repair
+with `ferry-push --force`, which re-checks images whose tag looks up to date).
 'push bytes' is exactly what ferry-push would upload. Same credential, TLS and
 proxy options as ferry-push.
 

@@ -54,6 +54,10 @@ struct Cli {
     /// Show what would be uploaded, mounted and skipped, without sending anything.
     #[arg(long)]
     dry_run: bool,
+    /// Re-check every blob and manifest, even of images whose tag already points
+    /// at the package's digest (by default such images are complete and skipped).
+    #[arg(long)]
+    force: bool,
     /// Print every blob, not only every image.
     #[arg(short, long)]
     verbose: bool,
@@ -103,6 +107,9 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             PushEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
                 println!("pushed {target}@{digest}")
             }
+            PushEvent::ImageUpToDate { target, digest, .. } if !tty || verbose => {
+                println!("up to date {target}@{digest}")
+            }
             PushEvent::BlobUploaded {
                 repository,
                 digest,
@@ -140,6 +147,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             &cli.source,
             &conn.client,
             jobs,
+            cli.force,
             cli.jobs.resolve(),
             bar.counter(),
             &sent,
@@ -188,6 +196,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     let options = PushOptions {
         jobs,
         dry_run: cli.dry_run,
+        force: cli.force,
         upload: UploadOptions {
             monolithic_max: cli.monolithic_max_mib << 20,
             chunk_size: cli.chunk_mib.max(1) << 20,
@@ -227,9 +236,10 @@ fn finish(
         }
     } else {
         println!(
-            "pushed {} image(s) to {}: {} blob(s) uploaded ({}), {} mounted, {} already present, {} manifest(s), {} tag(s) in {:.1}s",
+            "pushed {} image(s) to {} ({} already up to date): {} blob(s) uploaded ({}), {} mounted, {} already present, {} manifest(s), {} tag(s) in {:.1}s",
             report.images.len(),
             conn.target.host,
+            report.images_up_to_date,
             report.blobs_uploaded,
             human::bytes(report.bytes_uploaded),
             report.blobs_mounted,
