@@ -18,6 +18,7 @@ declare -A NEED=(
   [cc]=gcc                              # C compiler for liblzma/zstd bindings
   [pkg-config]=pkg-config
   [/usr/bin/time]=time               # peak RSS in benchmarks
+  [ping]=iputils-ping                   # round-trip check in scripts/bench-diff.sh
 )
 
 missing=()

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_store::{Algorithm, Digest, Store};
+use ferry_store::{Algorithm, Digest, Store, StoreError};
 
 use crate::error::PackageError;
 
@@ -200,6 +200,24 @@ impl<'s> Collector<'s> {
         Ok(())
     }
 
+    /// A tar header may declare any size (a decompression bomb declares 1 PiB and
+    /// supplies zeros): refuse an entry that cannot fit in the store's free space
+    /// before writing a byte of it, instead of filling the disk first. Reported as
+    /// a full disk, so a legitimate package gets the same advice as when it fills.
+    fn check_room(&self, path: &str, size: u64) -> Result<(), EntryFailure> {
+        let root = self.store.root();
+        match ferry_store::space::available_bytes(root) {
+            Ok(available) if size > available => Err(PackageError::Store(StoreError::DiskFull {
+                path: root.to_path_buf(),
+                what: format!(
+                    "entry {path:?} declares {size} bytes but only {available} are free; writing it"
+                ),
+            })
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     fn stream_to_store(
         &mut self,
         path: &str,
@@ -207,6 +225,7 @@ impl<'s> Collector<'s> {
         reader: &mut dyn Read,
         expected: Option<&Digest>,
     ) -> Result<StoredFile, EntryFailure> {
+        self.check_room(path, size)?;
         let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
         let mut writer = self
             .store

@@ -43,12 +43,14 @@ pub enum RegistryError {
         retryable: bool,
     },
     /// The server's TLS certificate was rejected.
-    #[error("TLS: the certificate presented by {host} was rejected ({detail}). If the registry uses a private CA, pass it with --cacert CA.pem (or, insecurely, --insecure-skip-tls-verify)")]
+    #[error("TLS: the certificate presented by {host} was rejected ({detail}). {hint}")]
     Tls {
         /// host:port.
         host: String,
         /// rustls' reason.
         detail: String,
+        /// What to do about it.
+        hint: String,
     },
     /// Authentication failed or no credential was accepted.
     #[error("authentication to {registry} failed: {detail}")]

@@ -63,7 +63,7 @@ impl Response {
             .into_with_config()
             .limit(limit)
             .read_to_vec()
-            .map_err(|e| map_error(&format!("reading {}", redact(&url)), "", e))
+            .map_err(|e| map_error(&format!("reading {}", redact(&url)), "", None, e))
     }
 
     /// The body as a reader.
@@ -103,6 +103,7 @@ impl Response {
 pub struct Transport {
     agent: ureq::Agent,
     target: Target,
+    cacert: Option<std::path::PathBuf>,
 }
 
 impl Transport {
@@ -157,6 +158,7 @@ impl Transport {
         Ok(Transport {
             agent: ureq::Agent::new_with_config(config),
             target: target.clone(),
+            cacert: opts.cacert.clone(),
         })
     }
 
@@ -232,7 +234,8 @@ impl Transport {
                     self.agent.run(req.body(body).map_err(|e| usage(&what, e))?)
                 }
             };
-            let resp = result.map_err(|e| map_error(&what, &self.target.host, e))?;
+            let resp = result
+                .map_err(|e| map_error(&what, &self.target.host, self.cacert.as_deref(), e))?;
             let status = resp.status().as_u16();
             if matches!(status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD") {
                 if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
@@ -281,7 +284,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn map_error(what: &str, host: &str, e: ureq::Error) -> RegistryError {
+fn map_error(
+    what: &str,
+    host: &str,
+    cacert: Option<&std::path::Path>,
+    e: ureq::Error,
+) -> RegistryError {
     let detail = e.to_string();
     let lower = detail.to_ascii_lowercase();
     let tls_words = [
@@ -295,9 +303,18 @@ fn map_error(what: &str, host: &str, e: ureq::Error) -> RegistryError {
     if matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
         || tls_words.iter().any(|w| lower.contains(w))
     {
+        let hint = match cacert {
+            Some(ca) => format!(
+                "Check that {} is the CA that signed the registry's certificate, and that the certificate names this host and is in date (or, insecurely, --insecure-skip-tls-verify)",
+                ca.display()
+            ),
+            None => "If the registry uses a private CA, pass it with --cacert CA.pem (or, insecurely, --insecure-skip-tls-verify)"
+                .to_owned(),
+        };
         return RegistryError::Tls {
             host: host.to_owned(),
             detail: explain_tls(&detail),
+            hint,
         };
     }
     let retryable = match &e {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ferry_store::descriptor::children_of;
-use ferry_store::{media, Descriptor, Digest};
+use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher};
 use tar::EntryType;
 
 use crate::image::{generate_layout, FixtureSpec};
@@ -69,6 +69,18 @@ fn tar_bytes(entries: &[RawEntry]) -> anyhow::Result<(Vec<u8>, Vec<u64>)> {
     let mut offsets = Vec::new();
     for e in entries {
         offsets.push(builder.get_ref().len() as u64);
+        if e.name.len() > 100 && e.kind != EntryType::GNULongName {
+            // As GNU tar does: the full name in a long-name entry before the header.
+            let mut name = e.name.clone();
+            name.push(0);
+            let h = raw_header(
+                b"././@LongLink",
+                EntryType::GNULongName,
+                name.len() as u64,
+                None,
+            );
+            builder.append(&h, name.as_slice())?;
+        }
         let mut h = raw_header(&e.name, e.kind, e.data.len() as u64, e.link.as_deref());
         match e.kind {
             EntryType::Directory => h.set_mode(0o755),
@@ -164,10 +176,8 @@ impl Base {
     }
 }
 
-/// Writes the corpus into `dir` (created if needed): the valid base layout in
-/// [`BASE_LAYOUT_DIR`], a valid control package [`VALID_PACKAGE`], and one file
-/// per hostile case, which are returned.
-pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
+/// Creates `dir` and the valid base layout in it, and loads the base.
+fn prepare_base(dir: &Path) -> anyhow::Result<Base> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let base_dir = dir.join(BASE_LAYOUT_DIR);
     if base_dir.exists() {
@@ -181,7 +191,14 @@ pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
         ..FixtureSpec::default()
     };
     generate_layout(&spec, &base_dir)?;
-    let base = Base::load(&base_dir)?;
+    Base::load(&base_dir)
+}
+
+/// Writes the corpus into `dir` (created if needed): the valid base layout in
+/// [`BASE_LAYOUT_DIR`], a valid control package [`VALID_PACKAGE`], and one file
+/// per hostile case, which are returned.
+pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
+    let base = prepare_base(dir)?;
     let (valid, offsets) = tar_bytes(&base.entries)?;
     fs::write(dir.join(VALID_PACKAGE), &valid)?;
 
@@ -387,7 +404,506 @@ pub fn write_hostile_corpus(dir: &Path) -> anyhow::Result<Vec<HostileCase>> {
         "zstd block in the middle has a reserved block type",
         zst,
     )?;
+    for p in more_hostile_cases(&base, &valid)? {
+        add(&p.name, p.ext, &p.must, &p.what, p.bytes)?;
+    }
     Ok(cases)
+}
+
+/// A hostile case before it is written.
+struct Pending {
+    name: String,
+    ext: &'static str,
+    must: String,
+    what: String,
+    bytes: Vec<u8>,
+}
+
+fn pending(name: &str, ext: &'static str, must: &str, what: &str, bytes: Vec<u8>) -> Pending {
+    Pending {
+        name: name.to_owned(),
+        ext,
+        must: must.to_owned(),
+        what: what.to_owned(),
+        bytes,
+    }
+}
+
+/// Depth of the nested-index case.
+pub const NESTED_INDEX_DEPTH: usize = 10_000;
+/// Size a bomb's tar header declares for a blob: 1 PiB, more than any disk here.
+pub const BOMB_DECLARED_SIZE: u64 = 1 << 50;
+
+fn sha512_of(bytes: &[u8]) -> Digest {
+    let mut h = Hasher::new(Algorithm::Sha512);
+    h.update(bytes);
+    h.finish()
+}
+
+/// `blobs/<algorithm>/<hex>`.
+fn blob_name(d: &Digest) -> Vec<u8> {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex()).into_bytes()
+}
+
+/// A pax extended-header record `LEN key=value\n` (LEN counts itself).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=' and '\n'
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+fn index_json_for(top: &Descriptor) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": [top],
+    }))?)
+}
+
+/// Tar bytes of `entries` without the end-of-archive blocks, then a header for
+/// `name` declaring `declared` bytes, then `zeros` zero bytes (a stream that
+/// ends inside the entry), all through `out`.
+fn write_bomb(
+    entries: &[RawEntry],
+    name: &[u8],
+    declared: u64,
+    zeros: u64,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let (prefix, _) = tar_bytes(entries)?;
+    out.write_all(&prefix[..prefix.len() - 1024])?;
+    out.write_all(raw_header(name, EntryType::Regular, declared, None).as_bytes())?;
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// A zstd frame whose header declares `declared` content bytes, holding `data`
+/// in raw blocks (the declared size is a lie).
+fn zstd_frame_declaring(data: &[u8], declared: u64) -> Vec<u8> {
+    // Frame header: magic, FHD (8-byte content size, not single-segment),
+    // window descriptor (2 MiB), content size.
+    let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x58];
+    f.extend_from_slice(&declared.to_le_bytes());
+    let blocks: Vec<&[u8]> = data.chunks(64 << 10).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        let last = u32::from(i + 1 == blocks.len());
+        let header = last | (block.len() as u32) << 3; // block type 0: raw
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(block);
+    }
+    f
+}
+
+impl Base {
+    fn manifest_json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_slice(
+            &self.entries[self.position(&self.manifest.digest)].data,
+        )?)
+    }
+}
+
+/// The cases added after the first seventeen: duplicates, nesting, sizes,
+/// names, decompression bombs, trailing garbage, sha512.
+fn more_hostile_cases(base: &Base, valid: &[u8]) -> anyhow::Result<Vec<Pending>> {
+    let mut out = Vec::new();
+    let tar = |entries: Vec<RawEntry>| -> anyhow::Result<Vec<u8>> { Ok(tar_bytes(&entries)?.0) };
+    let layer = base.layer().clone();
+    let layer_hex = layer.digest.hex().to_owned();
+    let layer_pos = base.position(&layer.digest);
+
+    // Duplicates: the same blob path twice (second copy altered), index.json twice.
+    let entries = base.with(|e| {
+        let mut twin = e[layer_pos].clone();
+        let mid = twin.data.len() / 2;
+        twin.data[mid] ^= 0xff;
+        e.insert(layer_pos + 1, twin);
+    });
+    out.push(pending(
+        "duplicate-blob",
+        ".tar",
+        &layer_hex,
+        "the layer blob path appears twice, with different contents",
+        tar(entries)?,
+    ));
+    let entries = base.with(|e| {
+        e.push(RawEntry::file(
+            "index.json",
+            br#"{"schemaVersion":2,"manifests":[]}"#.to_vec(),
+        ))
+    });
+    out.push(pending(
+        "duplicate-index",
+        ".tar",
+        "index.json",
+        "index.json appears twice, with different contents",
+        tar(entries)?,
+    ));
+
+    // An index nested NESTED_INDEX_DEPTH deep, every level correctly named.
+    let mut child = Descriptor::new(
+        base.manifest.media_type.clone(),
+        base.manifest.digest.clone(),
+        base.manifest.size,
+    );
+    let mut chain = Vec::with_capacity(NESTED_INDEX_DEPTH);
+    let mut digests = Vec::with_capacity(NESTED_INDEX_DEPTH);
+    for _ in 0..NESTED_INDEX_DEPTH {
+        let bytes = index_json_for(&child)?;
+        let d = Digest::sha256_of(&bytes);
+        child = Descriptor::new(media::OCI_INDEX, d.clone(), bytes.len() as u64);
+        chain.push(RawEntry::file(blob_name(&d), bytes));
+        digests.push(d);
+    }
+    let mut top = base.manifest.clone();
+    top.media_type = media::OCI_INDEX.to_owned();
+    top.digest = child.digest.clone();
+    top.size = child.size;
+    let index = index_json_for(&top)?;
+    // The walk refuses the first index at depth MAX_DEPTH (the top is depth 0).
+    let too_deep = digests[NESTED_INDEX_DEPTH - 1 - ferry_store::walk::MAX_DEPTH].clone();
+    let entries = base.with(|e| {
+        e[1].data = index;
+        e.extend(chain.into_iter().rev());
+    });
+    out.push(pending(
+        "nested-index-10000",
+        ".tar",
+        too_deep.hex(),
+        "an index whose child is an index … 10,000 levels deep, all correctly named",
+        tar(entries)?,
+    ));
+
+    // A manifest over 4 MiB: valid JSON padded with a big annotation.
+    let mut manifest = base.manifest_json()?;
+    manifest["annotations"] =
+        serde_json::json!({ "org.example.padding": "x".repeat((4 << 20) + 4096) });
+    let (entries, big) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    out.push(pending(
+        "manifest-over-4mib",
+        ".tar",
+        big.hex(),
+        "the manifest (correctly named) is over 4 MiB",
+        tar(entries)?,
+    ));
+
+    // Entry names: not UTF-8, and over 1024 bytes through GNU long-name and pax headers.
+    let bad_name = b"blobs/sha256/bad-\xff\xfe-name".to_vec();
+    let shown = String::from_utf8_lossy(&bad_name).into_owned();
+    let entries = base.with(|e| e.insert(4, RawEntry::file(bad_name, b"junk".to_vec())));
+    out.push(pending(
+        "name-not-utf8",
+        ".tar",
+        &shown,
+        "an entry name with bytes 0xff 0xfe",
+        tar(entries)?,
+    ));
+    let long_gnu = format!("blobs/sha256/{}", "ab".repeat(600));
+    let mut data = long_gnu.clone().into_bytes();
+    data.push(0);
+    let entries = base.with(|e| {
+        e.insert(
+            4,
+            RawEntry {
+                name: b"././@LongLink".to_vec(),
+                kind: EntryType::GNULongName,
+                data,
+                link: None,
+            },
+        );
+        e.insert(
+            5,
+            RawEntry::file(&long_gnu.as_bytes()[..100], b"junk".to_vec()),
+        );
+    });
+    out.push(pending(
+        "name-too-long-gnu",
+        ".tar",
+        &long_gnu,
+        "a 1213-byte entry name in a GNU long-name header",
+        tar(entries)?,
+    ));
+    let long_pax = format!("blobs/sha256/{}", "cd".repeat(600));
+    let entries = base.with(|e| {
+        e.insert(
+            4,
+            RawEntry {
+                name: b"PaxHeaders.0/long".to_vec(),
+                kind: EntryType::XHeader,
+                data: pax_record("path", long_pax.as_bytes()),
+                link: None,
+            },
+        );
+        e.insert(5, RawEntry::file("long", b"junk".to_vec()));
+    });
+    out.push(pending(
+        "name-too-long-pax",
+        ".tar",
+        &long_pax,
+        "a 1213-byte entry name in a pax extended header",
+        tar(entries)?,
+    ));
+
+    // Decompression bombs: tiny files, absurd declared or expanded sizes.
+    let head = &base.entries[..2]; // oci-layout, index.json
+    let mut zst = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+    write_bomb(
+        head,
+        &Base::blob_entry_name(&layer.digest),
+        BOMB_DECLARED_SIZE,
+        128 << 20,
+        &mut zst,
+    )?;
+    out.push(pending(
+        "bomb-blob",
+        ".tar.zst",
+        &layer_hex,
+        "streamed zstd (no content size): the layer's header declares 1 PiB, followed by 128 MiB of zeros",
+        zst.finish()?,
+    ));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    write_bomb(
+        head,
+        &Base::blob_entry_name(&layer.digest),
+        BOMB_DECLARED_SIZE,
+        32 << 20,
+        &mut gz,
+    )?;
+    out.push(pending(
+        "bomb-blob",
+        ".tar.gz",
+        &layer_hex,
+        "gzip: the layer's header declares 1 PiB, followed by 32 MiB of zeros (~1000x)",
+        gz.finish()?,
+    ));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    write_bomb(
+        &base.entries[..1],
+        b"index.json",
+        1 << 40,
+        32 << 20,
+        &mut gz,
+    )?;
+    out.push(pending(
+        "bomb-index",
+        ".tar.gz",
+        "index.json",
+        "gzip: index.json's header declares 1 TiB, followed by 32 MiB of zeros",
+        gz.finish()?,
+    ));
+    out.push(pending(
+        "bomb-frame-size",
+        ".tar.zst",
+        "not enough space",
+        "a zstd frame header declaring 1 PiB of content around a tiny valid tar",
+        zstd_frame_declaring(valid, BOMB_DECLARED_SIZE),
+    ));
+
+    // Valid streams followed by garbage.
+    let garbage = b"TRAILING GARBAGE, NOT A STREAM\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(valid)?;
+    let mut bytes = gz.finish()?;
+    bytes.extend_from_slice(garbage);
+    out.push(pending(
+        "trailing-garbage",
+        ".tar.gz",
+        "trailing-garbage.tar.gz",
+        "a valid gzip stream followed by garbage",
+        bytes,
+    ));
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(valid)?;
+    let mut bytes = xz.finish()?;
+    bytes.extend_from_slice(garbage);
+    out.push(pending(
+        "trailing-garbage",
+        ".tar.xz",
+        "trailing-garbage.tar.xz",
+        "a valid xz stream followed by garbage",
+        bytes,
+    ));
+    let mut bytes = zstd::encode_all(valid, 3)?;
+    bytes.extend_from_slice(garbage);
+    out.push(pending(
+        "trailing-garbage",
+        ".tar.zst",
+        "trailing-garbage.tar.zst",
+        "a valid zstd frame followed by garbage",
+        bytes,
+    ));
+
+    // A sha512 config digest that does not match the config's bytes.
+    let config_pos = base.position(&base.config.digest);
+    let config_bytes = base.entries[config_pos].data.clone();
+    let mut other = config_bytes.clone();
+    other.push(b'\n');
+    let wrong = sha512_of(&other);
+    let mut manifest = base.manifest_json()?;
+    manifest["config"]["digest"] = serde_json::json!(wrong.to_string());
+    let (mut entries, _) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    entries[config_pos] = RawEntry::file(blob_name(&wrong), config_bytes);
+    out.push(pending(
+        "sha512-config-mismatch",
+        ".tar",
+        wrong.hex(),
+        "the config is named and referenced by a sha512 digest its bytes do not have",
+        tar(entries)?,
+    ));
+    Ok(out)
+}
+
+/// A package that is odd but legitimate: a correct importer accepts it and
+/// stores [`OddCase::blob`] byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OddCase {
+    /// Short kebab-case name (also the file stem).
+    pub name: String,
+    /// The package file.
+    pub path: PathBuf,
+    /// The odd blob, which must be in the store afterwards.
+    pub blob: Digest,
+    /// Its exact bytes.
+    pub blob_bytes: Vec<u8>,
+    /// What is odd, for test failure messages.
+    pub description: String,
+}
+
+/// Media type of the unknown layer of the `odd-unknown-media-type` case.
+pub const UNKNOWN_LAYER_TYPE: &str = "application/vnd.example.thing.v1+tar";
+
+/// Writes the odd-but-legitimate packages into `dir` (beside the same base
+/// layout as [`write_hostile_corpus`]) and returns them.
+pub fn write_odd_corpus(dir: &Path) -> anyhow::Result<Vec<OddCase>> {
+    let base = prepare_base(dir)?;
+    let tar = |entries: Vec<RawEntry>| -> anyhow::Result<Vec<u8>> { Ok(tar_bytes(&entries)?.0) };
+    let layer = base.layer().clone();
+    let layer_pos = base.position(&layer.digest);
+    let layer_bytes = base.entries[layer_pos].data.clone();
+    let mut cases = Vec::new();
+    let mut add = |name: &str, what: &str, blob: &Digest, blob_bytes: &[u8], bytes: Vec<u8>| {
+        let path = dir.join(format!("odd-{name}.tar"));
+        fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        cases.push(OddCase {
+            name: name.to_owned(),
+            path,
+            blob: blob.clone(),
+            blob_bytes: blob_bytes.to_vec(),
+            description: what.to_owned(),
+        });
+        anyhow::Ok(())
+    };
+
+    let d512 = sha512_of(&layer_bytes);
+    let mut manifest = base.manifest_json()?;
+    manifest["layers"][0]["digest"] = serde_json::json!(d512.to_string());
+    let (mut entries, _) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    entries[layer_pos] = RawEntry::file(blob_name(&d512), layer_bytes.clone());
+    entries.insert(
+        4,
+        RawEntry::special("blobs/sha512/", EntryType::Directory, None),
+    );
+    add(
+        "sha512-layer",
+        "a layer named and referenced by its sha512 digest",
+        &d512,
+        &layer_bytes,
+        tar(entries)?,
+    )?;
+
+    let thing = b"an opaque example payload: neither a tar nor compressed\n".to_vec();
+    let thing_digest = Digest::sha256_of(&thing);
+    let mut manifest = base.manifest_json()?;
+    push_layer(
+        &mut manifest,
+        UNKNOWN_LAYER_TYPE,
+        &thing_digest,
+        thing.len(),
+    )?;
+    let (mut entries, _) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    entries.push(RawEntry::file(blob_name(&thing_digest), thing.clone()));
+    add(
+        "unknown-media-type",
+        "an extra layer of an unknown media type",
+        &thing_digest,
+        &thing,
+        tar(entries)?,
+    )?;
+
+    let empty = Digest::sha256_of(b"");
+    let mut manifest = base.manifest_json()?;
+    push_layer(&mut manifest, media::OCI_LAYER_TAR, &empty, 0)?;
+    let (mut entries, _) = base.with_manifest(serde_json::to_vec(&manifest)?)?;
+    entries.push(RawEntry::file(blob_name(&empty), Vec::new()));
+    add(
+        "empty-layer",
+        "an extra zero-length layer",
+        &empty,
+        b"",
+        tar(entries)?,
+    )?;
+
+    let entries = base.with(|e| {
+        e.insert(
+            0,
+            RawEntry {
+                name: b"pax_global_header".to_vec(),
+                kind: EntryType::XGlobalHeader,
+                data: pax_record("comment", b"0123456789abcdef (git archive)"),
+                link: None,
+            },
+        )
+    });
+    add(
+        "pax-global-header",
+        "a pax global header first, as git archive writes",
+        &layer.digest,
+        &layer_bytes,
+        tar(entries)?,
+    )?;
+
+    let entries = base.with(|e| {
+        for entry in e.iter_mut() {
+            entry.name.splice(0..0, *b"./");
+        }
+        e.insert(0, RawEntry::special("./", EntryType::Directory, None));
+    });
+    add(
+        "dot-slash-names",
+        "every entry name starts with ./, as tar -C DIR . writes",
+        &layer.digest,
+        &layer_bytes,
+        tar(entries)?,
+    )?;
+    Ok(cases)
+}
+
+fn push_layer(
+    manifest: &mut serde_json::Value,
+    media_type: &str,
+    digest: &Digest,
+    size: usize,
+) -> anyhow::Result<()> {
+    manifest["layers"]
+        .as_array_mut()
+        .context("manifest has no layers array")?
+        .push(serde_json::json!({
+            "mediaType": media_type,
+            "digest": digest.to_string(),
+            "size": size,
+        }));
+    Ok(())
 }
 
 /// Marks the zstd block that covers the middle of the frame as block type 3
@@ -443,7 +959,7 @@ mod tests {
     fn corpus_is_complete_and_base_is_valid() {
         let dir = tempfile::tempdir().unwrap();
         let cases = write_hostile_corpus(dir.path()).unwrap();
-        assert!(cases.len() >= 14, "{}", cases.len());
+        assert!(cases.len() >= 30, "{}", cases.len());
         let summary = crate::layout::verify_layout(&dir.path().join(BASE_LAYOUT_DIR)).unwrap();
         assert_eq!(summary.references.len(), 1);
         let mut names = std::collections::BTreeSet::new();

@@ -29,6 +29,7 @@ mod tario;
 mod units;
 mod xzstore;
 
+pub mod faults;
 pub mod hostile;
 pub mod registry;
 

@@ -1,0 +1,402 @@
+//! ferry-push through the fault-injecting proxy (`ferry_testkit::faults`) in front of Debian's
+//! real docker-registry: connection resets at seeded random offsets, injected 5xx/429/400
+//! answers, and a stall. ferry only ever talks to the proxy; the results are checked directly
+//! against the registry with skopeo and ferry-diff.
+//!
+//! Replay a reset trial with `FERRY_FAULT_SEED=N` (runs only that seed).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ferry_e2e::{bin, run, Run};
+use ferry_store::Digest;
+use ferry_testkit::faults::{FaultPlan, FaultProxy, HttpFault};
+use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
+use ferry_testkit::{
+    generate_layout, write_package, Fixture, FixtureSpec, PackageFormat, PackageOptions,
+};
+
+/// One generated layout for every test (read only); each test writes its own package.
+struct Layout {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    fixture: Fixture,
+}
+
+fn layout() -> &'static Layout {
+    static L: OnceLock<Layout> = OnceLock::new();
+    L.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layout");
+        let spec = FixtureSpec {
+            seed: 61,
+            images: 4,
+            layers_per_image: 2,
+            layer_size: 900 * 1024,
+            incompressible: true,
+            multi_arch_every: 3,
+            docker_schema2_every: 4,
+            ..Default::default()
+        };
+        let fixture = generate_layout(&spec, &path).unwrap();
+        Layout {
+            _dir: dir,
+            path,
+            fixture,
+        }
+    })
+}
+
+/// A private package file (and staging dir) for one test.
+struct Pkg {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Pkg {
+    fn new() -> Pkg {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bmpackages_faults.tar.zst");
+        write_package(
+            &layout().path,
+            PackageFormat::TarZst,
+            &PackageOptions::default(),
+            &path,
+        )
+        .unwrap();
+        Pkg { dir, path }
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.dir.path().join("staging")
+    }
+}
+
+fn upstream(reg: &Registry) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], reg.port()))
+}
+
+/// `ferry-push --source PKG --staging DIR --private-registry http://PROXY/ns` (anonymous).
+///
+/// The package is staged (not streamed) so that every blob request can be retried inside the
+/// run: a streamed blob's single PUT is, by design, only resumed by a rerun.
+fn push_via(proxy: &FaultProxy, pkg: &Pkg, ns: &str, extra: &[&str]) -> Run {
+    run(Command::new(bin("ferry-push"))
+        .arg("--source")
+        .arg(&pkg.path)
+        .arg("--staging")
+        .arg(pkg.staging())
+        .args([
+            "--private-registry",
+            &format!("http://{}/{ns}", proxy.addr()),
+            "--need-credential=false",
+        ])
+        .args(extra)
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy"))
+}
+
+fn events(r: &Run) -> Vec<serde_json::Value> {
+    r.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn retry_events(r: &Run) -> Vec<String> {
+    events(r)
+        .iter()
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `reg/ns/<path without the source host>:tag`.
+fn mapped(reg: &Registry, ns: &str, reference: &str) -> String {
+    let path = reference.split_once('/').unwrap().1;
+    format!("docker://{}/{ns}/{path}", reg.host())
+}
+
+/// skopeo (directly against the registry) sees every image at the fixture's exact manifest
+/// bytes, and ferry-diff (directly too) reports everything in sync.
+fn assert_registry_holds_package(reg: &Registry, pkg: &Pkg, ns: &str) {
+    for image in &layout().fixture.images {
+        let out = Command::new("skopeo")
+            .arg("inspect")
+            .args(reg.skopeo_args(SkopeoRole::Inspect))
+            .arg("--raw")
+            .arg(mapped(reg, ns, &image.reference))
+            .output()
+            .expect("skopeo is installed (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "skopeo inspect {}: {}",
+            image.reference,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            Digest::sha256_of(&out.stdout),
+            image.descriptor.digest,
+            "{} is not byte-identical in the registry",
+            image.reference
+        );
+    }
+    let diff = run(Command::new(bin("ferry-diff"))
+        .arg("--source")
+        .arg(pkg.staging())
+        .args([
+            "--private-registry",
+            &format!("http://{}/{ns}", reg.host()),
+            "--need-credential=false",
+        ]));
+    assert_eq!(
+        diff.code, 0,
+        "ferry-diff finds differences:\n{}\n{}",
+        diff.stdout, diff.stderr
+    );
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("FERRY_FAULT_SEED") {
+        Ok(s) => vec![s.parse().expect("FERRY_FAULT_SEED is a number")],
+        Err(_) => (1..=8).collect(),
+    }
+}
+
+#[test]
+fn resets_at_random_offsets_are_retried_within_one_run() {
+    let pkg = Pkg::new();
+    let mut total_resets = 0;
+    for seed in seeds() {
+        let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+        let plan = FaultPlan {
+            seed,
+            reset_probability: 0.3,
+            max_bytes_before_reset: 2 << 20,
+            ..FaultPlan::default()
+        };
+        let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+        // Odd seeds also go through chunked uploads, so resets hit PATCH sessions too.
+        let chunked: &[&str] = if seed % 2 == 1 {
+            &["--monolithic-max-mib", "0", "--chunk-mib", "1"]
+        } else {
+            &[]
+        };
+        let mut extra = vec!["--json"];
+        extra.extend_from_slice(chunked);
+        let started = Instant::now();
+        let r = push_via(&proxy, &pkg, "ns", &extra);
+        let stats = proxy.stats();
+        println!(
+            "seed {seed}: {} connection(s), {} reset(s), {} retry event(s), exit {} in {:.1}s{}",
+            stats.connections,
+            stats.resets,
+            retry_events(&r).len(),
+            r.code,
+            started.elapsed().as_secs_f64(),
+            if chunked.is_empty() { "" } else { " (chunked)" }
+        );
+        assert_eq!(
+            r.code, 0,
+            "seed {seed} (replay with FERRY_FAULT_SEED={seed}): {stats:?}\n{}",
+            r.stderr
+        );
+        if stats.resets > 0 {
+            assert!(
+                !retry_events(&r).is_empty(),
+                "seed {seed}: {} reset(s) but no retry reported",
+                stats.resets
+            );
+        }
+        assert_registry_holds_package(&reg, &pkg, "ns");
+        total_resets += stats.resets;
+    }
+    println!("resets injected over all seeds: {total_resets}");
+    assert!(total_resets > 0, "the plan injected no reset at all");
+}
+
+#[test]
+fn retryable_statuses_are_retried_and_retry_after_is_honoured() {
+    let pkg = Pkg::new();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let plan = FaultPlan {
+        http_faults: vec![
+            HttpFault::new(Some("POST"), "/blobs/uploads/", 503, 2),
+            HttpFault::new(Some("PUT"), "/manifests/", 500, 1),
+            HttpFault::new(Some("HEAD"), "/blobs/", 429, 1).retry_after(1),
+        ],
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let started = Instant::now();
+    let r = push_via(&proxy, &pkg, "ns", &["--json"]);
+    let elapsed = started.elapsed();
+    let retries = retry_events(&r);
+    println!(
+        "{:?}; {} retry event(s) in {elapsed:?}:\n  {}",
+        proxy.stats(),
+        retries.len(),
+        retries.join("\n  ")
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.stats().http_faults, 4, "every injected fault was hit");
+    assert!(retries.len() >= 4, "{retries:?}");
+    for code in ["503", "500", "429"] {
+        assert!(
+            retries.iter().any(|m| m.contains(code)),
+            "no retry after HTTP {code}: {retries:?}"
+        );
+    }
+    // Honouring `Retry-After: 1` makes the run last at least ~1 s (a correctness check).
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "Retry-After: 1 was not honoured: the whole push took {elapsed:?}"
+    );
+    assert_registry_holds_package(&reg, &pkg, "ns");
+}
+
+#[test]
+fn client_errors_are_not_retried_and_name_the_image() {
+    let pkg = Pkg::new();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let plan = FaultPlan {
+        http_faults: vec![HttpFault::new(Some("PUT"), "/manifests/", 400, 1)],
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let started = Instant::now();
+    let r = push_via(&proxy, &pkg, "ns", &[]);
+    let elapsed = started.elapsed();
+    println!("exit {} after {elapsed:?}: {}", r.code, r.stderr.trim());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(proxy.stats().http_faults, 1);
+    let (_, faulted) = proxy
+        .requests()
+        .into_iter()
+        .find(|(m, t)| m == "PUT" && t.contains("/manifests/"))
+        .expect("a manifest PUT went through the proxy");
+    assert_eq!(
+        proxy
+            .requests()
+            .iter()
+            .filter(|(m, t)| m == "PUT" && *t == faulted)
+            .count(),
+        1,
+        "the 400 was retried ({faulted})"
+    );
+    // /v2/ns/<repository>/manifests/<ref>: the error names that image.
+    let repository = faulted
+        .trim_start_matches("/v2/ns/")
+        .split("/manifests/")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        r.stderr.contains(&repository) && r.stderr.contains("400"),
+        "stderr does not name {repository} and the status:\n{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
+}
+
+#[test]
+fn a_stall_is_detected_and_retried() {
+    let pkg = Pkg::new();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let plan = FaultPlan {
+        seed: 3,
+        stall_probability: 1.0,
+        stall_ms: 6_000,
+        max_stalls: Some(1),
+        // The first connection to carry this many client bytes stalls: inside an upload.
+        max_bytes_before_reset: 256 * 1024,
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let started = Instant::now();
+    let r = push_via(&proxy, &pkg, "ns", &["--json", "--stall-timeout", "2"]);
+    let elapsed = started.elapsed();
+    let retries = retry_events(&r);
+    println!(
+        "{:?}; exit {} in {elapsed:?}; retries: {retries:?}",
+        proxy.stats(),
+        r.code
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(proxy.stats().stalls, 1);
+    assert!(!retries.is_empty(), "the stall was not reported as a retry");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "the stall was waited out, not detected"
+    );
+    assert_registry_holds_package(&reg, &pkg, "ns");
+}
+
+/// The byte-level proxy is transparent to TLS: resets through it in front of an htpasswd
+/// registry are retried too.
+#[test]
+fn resets_through_tls_with_auth() {
+    let pkg = Pkg::new();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let (user, pass) = reg.credentials().unwrap();
+    let mut total_resets = 0;
+    for seed in [11, 12, 13] {
+        let plan = FaultPlan {
+            seed,
+            reset_probability: 0.3,
+            max_bytes_before_reset: 2 << 20,
+            ..FaultPlan::default()
+        };
+        let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+        let ns = format!("tls{seed}");
+        let r = run(Command::new(bin("ferry-push"))
+            .arg("--source")
+            .arg(&pkg.path)
+            .arg("--staging")
+            .arg(pkg.staging())
+            .args([
+                "--private-registry",
+                &format!("{}/{ns}", proxy.addr()),
+                "--username",
+                &user,
+                "--password",
+                &pass,
+                "--json",
+            ])
+            .arg("--cacert")
+            .arg(reg.ca_cert_path().unwrap())
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy"));
+        let stats = proxy.stats();
+        println!(
+            "TLS seed {seed}: {stats:?}, {} retry event(s), exit {}",
+            retry_events(&r).len(),
+            r.code
+        );
+        assert_eq!(r.code, 0, "TLS seed {seed}: {stats:?}\n{}", r.stderr);
+        total_resets += stats.resets;
+        for image in &layout().fixture.images {
+            let out = Command::new("skopeo")
+                .arg("inspect")
+                .args(reg.skopeo_args(SkopeoRole::Inspect))
+                .arg("--raw")
+                .arg(mapped(&reg, &ns, &image.reference))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(Digest::sha256_of(&out.stdout), image.descriptor.digest);
+        }
+    }
+    assert!(total_resets > 0, "no reset was injected through TLS");
+}
