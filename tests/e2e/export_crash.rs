@@ -51,7 +51,8 @@ fn kill_9_during_export_then_rerun_completes() {
 
     let mut resumed_blobs = 0u64;
     let mut killed = 0;
-    for trial in 0..TRIALS {
+    let trials = ferry_e2e::soak_count("FERRY_SOAK_TRIALS", TRIALS as u64) as usize;
+    for trial in 0..trials {
         let dest = work.path().join(format!("store-{trial}"));
         let kill_after = Duration::from_millis(rng.gen_range(0..full_ms));
         let mut child = Command::new(bin("ferry-export"))
@@ -97,10 +98,10 @@ fn kill_9_during_export_then_rerun_completes() {
             "trial {trial}: temp files left after a successful rerun"
         );
     }
-    eprintln!("crash trials: {TRIALS} runs, {killed} killed mid-export, {resumed_blobs} blobs kept by reruns (seed {seed}, full export {full_ms} ms)");
+    eprintln!("crash trials: {trials} runs, {killed} killed mid-export, {resumed_blobs} blobs kept by reruns (seed {seed}, full export {full_ms} ms)");
     assert!(
-        killed >= TRIALS / 2,
-        "only {killed} of {TRIALS} kills hit a running export"
+        killed >= trials / 2,
+        "only {killed} of {trials} kills hit a running export"
     );
     assert!(
         resumed_blobs > 0,

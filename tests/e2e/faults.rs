@@ -164,7 +164,8 @@ fn assert_registry_holds_package(reg: &Registry, pkg: &Pkg, ns: &str) {
 fn seeds() -> Vec<u64> {
     match std::env::var("FERRY_FAULT_SEED") {
         Ok(s) => vec![s.parse().expect("FERRY_FAULT_SEED is a number")],
-        Err(_) => (1..=8).collect(),
+        // scripts/soak.sh raises the count with FERRY_SOAK_SCHEDULES.
+        Err(_) => (1..=ferry_e2e::soak_count("FERRY_SOAK_SCHEDULES", 8)).collect(),
     }
 }
 

@@ -177,7 +177,9 @@ fn sigkill_at_random_moments_then_rerun_finishes_the_push() {
 
     let seeds: Vec<u64> = match std::env::var("FERRY_TRIAL_SEED") {
         Ok(v) => vec![v.parse().expect("FERRY_TRIAL_SEED is a number")],
-        Err(_) => (0..TRIALS).map(|i| DEFAULT_SEED + i).collect(),
+        Err(_) => (0..ferry_e2e::soak_count("FERRY_SOAK_TRIALS", TRIALS))
+            .map(|i| DEFAULT_SEED + i)
+            .collect(),
     };
     let (mut hit_running, mut resumed_blobs, mut sessions_seen) = (0, 0, 0);
     for seed in &seeds {

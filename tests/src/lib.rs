@@ -163,3 +163,13 @@ pub fn stored_manifest_digest(store: &Path, reference: &str, media_type: &str) -
     let bytes = std::fs::read(s.blob_path(&entry.digest)).expect("manifest blob");
     Digest::sha256_of(&bytes)
 }
+
+/// A trial count: `default` in the CI suite, raised by `scripts/soak.sh`
+/// through the environment variable `name`.
+pub fn soak_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
