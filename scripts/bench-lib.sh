@@ -94,3 +94,36 @@ free_port() {
     done
   fi
 }
+
+# bench_registry_pki DIR USER IP...: a private CA (DIR/ca.crt; also DIR/certs.d/ca.crt for skopeo's
+# --cert-dir), a server certificate (DIR/server.crt, DIR/server.key) whose subjectAltName holds
+# every IP given, and a bcrypt (cost 5) htpasswd for USER with a random password (DIR/htpasswd,
+# DIR/password, mode 600). Sets BENCH_REG_PASS.
+bench_registry_pki() {
+  local dir=$1 user=$2; shift 2
+  local san ip
+  san=$(for ip in "$@"; do printf 'IP:%s,' "$ip"; done); san=${san%,}
+  mkdir -p "$dir/certs.d"
+  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 -days 2 \
+    -subj "/CN=ferry bench CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 \
+    -subj "/CN=$1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=$san" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" > "$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -sha256 -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+  cp "$dir/ca.crt" "$dir/certs.d/ca.crt"
+  BENCH_REG_PASS=$(openssl rand -hex 16)
+  ( umask 077; printf '%s\n' "$BENCH_REG_PASS" > "$dir/password" )
+  htpasswd -B -C 5 -bn "$user" "$BENCH_REG_PASS" > "$dir/htpasswd" 2>/dev/null
+}
+
+# bench_access_log_requests LOG [METHOD]: number of requests (optionally only METHOD ones) in a
+# registry log with the access log on (one `ADDR - USER [date] "METHOD /path HTTP/1.1" ...` line
+# per request; the registry's other log lines do not count).
+bench_access_log_requests() {
+  local m=${2:-[A-Z]+}
+  if [ ! -f "$1" ]; then echo 0; return; fi
+  grep -cE "^[^ ]+ - [^ ]+ \[[^]]*\] \"$m /" "$1" || true
+}
