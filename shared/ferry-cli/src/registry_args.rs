@@ -98,3 +98,24 @@ impl RegistryArgs {
         })
     }
 }
+
+/// Opens a push/diff source (a store in place, or a package staged once),
+/// with a progress bar on a TTY and notices on stderr unless `quiet`.
+pub fn open_source(
+    tool: &str,
+    source: &std::path::Path,
+    staging: Option<&std::path::Path>,
+    threads: u32,
+    quiet: bool,
+) -> anyhow::Result<ferry_package::stage::Source> {
+    let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);
+    let bar = crate::progress::ByteProgress::start("staging", size, !quiet);
+    let opened =
+        ferry_package::stage::open_source(source, staging, threads, bar.counter(), &|msg| {
+            if !quiet {
+                eprintln!("{tool}: {msg}");
+            }
+        });
+    bar.finish();
+    opened.map_err(|e| anyhow::anyhow!("{}: {e}", source.display()))
+}

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_store::audit::{AuditInfo, AuditReport, Problem, ProblemKind};
-use ferry_store::descriptor::{
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES,
-};
+use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::layout::IndexJson;
 use ferry_store::walk::walk_graph;
 use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, StoreError};
@@ -230,12 +228,8 @@ pub fn audit_package(
     report.images = index.manifests.len();
     let mut by_digest: BTreeMap<Digest, Problem> = BTreeMap::new();
     for root in &index.manifests {
-        let name = root
-            .annotations
-            .get(ANNOTATION_CONTAINERD_NAME)
-            .or_else(|| root.annotations.get(ANNOTATION_REF_NAME))
-            .cloned()
-            .unwrap_or_else(|| root.digest.to_string());
+        let name = ferry_store::layout::image_name(root)
+            .map_or_else(|| root.digest.to_string(), str::to_owned);
         let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
             a.json
                 .get(&d.digest)

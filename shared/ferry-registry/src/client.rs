@@ -310,30 +310,23 @@ impl Client {
 
     /// Deletes a manifest by digest (registries with deletes enabled).
     pub fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
-        let path = format!("/v2/{repo}/manifests/{digest}");
-        let scopes = vec![format!("repository:{repo}:pull,push,delete")];
-        self.retrying(|_| {
-            let resp = self.attempt("DELETE", &self.url(&path), &[], &scopes, &mut || {
-                Ok(OwnedBody::Empty)
-            })?;
-            match resp.status {
-                200 | 202 => Ok(()),
-                _ => Err(resp.into_error("DELETE", &path)),
-            }
-        })
+        self.delete(&format!("/v2/{repo}/manifests/{digest}"), repo)
     }
 
     /// Deletes a blob from a repository (registries with deletes enabled).
     pub fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
-        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.delete(&format!("/v2/{repo}/blobs/{digest}"), repo)
+    }
+
+    fn delete(&self, path: &str, repo: &str) -> Result<(), RegistryError> {
         let scopes = vec![format!("repository:{repo}:pull,push,delete")];
         self.retrying(|_| {
-            let resp = self.attempt("DELETE", &self.url(&path), &[], &scopes, &mut || {
+            let resp = self.attempt("DELETE", &self.url(path), &[], &scopes, &mut || {
                 Ok(OwnedBody::Empty)
             })?;
             match resp.status {
                 200 | 202 => Ok(()),
-                _ => Err(resp.into_error("DELETE", &path)),
+                _ => Err(resp.into_error("DELETE", path)),
             }
         })
     }

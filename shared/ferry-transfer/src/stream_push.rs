@@ -15,9 +15,7 @@ use ferry_registry::push::{PushEvent, PushReport, PushedImage};
 use ferry_registry::target::Mapped;
 use ferry_registry::upload::{NoSessionLog, UploadOptions, UploadOutcome};
 use ferry_registry::{Client, RegistryError};
-use ferry_store::descriptor::{
-    children_of, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MAX_MANIFEST_BYTES,
-};
+use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
 use ferry_store::layout::IndexJson;
 use ferry_store::walk::walk_graph;
 use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, Reference, StoreError};
@@ -120,12 +118,9 @@ impl Streamer<'_> {
         let mut images = Vec::new();
         let mut blobs: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
         for root in index.manifests {
-            let name = root
-                .annotations
-                .get(ANNOTATION_CONTAINERD_NAME)
-                .or_else(|| root.annotations.get(ANNOTATION_REF_NAME))
+            let name = ferry_store::layout::image_name(&root)
                 .filter(|n| Reference::is_full(n))
-                .cloned()
+                .map(str::to_owned)
                 .ok_or_else(|| {
                     format!("image {} has no full reference in index.json", root.digest)
                 })?;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
-use ferry_cli::progress::ByteProgress;
 use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
 use ferry_registry::diff::{diff_store, DiffOptions, Status};
@@ -67,24 +66,13 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
             eprintln!("ferry-diff: {msg}");
         }
     })?;
-    let staging = ByteProgress::start(
-        "staging",
-        std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0),
-        !json,
-    );
-    let source = ferry_package::stage::open_source(
+    let source = ferry_cli::registry_args::open_source(
+        "ferry-diff",
         &cli.source,
         cli.staging.as_deref(),
         cli.jobs.resolve(),
-        staging.counter(),
-        &|m| {
-            if !json {
-                eprintln!("ferry-diff: {m}");
-            }
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?;
-    staging.finish();
+        json,
+    )?;
     let options = DiffOptions {
         jobs: cli.jobs.jobs.unwrap_or(16) as usize,
         deep: cli.deep,

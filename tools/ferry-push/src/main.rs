@@ -166,24 +166,13 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             }
         }
     }
-    let stage_progress = ByteProgress::start(
-        "staging",
-        std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0),
-        !json,
-    );
-    let source = ferry_package::stage::open_source(
+    let source = ferry_cli::registry_args::open_source(
+        "ferry-push",
         &cli.source,
         cli.staging.as_deref(),
         cli.jobs.resolve(),
-        stage_progress.counter(),
-        &|msg| {
-            if !json {
-                eprintln!("ferry-push: {msg}");
-            }
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?;
-    stage_progress.finish();
+        json,
+    )?;
 
     let sent = Arc::new(AtomicU64::new(0));
     let total: u64 = source
