@@ -204,7 +204,7 @@ cat <<MD
 Command: \`scripts/bench-push.sh $SIZE_MIB\` — machine: $(bench_machine).
 Package: \`$PKG_NAME\`, $((PKG_BYTES / 1000000)) MB ($FORMAT from \`ferry-fixture\`) of $IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers.$NOTE
 Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}') on 127.0.0.1, TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage on the same disk; restarted on empty storage before every cold run. Median of 3 rounds; the package is in the page cache for every run. MB/s = package bytes / seconds (10^6 bytes).
-- ferry: \`ferry-push --source $PKG_NAME --private-registry 127.0.0.1:PORT/ferry --cacert ca.crt --username $REG_USER --password-stdin\`; cold includes staging into \`$PKG_NAME.ferry-store\` (deleted first; every blob verified and fsynced); warm is the same command again.
+- ferry: \`ferry-push --source $PKG_NAME --private-registry 127.0.0.1:PORT/ferry --cacert ca.crt --username $REG_USER --password-stdin\`; cold streams the package straight to the registry (its index comes first; any staging dir \`$PKG_NAME.ferry-store\` is deleted first; every blob hashed on the way); warm is the same command again (one tag HEAD per image).
 - without ferry: \`$UNPACK_CMD $PKG_NAME | tar -x -C DIR\`, then for each image \`skopeo copy --all --dest-cert-dir CERTS --dest-creds U:P oci:DIR:REF docker://127.0.0.1:PORT/skopeo/PATH:TAG\` (one after the other); warm is the copies again.
 
 | what | seconds | MB/s | peak RSS | x faster than skopeo | target |

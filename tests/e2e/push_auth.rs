@@ -73,12 +73,25 @@ fn push(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (Run, Duration) {
+    run_tool("ferry-push", reg, source, ns, password, extra, env)
+}
+
+/// Runs ferry-push or ferry-diff against `reg` with the password on stdin.
+fn run_tool(
+    tool: &str,
+    reg: &Registry,
+    source: &Path,
+    ns: &str,
+    password: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Run, Duration) {
     let (user, _) = reg.credentials().expect("an auth registry");
     // Staged explicitly: these tests exercise chunked, journaled uploads
     // (a package in index-first order would otherwise be streamed).
     let mut staging = source.file_name().unwrap().to_os_string();
     staging.push(".ferry-store");
-    let mut cmd = Command::new(bin("ferry-push"));
+    let mut cmd = Command::new(bin(tool));
     cmd.arg("--source")
         .arg(source)
         .arg("--staging")
@@ -307,6 +320,45 @@ fn assert_no_secrets_in_any_mode(reg: &Registry, pkg: &Pkg, no_jwt: bool) {
         }
     }
     assert_eq!(checked, modes.len() * 2 * 3);
+
+    // ferry-diff, in every output mode, with the wrong and the right password.
+    let diff_modes: [&[&str]; 4] = [&[], &["--json"], &["--deep"], &["--extra", "--json"]];
+    for mode in diff_modes {
+        for (password, ok) in [(wrong, false), (right.as_str(), true)] {
+            let (r, _) = run_tool(
+                "ferry-diff",
+                reg,
+                &pkg.path,
+                "secrets0",
+                password,
+                mode,
+                &[],
+            );
+            let label = format!("diff {:?} {mode:?} password ok={ok}", reg.mode());
+            assert_eq!(
+                r.code,
+                if ok { 0 } else { 2 },
+                "{label}: {}\n{}",
+                r.stderr,
+                r.stdout
+            );
+            for (what, text) in visible(pkg, &r) {
+                for secret in &forbidden {
+                    assert!(
+                        !text.contains(secret.as_str()),
+                        "{label}: {what} contains the secret {secret:?}:\n{text}"
+                    );
+                }
+                if no_jwt {
+                    let text = without_upload_state(&text);
+                    assert!(
+                        !text.contains("eyJ"),
+                        "{label}: {what} contains a JWT fragment:\n{text}"
+                    );
+                }
+            }
+        }
+    }
     // The chunked uploads were journaled: the journal was really looked at.
     let journal = std::fs::read_to_string(pkg.journal()).unwrap();
     assert!(
