@@ -84,6 +84,8 @@ struct Streamer<'a> {
     failure: Option<StreamError>,
     /// Every needed blob was in the registry before the end of the package.
     finished_early: bool,
+    /// (blob, repository) pairs the registry already has.
+    present: std::collections::HashSet<(Digest, String)>,
 }
 
 /// Reads an entry fully (≤ limit) into memory, hashing it.
@@ -258,6 +260,7 @@ impl Streamer<'_> {
             })?;
             if present {
                 self.report.blobs_skipped += 1;
+                self.present.insert((d.clone(), repo.clone()));
                 (self.events)(PushEvent::BlobSkipped {
                     repository: repo,
                     digest: d,
@@ -295,15 +298,11 @@ impl Streamer<'_> {
             let context = format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
             move |source| StreamError::Registry { context, source }
         };
-        let mut present = Vec::new();
-        for repo in &repos {
-            present.push(
-                self.client
-                    .blob_size(repo, digest, Access::Push)
-                    .map_err(wrap(repo))?
-                    == Some(desc.size),
-            );
-        }
+        // Presence was asked once, in parallel, by mark_present.
+        let present: Vec<bool> = repos
+            .iter()
+            .map(|r| self.present.contains(&(digest.clone(), r.clone())))
+            .collect();
         let mut have_in = repos
             .iter()
             .zip(&present)
@@ -313,13 +312,7 @@ impl Streamer<'_> {
         let mut body = Some(body);
         for (repo, present) in repos.iter().zip(present) {
             if present {
-                self.report.blobs_skipped += 1;
-                (self.events)(PushEvent::BlobSkipped {
-                    repository: repo.clone(),
-                    digest: digest.clone(),
-                    size: desc.size,
-                });
-                continue;
+                continue; // counted and reported by mark_present
             }
             match have_in.clone() {
                 Some(from) => {
@@ -562,6 +555,7 @@ pub fn push_package_streaming(
         report: PushReport::default(),
         failure: None,
         finished_early: false,
+        present: Default::default(),
         jobs,
         force,
     };
