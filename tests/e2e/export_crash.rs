@@ -80,6 +80,12 @@ fn kill_9_during_export_then_rerun_completes() {
         );
         resumed_blobs += json(&rerun)["blobs_present"].as_u64().unwrap();
         assert_store_complete(&dest);
+        let verify = ferry_e2e::run(Command::new(bin("ferry-verify")).arg(&dest));
+        assert_eq!(
+            verify.code, 0,
+            "trial {trial}: ferry-verify after the rerun: {}{}",
+            verify.stdout, verify.stderr
+        );
         assert_eq!(
             assert_all_blobs_verify(&dest),
             fixture.unique_blobs().len(),
