@@ -347,10 +347,6 @@ fn credentials_from_docker_config_helper_and_auth_json() {
     std::fs::create_dir_all(&helper_dir).unwrap();
     let helper = helper_dir.join("docker-credential-ferrytest");
     std::fs::write(&helper, format!("#!/bin/sh\nread server\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"{user}\",\"Secret\":\"{pass}\"}}'\n")).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&helper).unwrap().permissions(),
-        0o755,
-    );
     let mut perms = std::fs::metadata(&helper).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&helper, perms).unwrap();
