@@ -86,9 +86,9 @@ pub fn detect_bytes(head: &[u8]) -> Option<PackageFormat> {
         Some(PackageFormat::Archive(Compression::Zstd))
     } else if head.starts_with(&[0x1f, 0x8b]) {
         Some(PackageFormat::Archive(Compression::Gzip))
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Some(PackageFormat::Archive(Compression::None))
-    } else if head.len() == 512 && looks_like_v7_tar(head) {
+    } else if (head.len() >= 262 && &head[257..262] == b"ustar")
+        || (head.len() == 512 && looks_like_v7_tar(head))
+    {
         Some(PackageFormat::Archive(Compression::None))
     } else {
         None

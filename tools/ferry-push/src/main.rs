@@ -7,7 +7,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use clap::Parser;
 use ferry_cli::args::{JobsArgs, OutputArgs};
@@ -174,7 +173,6 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         json,
     )?;
 
-    let sent = Arc::new(AtomicU64::new(0));
     let total: u64 = source
         .store
         .walk_index()
@@ -192,7 +190,6 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         },
     };
     let result = push_store(&source.store, &conn.client, &options, &counter, &events);
-    drop(sent);
     bar.finish();
     let report = result?;
     finish(cli, &conn, &report);
