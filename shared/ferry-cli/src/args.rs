@@ -13,7 +13,8 @@ pub struct OutputArgs {
 /// `--jobs N`.
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
-    /// Worker threads (default: the number of CPU cores).
+    /// Parallel workers (default: the CPU cores for decoding and hashing; ferry-push
+    /// uses 4 concurrent blob transfers and ferry-diff 16 concurrent requests).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
 }
