@@ -326,31 +326,9 @@ pub fn push_store(
         dry_run: options.dry_run,
         ..Default::default()
     });
-    let queue = Mutex::new(work.into_iter());
-    let failure: Mutex<Option<PushError>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..options.jobs.max(1) {
-            scope.spawn(|| loop {
-                if failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-                    return;
-                }
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                let Some(w) = next else { return };
-                if let Err(e) =
-                    push_blob(store, client, options, &sessions, &w, sent, &report, events)
-                {
-                    failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                    return;
-                }
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+    crate::pool::parallel(&work, options.jobs, |w| {
+        push_blob(store, client, options, &sessions, w, sent, &report, events)
+    })?;
     let mut report = report.into_inner().unwrap_or_else(|p| p.into_inner());
 
     // Manifests children-first by digest, then the tag (the commit point), images in parallel.

@@ -225,39 +225,18 @@ impl Streamer<'_> {
                 repos.iter().map(move |r| (d.clone(), desc.size, r.clone()))
             })
             .collect();
-        let next = std::sync::Mutex::new(0usize);
-        let found: std::sync::Mutex<Vec<(Digest, u64, String, Result<bool, RegistryError>)>> =
-            Default::default();
-        std::thread::scope(|scope| {
-            for _ in 0..self.jobs.max(1) {
-                scope.spawn(|| loop {
-                    let i = {
-                        let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some((d, size, repo)) = pairs.get(i) else {
-                        return;
-                    };
-                    let r = self
-                        .client
-                        .blob_size(repo, d, Access::Push)
-                        .map(|s| s == Some(*size));
-                    found.lock().unwrap_or_else(|p| p.into_inner()).push((
-                        d.clone(),
-                        *size,
-                        repo.clone(),
-                        r,
-                    ));
-                });
-            }
-        });
+        let client = self.client;
+        let found = ferry_registry::pool::parallel(&pairs, self.jobs, |(d, size, repo)| {
+            client
+                .blob_size(repo, d, Access::Push)
+                .map(|s| (d.clone(), *size, repo.clone(), s == Some(*size)))
+                .map_err(|source| StreamError::Registry {
+                    context: format!("blob {d} in {repo}"),
+                    source,
+                })
+        })?;
         let mut missing_somewhere: std::collections::HashSet<Digest> = Default::default();
-        for (d, size, repo, r) in found.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            let present = r.map_err(|source| StreamError::Registry {
-                context: format!("blob {d} in {repo}"),
-                source,
-            })?;
+        for (d, size, repo, present) in found {
             if present {
                 self.report.blobs_skipped += 1;
                 self.present.insert((d.clone(), repo.clone()));
