@@ -231,6 +231,21 @@ impl Client {
         })
     }
 
+    /// True when the mapped image's tag already resolves to `digest` (tags are set
+    /// last, so such an image was complete when it was pushed). Untagged: false.
+    pub fn tag_points_at(
+        &self,
+        mapped: &crate::target::Mapped,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        match &mapped.tag {
+            Some(tag) => Ok(self
+                .manifest_head(&mapped.repository, tag, Access::Push)?
+                .is_some_and(|c| &c.digest == digest)),
+            None => Ok(false),
+        }
+    }
+
     /// The exact bytes of a manifest, verified against its digest when asked by digest.
     pub fn get_manifest(
         &self,

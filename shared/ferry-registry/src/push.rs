@@ -280,15 +280,13 @@ pub fn push_store(
     let up_to_date: Vec<bool> = if options.force {
         vec![false; plans.len()]
     } else {
-        crate::pool::parallel(&plans, options.jobs.max(4), |p| match &p.mapped.tag {
-            Some(tag) => client
-                .manifest_head(&p.mapped.repository, tag, Access::Push)
-                .map(|c| c.is_some_and(|c| c.digest == p.root.digest))
+        crate::pool::parallel(&plans, options.jobs.max(4), |p| {
+            client
+                .tag_points_at(&p.mapped, &p.root.digest)
                 .map_err(|source| PushError::Registry {
-                    context: format!("image {} → {}: tag {tag}", p.source, p.target),
+                    context: format!("image {} → {}: tag", p.source, p.target),
                     source,
-                }),
-            None => Ok(false),
+                })
         })?
     };
 

@@ -178,23 +178,15 @@ impl Streamer<'_> {
         if !self.force {
             if let Some(plan) = &mut self.plan {
                 let client = self.client;
-                let current = ferry_registry::pool::parallel(
-                    &plan.images,
-                    self.jobs.max(4),
-                    |img| match &img.mapped.tag {
-                        Some(tag) => client
-                            .manifest_head(&img.mapped.repository, tag, Access::Push)
-                            .map(|c| c.is_some_and(|c| c.digest == img.root.digest))
+                let current =
+                    ferry_registry::pool::parallel(&plan.images, self.jobs.max(4), |img| {
+                        client
+                            .tag_points_at(&img.mapped, &img.root.digest)
                             .map_err(|source| StreamError::Registry {
-                                context: format!(
-                                    "image {} → {}: tag {tag}",
-                                    img.source, img.target
-                                ),
+                                context: format!("image {} → {}: tag", img.source, img.target),
                                 source,
-                            }),
-                        None => Ok(false),
-                    },
-                )?;
+                            })
+                    })?;
                 for (img, done) in plan.images.iter_mut().zip(current) {
                     img.up_to_date = done;
                 }
