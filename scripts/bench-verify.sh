@@ -106,7 +106,7 @@ cat <<MD
 
 Command: \`scripts/bench-verify.sh $SIZE_MIB\` — machine: $(bench_machine).
 Store: $((BYTES / 1000000)) MB in $BLOBS blobs ($IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers, plus configs and manifests), written by \`ferry-export\` (so it has the blake3 sidecar \`--fast\` reads).$NOTE
-Median of 3 rounds. Warm: after one untimed pass, the whole store in the page cache. Cold: page cache evicted (${BENCH_EVICT_METHOD:-none}) before every run; ${RESIDENT:-?}% of the store was still resident after eviction. GB/s = blob bytes / seconds (10^9 bytes). Peak RSS counts the pages of memory-mapped blobs.
+Median of 3 rounds. Warm: after one untimed pass, the whole store in the page cache. Cold: page cache evicted (${BENCH_EVICT_METHOD:-none}) before every run; ${RESIDENT:-?}% of the store was still resident after eviction. GB/s = blob bytes / seconds (10^9 bytes).
 \`sha256sum\` = \`find STORE/blobs -type f -print0 | xargs -0 sha256sum\`; \`xargs -P2\` = the same with \`xargs -0 -P2 -n 8 sha256sum\`.
 
 | what | cache | seconds | GB/s | peak RSS | x \`sha256sum\` |

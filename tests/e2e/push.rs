@@ -679,3 +679,56 @@ fn index_first_package_streams_without_scratch_copy_and_layers_first_is_staged()
         assert_eq!(reg.count_requests("POST", "/blobs/uploads/"), uploads);
     }
 }
+
+/// On a terminal, ferry-push draws a total bar and one bar per blob in flight
+/// (repository@digest, bytes, rate, ETA); off a terminal it draws none.
+#[test]
+fn progress_bars_per_blob_on_a_tty_and_none_off_it() {
+    let pkg = package(31, 3 << 20);
+    let store = pkg.dir.join("store");
+    let r = ferry_e2e::export(&pkg.path, &store, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    // 1 MiB chunks with a pause after each: every layer stays in flight for over a
+    // second, long enough for several redraws of its bar.
+    let slow = [
+        "--jobs",
+        "2",
+        "--monolithic-max-mib",
+        "1",
+        "--chunk-mib",
+        "1",
+    ];
+    let command = format!(
+        "{} --source {} --private-registry {} --need-credential=false {}",
+        bin("ferry-push").display(),
+        store.display(),
+        target(&reg, "tty"),
+        slow.join(" ")
+    );
+    // util-linux `script` runs the command on a pseudo-terminal and copies what it draws.
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("FERRY_TEST_CHUNK_PAUSE_MS", "300")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("push ["), "no total bar:\n{screen}");
+    let blob_bars: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("tty/anthos-baremetal-release/") && l.contains("@sha256:"))
+        .collect();
+    assert!(!blob_bars.is_empty(), "no per-blob bar:\n{screen}");
+    assert!(
+        blob_bars.iter().any(|l| l.contains("MiB/s") && l.contains("ETA")),
+        "per-blob bars without rate and ETA:\n{}",
+        blob_bars.join("\n")
+    );
+    assert_registry_has_package(&reg, "tty", &pkg);
+
+    let r = push_with(&reg, &store, "notty", &slow, &[("FERRY_TEST_CHUNK_PAUSE_MS", "50")], true);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("@sha256:") && !r.stderr.contains("push ["), "{}", r.stderr);
+}

@@ -4,7 +4,8 @@
 //! `config.json`, credential helpers, containers `auth.json`), authentication
 //! (Basic, Bearer tokens), TLS with a private CA, curl-style proxies, the one
 //! retry layer, uploads (monolithic, chunked, resumed, cross-repository mount),
-//! and the push and diff operations built on them.
+//! the push and diff operations built on them, and live transfer meters
+//! (total and per blob in flight) for progress displays.
 //!
 //! Invariants:
 //! 1. Secrets never appear in `Debug`/`Display` output, errors, logs or journals.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod credentials;
 pub mod diff;
 pub mod error;
+pub mod meter;
 pub mod mirror;
 pub mod pool;
 pub mod proxy;

@@ -4,7 +4,6 @@
 //! resumes. A dry run asks the same questions and sends nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use serde::Serialize;
 
 use crate::client::{Access, Client};
 use crate::error::RegistryError;
+use crate::meter::TransferMeter;
 use crate::target::Mapped;
 use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
 
@@ -266,7 +266,7 @@ pub fn push_store(
     store: &Store,
     client: &Client,
     options: &PushOptions,
-    sent: &AtomicU64,
+    sent: &TransferMeter,
     events: &(dyn Fn(PushEvent) + Sync),
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
@@ -428,7 +428,7 @@ fn push_blob(
     options: &PushOptions,
     sessions: &JournalSessions<'_>,
     work: &BlobWork,
-    sent: &AtomicU64,
+    sent: &TransferMeter,
     report: &Mutex<PushReport>,
     events: &(dyn Fn(PushEvent) + Sync),
 ) -> Result<(), PushError> {
@@ -464,7 +464,7 @@ fn push_blob(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .blobs_skipped += 1;
-            sent.fetch_add(desc.size, Ordering::Relaxed);
+            sent.add(desc.size);
             events(PushEvent::BlobSkipped {
                 repository: repo.clone(),
                 digest: desc.digest.clone(),

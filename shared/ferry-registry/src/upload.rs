@@ -4,13 +4,12 @@
 //! registry still has the session, and restarts the blob cleanly when not.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use ferry_store::{Descriptor, Digest};
 
 use crate::client::{Access, Client, OwnedBody};
 use crate::error::RegistryError;
+use crate::meter::{BlobMeter, TransferMeter};
 use crate::transport::redact;
 
 /// Where upload sessions are remembered between runs (the store's journal).
@@ -67,35 +66,27 @@ pub enum UploadOutcome {
     },
 }
 
-/// Counts bytes sent without ever going backwards when a retry re-sends.
-struct Progress<'a> {
-    total: &'a AtomicU64,
-    high_water: u64,
-}
-
-impl Progress<'_> {
-    fn reached(&mut self, pos: u64) {
-        if pos > self.high_water {
-            self.total
-                .fetch_add(pos - self.high_water, Ordering::Relaxed);
-            self.high_water = pos;
-        }
-    }
-}
-
-struct CountingReader<R> {
+/// Advances a blob's meter as the body is read (live per-blob progress);
+/// `position` is the blob offset of the next byte.
+struct CountingReader<'m, R> {
     inner: R,
-    pos: u64,
-    shared: Arc<AtomicU64>,
+    position: u64,
+    meter: &'m BlobMeter<'m>,
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.pos += n as u64;
-        self.shared.store(self.pos, Ordering::Relaxed);
+        self.position += n as u64;
+        self.meter.reached(self.position);
         Ok(n)
     }
+}
+
+/// The label of a blob in flight: repository and a short digest.
+fn blob_label(repo: &str, digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("{repo}@{}:{}", digest.algorithm().name(), &hex[..hex.len().min(12)])
 }
 
 fn with_digest(location: &str, digest: &Digest) -> String {
@@ -121,7 +112,8 @@ fn next_offset(range: Option<&str>, known_nonzero: bool) -> Option<u64> {
 impl Client {
     /// Makes `desc` present in `repo`: mounts it from `mount_from` when given,
     /// else uploads it (resuming a recorded session when possible). Retried as
-    /// a whole by the retry layer; `sent` counts bytes monotonically.
+    /// a whole by the retry layer; `meter` shows the blob in flight and counts
+    /// its bytes monotonically.
     pub fn upload_blob(
         &self,
         repo: &str,
@@ -130,15 +122,12 @@ impl Client {
         mount_from: Option<&str>,
         log: &dyn SessionLog,
         opts: &UploadOptions,
-        sent: &AtomicU64,
+        meter: &TransferMeter,
     ) -> Result<UploadOutcome, RegistryError> {
-        let mut progress = Progress {
-            total: sent,
-            high_water: 0,
-        };
+        let progress = meter.begin(blob_label(repo, &desc.digest), desc.size);
         let mut try_mount = mount_from;
         self.retrying(|_| {
-            let r = self.upload_once(repo, desc, open, try_mount, log, opts, &mut progress);
+            let r = self.upload_once(repo, desc, open, try_mount, log, opts, &progress);
             if r.is_err() {
                 try_mount = None;
             }
@@ -155,7 +144,7 @@ impl Client {
         mount_from: Option<&str>,
         log: &dyn SessionLog,
         opts: &UploadOptions,
-        progress: &mut Progress<'_>,
+        progress: &BlobMeter<'_>,
     ) -> Result<UploadOutcome, RegistryError> {
         let scopes = Client::scopes(repo, Access::Push, None);
         let base = format!("{}/v2/{repo}/blobs/uploads/", self.target().base_url());
@@ -233,18 +222,16 @@ impl Client {
         };
 
         // 4. Send the bytes: one PUT for small blobs, else chunks recorded as they are confirmed.
-        let shared = Arc::new(AtomicU64::new(0));
         let body_from = |start: u64, len: u64| -> Result<OwnedBody, RegistryError> {
             let reader = open(start).map_err(|source| RegistryError::Local {
                 what: format!("reading blob {}", desc.digest),
                 source,
             })?;
-            shared.store(0, Ordering::Relaxed);
             Ok(OwnedBody::Reader(
                 Box::new(CountingReader {
                     inner: reader.take(len),
-                    pos: 0,
-                    shared: shared.clone(),
+                    position: start,
+                    meter: progress,
                 }),
                 len,
             ))
@@ -255,7 +242,6 @@ impl Client {
             let resp = self.attempt("PUT", &url, &[octet.clone()], &scopes, &mut || {
                 body_from(0, desc.size)
             });
-            progress.reached(shared.load(Ordering::Relaxed));
             let resp = resp?;
             if resp.status != 201 {
                 return Err(resp.into_error("PUT", &redact(&url)));
@@ -272,7 +258,6 @@ impl Client {
             let resp = self.attempt("PATCH", &url, &[octet.clone(), range], &scopes, &mut || {
                 body_from(offset, len)
             });
-            progress.reached(offset + shared.load(Ordering::Relaxed));
             let resp = resp?;
             if resp.status != 202 {
                 log.clear(repo, &desc.digest);
@@ -340,7 +325,7 @@ impl Client {
         repo: &str,
         desc: &Descriptor,
         reader: &mut dyn Read,
-        sent: &AtomicU64,
+        meter: &TransferMeter,
     ) -> Result<(), RegistryError> {
         let scopes = Client::scopes(repo, Access::Push, None);
         let base = format!("{}/v2/{repo}/blobs/uploads/", self.target().base_url());
@@ -360,12 +345,12 @@ impl Client {
                 })
         })?;
         let url = with_digest(&location, &desc.digest);
-        let shared = Arc::new(AtomicU64::new(0));
+        let progress = meter.begin(blob_label(repo, &desc.digest), desc.size);
         let mut body = Some(OwnedBody::Reader(
             Box::new(CountingReader {
                 inner: reader,
-                pos: 0,
-                shared: shared.clone(),
+                position: 0,
+                meter: &progress,
             }),
             desc.size,
         ));
@@ -381,7 +366,6 @@ impl Client {
                 })
             },
         );
-        sent.fetch_add(shared.load(Ordering::Relaxed), Ordering::Relaxed);
         let resp = resp?;
         if resp.status != 201 {
             return Err(resp.into_error("PUT", &redact(&url)));
@@ -439,15 +423,16 @@ mod tests {
     }
 
     #[test]
-    fn progress_never_goes_backwards() {
-        let total = AtomicU64::new(0);
-        let mut p = Progress {
-            total: &total,
-            high_water: 0,
+    fn counting_reader_moves_the_blob_meter_from_its_start_offset() {
+        let meter = TransferMeter::new();
+        let blob = meter.begin(blob_label("a/b", &Digest::sha256_of(b"x")), 10);
+        assert!(meter.active()[0].label.starts_with("a/b@sha256:"));
+        let mut r = CountingReader {
+            inner: &b"12345"[..],
+            position: 5,
+            meter: &blob,
         };
-        p.reached(100);
-        p.reached(40); // a retry re-sending from 0
-        p.reached(150);
-        assert_eq!(total.load(Ordering::Relaxed), 150);
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        assert_eq!((blob.position(), meter.total()), (10, 10));
     }
 }

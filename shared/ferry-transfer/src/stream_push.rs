@@ -11,6 +11,7 @@ use ferry_package::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
 use ferry_package::entries::{for_each_entry, EntryHandler};
 use ferry_package::{detect, PackageError, PackageFormat};
 use ferry_registry::client::Access;
+use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
 use ferry_registry::target::Mapped;
 use ferry_registry::upload::{NoSessionLog, UploadOptions, UploadOutcome};
@@ -71,7 +72,7 @@ struct Streamer<'a> {
     client: &'a Client,
     jobs: usize,
     force: bool,
-    sent: &'a AtomicU64,
+    sent: &'a TransferMeter,
     events: &'a (dyn Fn(PushEvent) + Sync),
     metadata: HashMap<String, Vec<u8>>,
     /// Small blobs read before the plan was known.
@@ -501,7 +502,7 @@ pub fn push_package_streaming(
     force: bool,
     threads: u32,
     progress: Arc<AtomicU64>,
-    sent: &AtomicU64,
+    sent: &TransferMeter,
     events: &(dyn Fn(PushEvent) + Sync),
 ) -> Result<StreamOutcome, StreamError> {
     let started = Instant::now();

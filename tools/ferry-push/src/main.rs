@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use clap::Parser;
 use ferry_cli::args::{JobsArgs, OutputArgs};
@@ -14,6 +15,7 @@ use ferry_cli::progress::ByteProgress;
 use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
 use ferry_registry::credentials::CredentialSource;
+use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{push_store, PushEvent, PushOptions};
 use ferry_registry::upload::UploadOptions;
 
@@ -140,8 +142,14 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     // its stream, with no scratch copy; otherwise it is staged once.
     if !cli.source.is_dir() && cli.staging.is_none() && !cli.dry_run {
         let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
-        let bar = ByteProgress::start("push", size, !json);
-        let sent = AtomicU64::new(0);
+        let sent = Arc::new(TransferMeter::new());
+        let bar = ByteProgress::start_with_blobs(
+            "push",
+            size,
+            Arc::new(AtomicU64::new(0)),
+            Some(sent.clone()),
+            !json,
+        );
         let outcome = ferry_transfer::stream_push::push_package_streaming(
             &cli.source,
             &conn.client,
@@ -178,8 +186,15 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         .walk_index()
         .map(|w| w.nodes.iter().map(|n| n.descriptor.size).sum())
         .unwrap_or(0);
-    let bar = ByteProgress::start("push", total, !json && !cli.dry_run);
-    let counter = bar.counter();
+    let total_sent = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(TransferMeter::with_total(total_sent.clone()));
+    let bar = ByteProgress::start_with_blobs(
+        "push",
+        total,
+        total_sent,
+        Some(sent.clone()),
+        !json && !cli.dry_run,
+    );
     let options = PushOptions {
         jobs,
         dry_run: cli.dry_run,
@@ -189,7 +204,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             chunk_size: cli.chunk_mib.max(1) << 20,
         },
     };
-    let result = push_store(&source.store, &conn.client, &options, &counter, &events);
+    let result = push_store(&source.store, &conn.client, &options, &sent, &events);
     bar.finish();
     let report = result?;
     finish(cli, &conn, &report);
