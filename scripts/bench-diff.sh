@@ -4,8 +4,11 @@
 # generated package of many small images (default 100 images x 9 layers: 1,100 blobs with the
 # configs and manifests) exported to a store and pushed in full to a real registry
 # (distribution v2.8, TLS with a private CA, htpasswd bcrypt auth). Everything is in sync, so
-# ferry-diff must exit 0. Measured twice, median of 3 rounds each:
+# ferry-diff must exit 0. Measured three times, median of 3 rounds each:
 #   - loopback: the registry on 127.0.0.1;
+#   - loopback, no auth: the same registry and storage without htpasswd (what a mirror that
+#     trusts its network runs, and the registry's floor: distribution checks a bcrypt hash on
+#     every request of a Basic-auth client, about 4 ms of CPU each);
 #   - a 50 ms round trip: the same registry (same storage) in a network namespace this script
 #     creates (ferrybench-PID), reached over a veth pair with 10.213.77.1/30 (host side) and
 #     10.213.77.2/30 (namespace side); `tc netem delay 25ms` on both ends where the kernel has
@@ -74,8 +77,9 @@ echo "registry: CA, certificate for IP:127.0.0.1 and IP:$NS_ADDR, htpasswd" >&2
 bench_registry_pki "$REG" "$REG_USER" 127.0.0.1 "$NS_ADDR"
 REG_PASS=$BENCH_REG_PASS
 
-# write_registry_config FILE ADDR: the registry's config, listening on ADDR, access log on (one
-# line per request on stdout: the request counts below come from it).
+# write_registry_config FILE ADDR [AUTH]: the registry's config, listening on ADDR, access log on
+# (one line per request on stdout: the request counts below come from it); AUTH htpasswd
+# (default) or none.
 write_registry_config() {
   cat > "$1" <<YML
 version: 0.1
@@ -97,18 +101,22 @@ http:
   tls:
     certificate: "$REG/server.crt"
     key: "$REG/server.key"
+YML
+  if [ "${3:-htpasswd}" = htpasswd ]; then
+    cat >> "$1" <<YML
 auth:
   htpasswd:
     realm: ferry-bench
     path: "$REG/htpasswd"
 YML
+  fi
 }
-# wait_registry HOST:PORT PIDVAR LOG: until /v2/ answers 401 (auth required) over TLS.
+# wait_registry HOST:PORT PIDVAR LOG: until /v2/ answers over TLS (401 auth required, or 200).
 wait_registry() {
   local i code pid
   for i in $(seq 1 100); do
     code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$REG/ca.crt" "https://$1/v2/" || true)
-    if [ "$code" = 401 ]; then return 0; fi
+    if [ "$code" = 401 ] || [ "$code" = 200 ]; then return 0; fi
     pid=${!2}
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.1
@@ -117,19 +125,20 @@ wait_registry() {
   tail -20 "$3" >&2
   return 1
 }
-# start_loopback_registry: the registry on a free 127.0.0.1 port; sets PORT, REG_PID.
+# start_loopback_registry AUTH: the registry on a free 127.0.0.1 port, log in
+# $REG/loopback-AUTH.log; sets PORT, REG_PID.
 start_loopback_registry() {
-  local attempt
+  local attempt auth=$1
   for attempt in 1 2 3 4 5; do
     PORT=$(free_port)
-    write_registry_config "$REG/config-loopback.yml" "127.0.0.1:$PORT"
-    /usr/bin/docker-registry serve "$REG/config-loopback.yml" > "$REG/loopback.log" 2>&1 &
+    write_registry_config "$REG/config-loopback-$auth.yml" "127.0.0.1:$PORT" "$auth"
+    /usr/bin/docker-registry serve "$REG/config-loopback-$auth.yml" > "$REG/loopback-$auth.log" 2>&1 &
     REG_PID=$!
-    if wait_registry "127.0.0.1:$PORT" REG_PID "$REG/loopback.log" 2>/dev/null; then return 0; fi
+    if wait_registry "127.0.0.1:$PORT" REG_PID "$REG/loopback-$auth.log" 2>/dev/null; then return 0; fi
     stop_pid REG_PID
-    if ! grep -q 'address already in use' "$REG/loopback.log"; then
+    if ! grep -q 'address already in use' "$REG/loopback-$auth.log"; then
       echo "registry did not start on 127.0.0.1:$PORT:" >&2
-      tail -20 "$REG/loopback.log" >&2
+      tail -20 "$REG/loopback-$auth.log" >&2
       exit 1
     fi
   done
@@ -160,22 +169,26 @@ fi
 # manifest's sha256 must be the package's digest (the untimed warm-up run).
 cat > "$WORK/skopeo-inspect.sh" <<'SH'
 set -euo pipefail
-# skopeo-inspect.sh REGISTRY/NS CERT_DIR CREDS IMAGES_TXT [CHECK]
+# skopeo-inspect.sh REGISTRY/NS CERT_DIR CREDS IMAGES_TXT [CHECK]   (CREDS "": no --creds)
+creds=(); if [ -n "$3" ]; then creds=(--creds "$3"); fi
 while read -r ref digest; do
   if [ "${5:-0}" = 1 ]; then
-    got="sha256:$(skopeo inspect --raw --cert-dir "$2" --creds "$3" "docker://$1/${ref#*/}" | sha256sum | cut -d' ' -f1)"
+    got="sha256:$(skopeo inspect --raw --cert-dir "$2" "${creds[@]}" "docker://$1/${ref#*/}" | sha256sum | cut -d' ' -f1)"
     if [ "$got" != "$digest" ]; then echo "$1/${ref#*/}: manifest $got, expected $digest" >&2; exit 1; fi
   else
-    skopeo inspect --raw --cert-dir "$2" --creds "$3" "docker://$1/${ref#*/}" > /dev/null
+    skopeo inspect --raw --cert-dir "$2" "${creds[@]}" "docker://$1/${ref#*/}" > /dev/null
   fi
 done < "$4"
 SH
+AUTH=htpasswd          # what the registry being measured asks for: htpasswd or none
 skopeo_cmd() { # HOST:PORT [CHECK] -> CMD
-  CMD=(bash "$WORK/skopeo-inspect.sh" "$1/ns" "$REG/certs.d" "$REG_USER:$REG_PASS" "$WORK/images.txt" "${2:-0}")
+  local creds="$REG_USER:$REG_PASS"
+  if [ "$AUTH" = none ]; then creds=""; fi
+  CMD=(bash "$WORK/skopeo-inspect.sh" "$1/ns" "$REG/certs.d" "$creds" "$WORK/images.txt" "${2:-0}")
 }
-diff_cmd() { # HOST:PORT -> CMD
-  CMD=("$BIN/ferry-diff" --source "$STORE" --private-registry "$1/ns" --cacert "$REG/ca.crt" \
-    --username "$REG_USER" --password-stdin)
+diff_cmd() { # HOST:PORT -> CMD (the password comes on stdin; ignored without auth)
+  CMD=("$BIN/ferry-diff" --source "$STORE" --private-registry "$1/ns" --cacert "$REG/ca.crt")
+  if [ "$AUTH" = none ]; then CMD+=(--need-credential=false); else CMD+=(--username "$REG_USER" --password-stdin); fi
 }
 # check_in_sync HOST:PORT: untimed ferry-diff --json; it must exit 0 with every image in sync.
 check_in_sync() {
@@ -246,7 +259,7 @@ mkdir -p "$WORK/requests"
 : > "$WORK/requests.txt"; : > "$WORK/registry-cpu.txt"
 
 # --- Fill the registry on loopback, then measure there. ---
-start_loopback_registry
+start_loopback_registry htpasswd
 echo "registry on 127.0.0.1:$PORT; ferry-push of the whole store" >&2
 PUSH_START=$(date +%s.%N)
 "$BIN/ferry-push" --source "$STORE" --private-registry "127.0.0.1:$PORT/ns" --cacert "$REG/ca.crt" \
@@ -254,8 +267,16 @@ PUSH_START=$(date +%s.%N)
   || { echo "ferry-push failed:" >&2; tail -20 "$WORK/push.err" >&2; exit 1; }
 PUSH_SECS=$(awk -v a="$PUSH_START" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 echo "  pushed in ${PUSH_SECS}s" >&2
-measure loopback "127.0.0.1:$PORT" "$REG/loopback.log" "$REG_PID"
+measure loopback "127.0.0.1:$PORT" "$REG/loopback-htpasswd.log" "$REG_PID"
 stop_pid REG_PID
+
+# --- The same storage served without auth, on loopback. ---
+AUTH=none
+start_loopback_registry none
+echo "registry without auth on 127.0.0.1:$PORT (same storage)" >&2
+measure loopback-noauth "127.0.0.1:$PORT" "$REG/loopback-none.log" "$REG_PID"
+stop_pid REG_PID
+AUTH=htpasswd
 
 # --- The same registry behind a 50 ms round trip, in a network namespace of our own. ---
 if ip -o addr show to "${HOST_ADDR%.*}.0/30" | grep -q . || ip route show "${HOST_ADDR%.*}.0/30" | grep -q .; then
@@ -370,16 +391,18 @@ stop_pid NS_REG_PID
 # --- Markdown. ---
 FL=$(bench_median "ferry-diff loopback"); SL=$(bench_median "skopeo loop loopback")
 FR=$(bench_median "ferry-diff rtt50"); SR=$(bench_median "skopeo loop rtt50")
+FN=$(bench_median "ferry-diff loopback-noauth"); SN=$(bench_median "skopeo loop loopback-noauth")
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.1f", a/b; else print "n/a"}'; }
 atleast() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**met**"; else print "**not met**"}'; }
 below() { awk -v v="$1" -v t="$2" 'BEGIN{if (v + 0 < t) print "**met**"; else print "**not met**"}'; }
-XL=$(speedup "$SL" "$FL"); XR=$(speedup "$SR" "$FR")
+XL=$(speedup "$SL" "$FL"); XR=$(speedup "$SR" "$FR"); XN=$(speedup "$SN" "$FN")
 cpu() { # LABEL: median registry CPU seconds of LABEL's rounds
   grep -F "$1 (round " "$WORK/registry-cpu.txt" | awk '{print $NF}' | sort -n \
     | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]; else print "?"}'
 }
 RQ_L=$(requests "ferry-diff loopback"); RQ_R=$(requests "ferry-diff rtt50")
 SQ_L=$(requests "skopeo loop loopback"); SQ_R=$(requests "skopeo loop rtt50")
+RQ_N=$(requests "ferry-diff loopback-noauth"); SQ_N=$(requests "skopeo loop loopback-noauth")
 # What the requests of one run were (round 1 of each).
 KIND_FL=$(request_kinds "$WORK/requests/ferry-diff loopback.1.log")
 KIND_FR=$(request_kinds "$WORK/requests/ferry-diff rtt50.1.log")
@@ -397,7 +420,7 @@ cat <<MD
 
 Command: \`scripts/bench-diff.sh $IMAGES\` — machine: $(bench_machine).
 Package: $N_IMAGES images x $LAYERS layers of ~$LAYER_SIZE (\`ferry-fixture --format dir --images $IMAGES --layers $LAYERS --layer-size $LAYER_SIZE --no-shared-base\`), $BLOBS blobs (layers, configs, manifests; $((BYTES / 1024)) KiB), \`ferry-export\`ed to a store and pushed in full with \`ferry-push\` (${PUSH_SECS} s); everything in sync, every ferry-diff run exited 0.$NOTE
-Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage, access log on. Loopback: on 127.0.0.1. 50 ms RTT: the same registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
+Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage, access log on. Loopback: on 127.0.0.1. Loopback, no auth: the same storage served without the \`auth:\` section (ferry-diff with \`--need-credential=false\`, skopeo without \`--creds\`). 50 ms RTT: the same registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
 - ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username $REG_USER --password-stdin\` (default \`--jobs\` 16).
 - without ferry: for each image, one after the other, \`skopeo inspect --raw --cert-dir CERTS --creds U:P docker://HOST:PORT/ns/PATH:TAG\` (the manifest only: it checks less than ferry-diff, which also checks every child manifest and blob).
 
@@ -405,6 +428,8 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 |---|---|---|---|---|---|---|
 | \`skopeo inspect --raw\` loop, loopback | $SL | 1.0 | $SQ_L | $(cpu "skopeo loop loopback") | $(bench_rss_mib "skopeo loop loopback") MiB | |
 | \`ferry-diff\`, loopback | $FL | $XL | $RQ_L | $(cpu "ferry-diff loopback") | $(bench_rss_mib "ferry-diff loopback") MiB | < 2 s: $(below "$FL" 2); ≥ 10x: $(atleast "$XL" 10) |
+| \`skopeo inspect --raw\` loop, loopback, no auth | $SN | 1.0 | $SQ_N | $(cpu "skopeo loop loopback-noauth") | $(bench_rss_mib "skopeo loop loopback-noauth") MiB | |
+| \`ferry-diff\`, loopback, no auth | $FN | $XN | $RQ_N | $(cpu "ferry-diff loopback-noauth") | $(bench_rss_mib "ferry-diff loopback-noauth") MiB | < 2 s: $(below "$FN" 2); ≥ 10x: $(atleast "$XN" 10) |
 | \`skopeo inspect --raw\` loop, 50 ms RTT | $SR | 1.0 | $SQ_R | $(cpu "skopeo loop rtt50") | $(bench_rss_mib "skopeo loop rtt50") MiB | |
 | \`ferry-diff\`, 50 ms RTT | $FR | $XR | $RQ_R | $(cpu "ferry-diff rtt50") | $(bench_rss_mib "ferry-diff rtt50") MiB | < 10 s: $(below "$FR" 10); ≥ 10x: $(atleast "$XR" 10) |
 

@@ -31,6 +31,7 @@ Blobs already in the repository are not sent; blobs in another repository of
 the registry are mounted; large blobs go in chunks recorded in the store's
 journal, so rerunning the same command after any interruption resumes.
 A package is staged once into PACKAGE.ferry-store (or --staging DIR).
+On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
 Credentials: --username/--password[-stdin], else --docker-config / DOCKER_CONFIG /
 ~/.docker/config.json (auths, credHelpers, credsStore), else containers auth.json
 (REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config/containers), else a prompt on a TTY.
