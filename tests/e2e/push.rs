@@ -722,13 +722,82 @@ fn progress_bars_per_blob_on_a_tty_and_none_off_it() {
         .collect();
     assert!(!blob_bars.is_empty(), "no per-blob bar:\n{screen}");
     assert!(
-        blob_bars.iter().any(|l| l.contains("MiB/s") && l.contains("ETA")),
+        blob_bars
+            .iter()
+            .any(|l| l.contains("MiB/s") && l.contains("ETA")),
         "per-blob bars without rate and ETA:\n{}",
         blob_bars.join("\n")
     );
     assert_registry_has_package(&reg, "tty", &pkg);
 
-    let r = push_with(&reg, &store, "notty", &slow, &[("FERRY_TEST_CHUNK_PAUSE_MS", "50")], true);
+    let r = push_with(
+        &reg,
+        &store,
+        "notty",
+        &slow,
+        &[("FERRY_TEST_CHUNK_PAUSE_MS", "50")],
+        true,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!r.stderr.contains("@sha256:") && !r.stderr.contains("push ["), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("@sha256:") && !r.stderr.contains("push ["),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A streamed package whose layer does not match its name is refused with the
+/// digest named, and that layer is never sent: blobs handed to the background
+/// uploaders are verified in memory first, and no manifest or tag is pushed.
+#[test]
+fn corrupt_layer_in_a_streamed_package_is_named_and_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 41,
+        images: 3,
+        layers_per_image: 2,
+        layer_size: 256 << 10,
+        incompressible: true,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let layer = fixture.images[2]
+        .blobs
+        .iter()
+        .find(|d| d.media_type.contains("layer"))
+        .unwrap()
+        .clone();
+    let blob = layout.join("blobs/sha256").join(layer.digest.hex());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&blob, &bytes).unwrap();
+    let path = dir.path().join("bmpackages_corrupt.tar.zst");
+    write_package(
+        &layout,
+        PackageFormat::TarZst,
+        &PackageOptions::default(),
+        &path,
+    )
+    .unwrap();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let r = push(&reg, &path, "corrupt", &[]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(&layer.digest.to_string()), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("staging"),
+        "streamed, not staged: {}",
+        r.stderr
+    );
+    let hex = layer.digest.hex();
+    assert_eq!(
+        reg.count_requests("PUT", hex) + reg.count_requests("PATCH", hex),
+        0,
+        "the corrupt layer was sent"
+    );
+    assert_eq!(
+        reg.count_requests("PUT", "/manifests/"),
+        0,
+        "no image may be tagged"
+    );
 }

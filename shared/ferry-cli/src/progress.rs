@@ -114,19 +114,25 @@ fn blob_style(start: u64) -> ProgressStyle {
         (secs > 0.2 && moved > 0.0).then(|| moved / secs)
     };
     style("  {msg} [{bar:20}] {bytes}/{total_bytes} {avg_rate} {avg_eta}")
-        .with_key("avg_rate", move |state: &ProgressState, w: &mut dyn FmtWrite| {
-            let _ = match rate(state) {
-                Some(r) => write!(w, "{}/s", HumanBytes(r as u64)),
-                None => write!(w, "-"),
-            };
-        })
-        .with_key("avg_eta", move |state: &ProgressState, w: &mut dyn FmtWrite| {
-            let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
-            let _ = match rate(state) {
-                Some(r) => write!(w, "ETA {}s", (left / r).ceil() as u64),
-                None => write!(w, "ETA -"),
-            };
-        })
+        .with_key(
+            "avg_rate",
+            move |state: &ProgressState, w: &mut dyn FmtWrite| {
+                let _ = match rate(state) {
+                    Some(r) => write!(w, "{}/s", HumanBytes(r as u64)),
+                    None => write!(w, "-"),
+                };
+            },
+        )
+        .with_key(
+            "avg_eta",
+            move |state: &ProgressState, w: &mut dyn FmtWrite| {
+                let left = state.len().unwrap_or(0).saturating_sub(state.pos()) as f64;
+                let _ = match rate(state) {
+                    Some(r) => write!(w, "ETA {}s", (left / r).ceil() as u64),
+                    None => write!(w, "ETA -"),
+                };
+            },
+        )
 }
 
 /// Adds a bar for each new blob in flight (up to [`MAX_BLOB_BARS`]), moves the

@@ -104,9 +104,7 @@ impl BlobMeter<'_> {
 
 impl Drop for BlobMeter<'_> {
     fn drop(&mut self) {
-        self.meter
-            .lock()
-            .retain(|b| !Arc::ptr_eq(b, &self.blob));
+        self.meter.lock().retain(|b| !Arc::ptr_eq(b, &self.blob));
     }
 }
 

@@ -86,7 +86,11 @@ impl<R: Read> Read for CountingReader<'_, R> {
 /// The label of a blob in flight: repository and a short digest.
 fn blob_label(repo: &str, digest: &Digest) -> String {
     let hex = digest.hex();
-    format!("{repo}@{}:{}", digest.algorithm().name(), &hex[..hex.len().min(12)])
+    format!(
+        "{repo}@{}:{}",
+        digest.algorithm().name(),
+        &hex[..hex.len().min(12)]
+    )
 }
 
 fn with_digest(location: &str, digest: &Digest) -> String {

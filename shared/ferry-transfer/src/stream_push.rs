@@ -10,11 +10,13 @@ use std::time::Instant;
 use ferry_package::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
 use ferry_package::entries::{for_each_entry, EntryHandler};
 use ferry_package::{detect, PackageError, PackageFormat};
+
+use crate::present::{make_present, BlobBody, BlobTask};
+use crate::spool::{Spool, SPOOL_MAX_BLOB};
 use ferry_registry::client::Access;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
 use ferry_registry::target::Mapped;
-use ferry_registry::upload::{NoSessionLog, UploadOptions, UploadOutcome};
 use ferry_registry::{Client, RegistryError};
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
 use ferry_store::layout::IndexJson;
@@ -74,6 +76,8 @@ struct Streamer<'a> {
     force: bool,
     sent: &'a TransferMeter,
     events: &'a (dyn Fn(PushEvent) + Sync),
+    /// Background uploaders for blobs that fit in memory.
+    spool: Option<&'a Spool<'a>>,
     metadata: HashMap<String, Vec<u8>>,
     /// Small blobs read before the plan was known.
     buffered: HashMap<Digest, Vec<u8>>,
@@ -257,95 +261,79 @@ impl Streamer<'_> {
             .is_some_and(|p| p.blobs.keys().all(|d| self.done.contains(d)))
     }
 
-    /// Makes one leaf blob present in every repository that needs it.
+    /// What to do for one leaf blob of the plan (None: not needed).
+    fn task_for(&self, digest: &Digest) -> Option<BlobTask> {
+        let plan = self.plan.as_ref()?;
+        let (desc, repos) = plan.blobs.get(digest)?;
+        Some(BlobTask {
+            desc: desc.clone(),
+            // Presence was asked once, in parallel, by mark_present.
+            repos: repos
+                .iter()
+                .map(|r| {
+                    (
+                        r.clone(),
+                        self.present.contains(&(digest.clone(), r.clone())),
+                    )
+                })
+                .collect(),
+            mount_source: plan.sources.get(digest).cloned(),
+        })
+    }
+
+    /// Makes one leaf blob present in every repository that needs it, now.
     fn push_blob(&mut self, digest: &Digest, body: BlobBody<'_>) -> Result<(), StreamError> {
-        let Some(plan) = &self.plan else {
+        let Some(task) = self.task_for(digest) else {
             return Ok(());
         };
-        let Some((desc, repos)) = plan.blobs.get(digest).cloned() else {
-            return Ok(());
-        };
-        let plan_source = plan.sources.get(digest).cloned();
-        let wrap = |repo: &str| {
-            let context = format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
-            move |source| StreamError::Registry { context, source }
-        };
-        // Presence was asked once, in parallel, by mark_present.
-        let present: Vec<bool> = repos
-            .iter()
-            .map(|r| self.present.contains(&(digest.clone(), r.clone())))
-            .collect();
-        let mut have_in = repos
-            .iter()
-            .zip(&present)
-            .find(|(_, p)| **p)
-            .map(|(r, _)| r.clone())
-            .or_else(|| plan_source.clone());
-        let mut body = Some(body);
-        for (repo, present) in repos.iter().zip(present) {
-            if present {
-                continue; // counted and reported by mark_present
-            }
-            match have_in.clone() {
-                Some(from) => {
-                    let no_data = |_: u64| -> std::io::Result<Box<dyn Read + Send>> {
-                        Err(std::io::Error::other(
-                            "the blob streamed past already; rerun to upload it",
-                        ))
-                    };
-                    let outcome = self
-                        .client
-                        .upload_blob(
-                            repo,
-                            &desc,
-                            &no_data,
-                            Some(&from),
-                            &NoSessionLog,
-                            &UploadOptions::default(),
-                            self.sent,
-                        )
-                        .map_err(wrap(repo))?;
-                    if outcome == UploadOutcome::Mounted {
-                        self.report.blobs_mounted += 1;
-                        (self.events)(PushEvent::BlobMounted {
-                            repository: repo.clone(),
-                            digest: digest.clone(),
-                            from,
-                            size: desc.size,
-                        });
-                    }
-                }
-                None => {
-                    match body.take() {
-                        Some(BlobBody::Memory(bytes)) => {
-                            self.client
-                                .upload_stream(repo, &desc, &mut &bytes[..], self.sent)
-                        }
-                        Some(BlobBody::Stream(reader)) => {
-                            self.client.upload_stream(repo, &desc, reader, self.sent)
-                        }
-                        None => unreachable!("uploaded once, then mounted"),
-                    }
-                    .map_err(wrap(repo))?;
-                    self.report.blobs_uploaded += 1;
-                    self.report.bytes_uploaded += desc.size;
-                    (self.events)(PushEvent::BlobUploaded {
-                        repository: repo.clone(),
-                        digest: digest.clone(),
-                        size: desc.size,
-                        resumed_from: 0,
-                    });
-                    have_in = Some(repo.clone());
-                }
-            }
-        }
+        let tally = make_present(self.client, self.sent, self.events, &task, body)?;
+        self.report.blobs_uploaded += tally.uploaded;
+        self.report.blobs_mounted += tally.mounted;
+        self.report.bytes_uploaded += tally.bytes;
         Ok(())
     }
-}
 
-enum BlobBody<'r> {
-    Memory(Vec<u8>),
-    Stream(&'r mut dyn Read),
+    /// Hands a needed blob that fits the spool to the background uploaders:
+    /// read into memory, verified, queued. Returns false when it does not fit.
+    fn spool_blob(
+        &mut self,
+        path: &str,
+        digest: &Digest,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<bool, EntryFailure> {
+        let Some(spool) = self.spool else {
+            return Ok(false);
+        };
+        if size > SPOOL_MAX_BLOB {
+            return Ok(false);
+        }
+        let Some(task) = self.task_for(digest) else {
+            return Ok(false);
+        };
+        if !spool.reserve(size) {
+            return Err(stop()); // a worker failed: its error is reported
+        }
+        let bytes = match read_all(reader, size, path) {
+            Ok(b) => b,
+            Err(e) => {
+                spool.release(size);
+                return Err(e);
+            }
+        };
+        let actual = digest.of_same_algorithm(&bytes);
+        if actual != *digest {
+            spool.release(size);
+            return Err(PackageError::Store(StoreError::DigestMismatch {
+                what: format!("entry {path:?}"),
+                expected: digest.clone(),
+                actual,
+            })
+            .into());
+        }
+        spool.submit(task, Arc::new(bytes));
+        Ok(true)
+    }
 }
 
 /// Hashes what passes through, so the package's bytes are verified too.
@@ -436,7 +424,7 @@ impl EntryHandler for Streamer<'_> {
             .collect();
         for d in pending {
             let bytes = self.buffered.get(&d).cloned().unwrap_or_default();
-            if let Err(e) = self.push_blob(&d, BlobBody::Memory(bytes)) {
+            if let Err(e) = self.push_blob(&d, BlobBody::Memory(Arc::new(bytes))) {
                 self.failure = Some(e);
                 return Err(stop());
             }
@@ -448,6 +436,13 @@ impl EntryHandler for Streamer<'_> {
         }
         if self.done.contains(&digest) {
             return Ok(());
+        }
+        if self.spool.is_some_and(Spool::failed) {
+            return Err(stop());
+        }
+        if self.spool_blob(path, &digest, size, reader)? {
+            self.done.insert(digest);
+            return Ok(()); // not all_done yet: finishing early waits for the spool anyway
         }
         let mut hashing = HashingReader {
             inner: reader,
@@ -514,10 +509,12 @@ pub fn push_package_streaming(
             ))
         }
     };
+    let spool = Spool::new(client, sent, events);
     let mut s = Streamer {
         client,
         sent,
         events,
+        spool: Some(&spool),
         metadata: HashMap::new(),
         buffered: HashMap::new(),
         buffered_bytes: 0,
@@ -531,10 +528,26 @@ pub fn push_package_streaming(
         jobs,
         force,
     };
-    let walked = for_each_entry(path, compression, threads, progress, &mut s);
+    // The archive is walked on this thread while the spool's workers upload.
+    let walked = std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, 4) {
+            scope.spawn(|| spool.work());
+        }
+        let walked = for_each_entry(path, compression, threads, progress, &mut s);
+        spool.close();
+        walked
+    });
+    s.spool = None;
+    let spooled = spool.finish();
+    if let Ok(t) = &spooled {
+        s.report.blobs_uploaded += t.uploaded;
+        s.report.blobs_mounted += t.mounted;
+        s.report.bytes_uploaded += t.bytes;
+    }
     if let Some(e) = s.failure.take() {
         return Err(e);
     }
+    spooled?;
     if let Some(reason) = s.not_streamable.take() {
         if s.report.blobs_uploaded == 0 {
             return Ok(StreamOutcome::NotStreamable(reason));
@@ -559,7 +572,7 @@ pub fn push_package_streaming(
         .collect();
     for d in pending {
         let bytes = s.buffered.get(&d).cloned().unwrap_or_default();
-        s.push_blob(&d, BlobBody::Memory(bytes))?;
+        s.push_blob(&d, BlobBody::Memory(Arc::new(bytes)))?;
         s.done.insert(d);
     }
     let plan = s.plan.take().expect("plan set above");
