@@ -1,5 +1,7 @@
 //! Iterating a tar package's entries once, with the safety rules applied,
-//! for any consumer (the importer, the auditor).
+//! for any consumer (the importer, the auditor). Metadata entries claiming
+//! absurd sizes are refused before the tar parser buffers them
+//! ([`crate::header_guard`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -11,6 +13,7 @@ use crate::decompress::Decompressed;
 use crate::detect::Compression;
 use crate::entry_rules::{check_entry, kind_of_tar, EntryAction};
 use crate::error::PackageError;
+use crate::header_guard::HeaderGuard;
 
 /// Receives the entries of a package.
 pub trait EntryHandler {
@@ -48,7 +51,7 @@ pub fn for_each_entry(
         cause,
     };
     let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
-    let mut archive = tar::Archive::new(decompressed);
+    let mut archive = tar::Archive::new(HeaderGuard::new(decompressed));
     let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
@@ -76,6 +79,7 @@ pub fn for_each_entry(
         }
     }
     archive
+        .into_inner()
         .into_inner()
         .finish()
         .map_err(|e| corrupt(e.to_string()))

@@ -24,6 +24,7 @@ pub mod entries;
 pub mod entry_rules;
 pub mod error;
 pub mod estimate;
+pub mod header_guard;
 pub mod import;
 pub mod stage;
 

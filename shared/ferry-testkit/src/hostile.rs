@@ -472,13 +472,14 @@ fn index_json_for(top: &Descriptor) -> anyhow::Result<Vec<u8>> {
 fn write_bomb(
     entries: &[RawEntry],
     name: &[u8],
+    kind: EntryType,
     declared: u64,
     zeros: u64,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     let (prefix, _) = tar_bytes(entries)?;
     out.write_all(&prefix[..prefix.len() - 1024])?;
-    out.write_all(raw_header(name, EntryType::Regular, declared, None).as_bytes())?;
+    out.write_all(raw_header(name, kind, declared, None).as_bytes())?;
     let chunk = vec![0u8; 1 << 20];
     let mut left = zeros;
     while left > 0 {
@@ -661,6 +662,7 @@ fn more_hostile_cases(base: &Base, valid: &[u8]) -> anyhow::Result<Vec<Pending>>
     write_bomb(
         head,
         &Base::blob_entry_name(&layer.digest),
+        EntryType::Regular,
         BOMB_DECLARED_SIZE,
         128 << 20,
         &mut zst,
@@ -676,6 +678,7 @@ fn more_hostile_cases(base: &Base, valid: &[u8]) -> anyhow::Result<Vec<Pending>>
     write_bomb(
         head,
         &Base::blob_entry_name(&layer.digest),
+        EntryType::Regular,
         BOMB_DECLARED_SIZE,
         32 << 20,
         &mut gz,
@@ -691,6 +694,7 @@ fn more_hostile_cases(base: &Base, valid: &[u8]) -> anyhow::Result<Vec<Pending>>
     write_bomb(
         &base.entries[..1],
         b"index.json",
+        EntryType::Regular,
         1 << 40,
         32 << 20,
         &mut gz,
@@ -701,6 +705,22 @@ fn more_hostile_cases(base: &Base, valid: &[u8]) -> anyhow::Result<Vec<Pending>>
         "index.json",
         "gzip: index.json's header declares 1 TiB, followed by 32 MiB of zeros",
         gz.finish()?,
+    ));
+    let mut zst = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+    write_bomb(
+        head,
+        b"././@LongLink",
+        EntryType::GNULongName,
+        1 << 40,
+        256 << 20,
+        &mut zst,
+    )?;
+    out.push(pending(
+        "bomb-long-name",
+        ".tar.zst",
+        "././@LongLink",
+        "a GNU long-name entry declaring 1 TiB, followed by 256 MiB of zeros (the tar parser would buffer them all in memory)",
+        zst.finish()?,
     ));
     out.push(pending(
         "bomb-frame-size",
