@@ -801,3 +801,54 @@ fn corrupt_layer_in_a_streamed_package_is_named_and_never_sent() {
         "no image may be tagged"
     );
 }
+
+/// Layers too large for the in-memory spool stream straight from the
+/// decompressor to the registry (one pass, no scratch copy), beside spooled ones.
+#[test]
+fn a_layer_larger_than_the_spool_streams_straight_through() {
+    let pkg = {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        let spec = FixtureSpec {
+            seed: 43,
+            images: 2,
+            layers_per_image: 2,
+            layer_size: 25 << 20,
+            incompressible: true,
+            ..Default::default()
+        };
+        let fixture = generate_layout(&spec, &layout).unwrap();
+        let path = dir.path().join("bmpackages_big.tar.zst");
+        write_package(
+            &layout,
+            PackageFormat::TarZst,
+            &PackageOptions::default(),
+            &path,
+        )
+        .unwrap();
+        Pkg {
+            dir: dir.path().to_path_buf(),
+            _dir: dir,
+            path,
+            fixture,
+        }
+    };
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
+    let r = push(&reg, &pkg.path, "big", &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !pkg.dir.join("bmpackages_big.tar.zst.ferry-store").exists(),
+        "staged instead of streamed"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    let layers: u64 = pkg
+        .fixture
+        .unique_blobs()
+        .iter()
+        .filter(|d| d.size > 24 << 20)
+        .count() as u64;
+    assert!(layers >= 3, "the fixture has {layers} layers over 24 MiB");
+    assert!(summary["summary"]["bytes_uploaded"].as_u64().unwrap() > layers * (24 << 20));
+    assert_registry_has_package(&reg, "big", &pkg);
+}

@@ -5,9 +5,10 @@
 //! Owns the streaming push: a `.tar.xz`/`.tar.zst` package whose `index.json`
 //! and manifests come before its layers is pushed in one decompression pass,
 //! with no scratch copy; every blob is hashed as it streams and verified by the
-//! registry. Blobs up to 24 MiB are read into memory (48 MiB at most at once),
-//! verified, and uploaded by background workers while the package is read on;
-//! larger ones stream straight from the decompressor. Invariants: children before parents and tags last, as in
+//! registry. Blobs up to 24 MiB are read into memory (24 MiB at most at once),
+//! verified, and uploaded by two background workers while the package is read
+//! on; larger ones, and any that find the spool full, stream straight from the
+//! decompressor on the walking thread. Invariants: children before parents and tags last, as in
 //! `ferry_registry::push`; a package in another order is reported as not
 //! streamable before anything is uploaded, so the caller can stage it instead.
 

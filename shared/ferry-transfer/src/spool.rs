@@ -3,15 +3,18 @@
 //! the package is decompressed and hashed while earlier blobs are still being
 //! sent, and the registry receives several blobs at once.
 //!
+//! When the spool is full the walk does not wait: it streams the next blob
+//! straight to the registry itself, so the registry still receives several
+//! blobs at once without more memory.
+//!
 //! Invariants: the bytes held (queued or uploading) never exceed
-//! [`SPOOL_BUDGET`] (one blob larger than the free room waits until the spool
-//! is empty); a blob is handed over only after its digest was verified; after
+//! [`SPOOL_BUDGET`]; a blob is handed over only after its digest was verified; after
 //! the first failure no further upload starts and the failure is reported;
 //! every worker has finished before [`Spool::finish`] returns, so manifests
 //! are pushed only after all their blobs.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::PushEvent;
@@ -23,8 +26,12 @@ use crate::stream_push::StreamError;
 /// Blobs up to this size go through the spool; larger ones stream straight
 /// from the package to the registry.
 pub(crate) const SPOOL_MAX_BLOB: u64 = 24 << 20;
-/// Bytes of blobs held in memory at once.
-pub(crate) const SPOOL_BUDGET: u64 = 48 << 20;
+/// Bytes of blobs held in memory at once: one large blob uploading from memory
+/// while the walk streams the next one is enough to keep two uploads going, and
+/// peak RSS stays under 100 MiB beside the multi-threaded xz decoder's buffers.
+pub(crate) const SPOOL_BUDGET: u64 = 24 << 20;
+/// Background upload threads.
+pub(crate) const SPOOL_WORKERS: usize = 2;
 
 type Job = (BlobTask, Arc<Vec<u8>>);
 
@@ -36,7 +43,6 @@ pub(crate) struct Spool<'a> {
     sender: Mutex<Option<Sender<Job>>>,
     receiver: Mutex<Receiver<Job>>,
     held: Mutex<u64>,
-    freed: Condvar,
     state: Mutex<SpoolState>,
 }
 
@@ -64,7 +70,6 @@ impl<'a> Spool<'a> {
             sender: Mutex::new(Some(sender)),
             receiver: Mutex::new(receiver),
             held: Mutex::new(0),
-            freed: Condvar::new(),
             state: Mutex::new(SpoolState::default()),
         }
     }
@@ -74,25 +79,20 @@ impl<'a> Spool<'a> {
         lock(&self.state).failure.is_some()
     }
 
-    /// Waits until `size` more bytes fit in the budget (or the spool is empty).
-    /// Returns false when a worker has failed instead.
-    pub fn reserve(&self, size: u64) -> bool {
+    /// Reserves `size` bytes if they fit in the budget now (never waits).
+    pub fn try_reserve(&self, size: u64) -> bool {
         let mut held = lock(&self.held);
-        while *held > 0 && *held + size > SPOOL_BUDGET {
-            if self.failed() {
-                return false;
-            }
-            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        if *held + size > SPOOL_BUDGET {
+            return false;
         }
         *held += size;
-        !self.failed()
+        true
     }
 
     /// Gives back `size` reserved bytes.
     pub fn release(&self, size: u64) {
         let mut held = lock(&self.held);
         *held = held.saturating_sub(size);
-        self.freed.notify_all();
     }
 
     /// Queues a verified in-memory blob (its bytes were reserved).

@@ -12,7 +12,7 @@ use ferry_package::entries::{for_each_entry, EntryHandler};
 use ferry_package::{detect, PackageError, PackageFormat};
 
 use crate::present::{make_present, BlobBody, BlobTask};
-use crate::spool::{Spool, SPOOL_MAX_BLOB};
+use crate::spool::{Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
 use ferry_registry::client::Access;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
@@ -294,7 +294,8 @@ impl Streamer<'_> {
     }
 
     /// Hands a needed blob that fits the spool to the background uploaders:
-    /// read into memory, verified, queued. Returns false when it does not fit.
+    /// read into memory, verified, queued. Returns false when it is too large
+    /// or the spool is full (the caller streams it instead).
     fn spool_blob(
         &mut self,
         path: &str,
@@ -311,8 +312,8 @@ impl Streamer<'_> {
         let Some(task) = self.task_for(digest) else {
             return Ok(false);
         };
-        if !spool.reserve(size) {
-            return Err(stop()); // a worker failed: its error is reported
+        if !spool.try_reserve(size) {
+            return Ok(false); // full: this one streams straight to the registry
         }
         let bytes = match read_all(reader, size, path) {
             Ok(b) => b,
@@ -530,7 +531,7 @@ pub fn push_package_streaming(
     };
     // The archive is walked on this thread while the spool's workers upload.
     let walked = std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, 4) {
+        for _ in 0..SPOOL_WORKERS.min(jobs.max(1)) {
             scope.spawn(|| spool.work());
         }
         let walked = for_each_entry(path, compression, threads, progress, &mut s);
