@@ -852,3 +852,110 @@ fn a_layer_larger_than_the_spool_streams_straight_through() {
     assert!(summary["summary"]["bytes_uploaded"].as_u64().unwrap() > layers * (24 << 20));
     assert_registry_has_package(&reg, "big", &pkg);
 }
+
+/// Referrers (a signature and an SBOM whose `subject` is an image, unnamed in
+/// `index.json`, as `oras copy -r --to-oci-layout` stores them) survive export
+/// and verify, are pushed by digest into their image's repository, and are
+/// listed under the subject's fallback tag `sha256-<hex>` (distribution v2.8
+/// has no referrers API), which skopeo reads back; a rerun sends nothing.
+#[test]
+fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 47,
+        images: 2,
+        layers_per_image: 1,
+        layer_size: 64 << 10,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let subject = fixture.images[1].descriptor.clone();
+    let sig_type = "application/vnd.dev.cosign.artifact.sig.v1+json";
+    let sbom_type = "application/spdx+json";
+    let sig = ferry_testkit::add_referrer(&layout, &subject, sig_type, b"signature bytes").unwrap();
+    let sbom = ferry_testkit::add_referrer(
+        &layout,
+        &subject,
+        sbom_type,
+        b"{\"spdxVersion\":\"SPDX-2.3\"}",
+    )
+    .unwrap();
+    let path = dir.path().join("bmpackages_signed.tar.zst");
+    write_package(
+        &layout,
+        PackageFormat::TarZst,
+        &PackageOptions::default(),
+        &path,
+    )
+    .unwrap();
+
+    // export keeps them (unnamed) and verify checks their graphs too.
+    let store = dir.path().join("store");
+    let r = ferry_e2e::export(&path, &store, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let unnamed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("annotations").is_none())
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(unnamed.len(), 2, "{index}");
+    let v = run(Command::new(bin("ferry-verify")).arg(&store));
+    assert_eq!(v.code, 0, "{}", v.stdout);
+
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let r = push(&reg, &path, "signed", &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["referrers"], 2, "{summary}");
+    let repo = mapped(&reg, "signed", &fixture.images[1].reference);
+    let repo = repo.rsplit_once(':').unwrap().0;
+    for (referrer, artifact_type) in [(&sig, sig_type), (&sbom, sbom_type)] {
+        let raw = skopeo(
+            &reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &format!("{repo}@{}", referrer.digest)],
+        );
+        assert_eq!(Digest::sha256_of(&raw), referrer.digest);
+        let fallback = skopeo(
+            &reg,
+            SkopeoRole::Inspect,
+            &[
+                "inspect",
+                "--raw",
+                &format!("{repo}:sha256-{}", subject.digest.hex()),
+            ],
+        );
+        let fallback: serde_json::Value = serde_json::from_slice(&fallback).unwrap();
+        assert!(
+            fallback["manifests"].as_array().unwrap().iter().any(|e| {
+                e["digest"] == referrer.digest.to_string() && e["artifactType"] == artifact_type
+            }),
+            "{fallback}"
+        );
+    }
+    assert_registry_has_package(
+        &reg,
+        "signed",
+        &Pkg {
+            _dir: tempfile::tempdir().unwrap(),
+            dir: dir.path().to_path_buf(),
+            path: path.clone(),
+            fixture: fixture.clone(),
+        },
+    );
+
+    let puts = reg.count_requests("PUT", "/manifests/");
+    let again = push(&reg, &path, "signed", &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        reg.count_requests("PUT", "/manifests/"),
+        puts,
+        "a rerun re-sent manifests"
+    );
+}

@@ -1,5 +1,7 @@
 //! The per-package half of an import: turn the collected metadata into named
-//! image roots (OCI layout `index.json`, or a docker-archive `manifest.json`).
+//! image roots (OCI layout `index.json`, or a docker-archive `manifest.json`),
+//! plus the unnamed referrers (artifacts with a `subject`: signatures, SBOMs,
+//! attestations) that travel with them.
 
 use std::collections::HashMap;
 
@@ -24,8 +26,14 @@ struct DockerArchiveEntry {
     layers: Vec<String>,
 }
 
-/// Named roots of the package: (full reference, top-level descriptor).
-pub type Roots = Vec<(String, Descriptor)>;
+/// The roots of a package.
+#[derive(Debug, Default)]
+pub struct Roots {
+    /// Named images: (full reference, top-level descriptor).
+    pub named: Vec<(String, Descriptor)>,
+    /// Unnamed `index.json` entries whose manifest has a `subject`.
+    pub referrers: Vec<Descriptor>,
+}
 
 /// Builds the package's named roots from what the collector saw.
 pub fn named_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, PackageError> {
@@ -90,7 +98,7 @@ fn oci_roots(
                 .extend(e.repo_tags.clone().unwrap_or_default());
         }
     }
-    let mut roots = Vec::new();
+    let mut roots = Roots::default();
     for desc in index.manifests {
         let names: Vec<String> = if let Some(n) = desc.annotations.get(ANNOTATION_CONTAINERD_NAME) {
             vec![normalise(n, "index.json")?]
@@ -114,16 +122,31 @@ fn oci_roots(
             Vec::new()
         };
         if names.is_empty() {
+            if has_subject(store, &desc)? {
+                roots.referrers.push(desc);
+                continue;
+            }
             return Err(PackageError::Unnamed {
                 digest: desc.digest.to_string(),
                 entry: "index.json".into(),
             });
         }
         for name in names {
-            roots.push((name, desc.clone()));
+            roots.named.push((name, desc.clone()));
         }
     }
     Ok(roots)
+}
+
+/// Whether an unnamed entry is a referrer: a manifest or index with a `subject`.
+fn has_subject(store: &Store, desc: &Descriptor) -> Result<bool, PackageError> {
+    if !media::is_manifest_like(&desc.media_type) || !store.has_blob(&desc.digest, desc.size) {
+        return Ok(false);
+    }
+    let bytes = store.read_small_blob(desc, MAX_MANIFEST_BYTES)?;
+    Ok(ferry_store::descriptor::children_of(desc, &bytes)
+        .map(|c| c.subject.is_some())
+        .unwrap_or(false))
 }
 
 fn manifest_config(store: &Store, desc: &Descriptor) -> Result<Option<Digest>, PackageError> {
@@ -181,7 +204,10 @@ fn docker_archive_roots(
             roots.push((normalise(&tag, "manifest.json")?, desc.clone()));
         }
     }
-    Ok(roots)
+    Ok(Roots {
+        named: roots,
+        referrers: Vec::new(),
+    })
 }
 
 fn sniff_layer(store: &Store, digest: &Digest) -> Result<&'static str, PackageError> {

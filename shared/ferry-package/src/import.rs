@@ -33,6 +33,8 @@ pub struct ImportReport {
     pub format: PackageFormat,
     /// Images now named in the store's `index.json`.
     pub images: Vec<ImportedImage>,
+    /// Referrers (unnamed artifacts with a `subject`) kept in `index.json`.
+    pub referrers: usize,
     /// Blobs written / already present.
     pub counts: Counts,
     /// Blobs reachable from the package's images.
@@ -74,7 +76,16 @@ pub fn import_package(
         },
         other => other,
     })?;
-    let walk = walk_graph(&roots, |d| store.read_small_blob(d, MAX_MANIFEST_BYTES));
+    let mut walked_roots = roots.named.clone();
+    walked_roots.extend(
+        roots
+            .referrers
+            .iter()
+            .map(|d| (format!("referrer {}", d.digest), d.clone())),
+    );
+    let walk = walk_graph(&walked_roots, |d| {
+        store.read_small_blob(d, MAX_MANIFEST_BYTES)
+    });
     let mut problems = walk.problems;
     for node in &walk.nodes {
         let d = &node.descriptor;
@@ -113,15 +124,19 @@ pub fn import_package(
             let _ = std::fs::remove_file(store.blob_path(&file.digest));
         }
     }
-    let entries: Vec<Descriptor> = roots
+    let mut entries: Vec<Descriptor> = roots
+        .named
         .iter()
         .map(|(name, d)| named_entry(d.clone(), name))
         .collect();
+    entries.extend(roots.referrers.iter().cloned());
     store.sync_journal()?;
     store.upsert_index_entries(&entries)?;
     Ok(ImportReport {
         format,
+        referrers: roots.referrers.len(),
         images: roots
+            .named
             .into_iter()
             .map(|(name, descriptor)| ImportedImage { name, descriptor })
             .collect(),

@@ -4,7 +4,8 @@
 //! `config.json`, credential helpers, containers `auth.json`), authentication
 //! (Basic, Bearer tokens), TLS with a private CA, curl-style proxies, the one
 //! retry layer, uploads (monolithic, chunked, resumed, cross-repository mount),
-//! the push and diff operations built on them, and live transfer meters
+//! the push and diff operations built on them, OCI referrers carried with
+//! their images (fallback tags), and live transfer meters
 //! (total and per blob in flight) for progress displays.
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ pub mod mirror;
 pub mod pool;
 pub mod proxy;
 pub mod push;
+pub mod referrers;
 pub mod retry;
 pub mod target;
 pub mod transport;

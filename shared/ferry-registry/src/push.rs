@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::client::{Access, Client};
 use crate::error::RegistryError;
 use crate::meter::TransferMeter;
+use crate::referrers::{all_listed, fallback_tag, find_referrers, update_fallback_index, Referrer};
 use crate::target::Mapped;
 use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
 
@@ -88,6 +89,14 @@ pub enum PushEvent {
         /// Manifest digest.
         digest: Digest,
     },
+    /// An unnamed artifact of the store whose subject is not an image being
+    /// pushed (or that has no subject): nothing says where it belongs.
+    ReferrerSkipped {
+        /// The artifact's manifest.
+        digest: Digest,
+        /// Why.
+        reason: String,
+    },
     /// A request is being retried.
     Retry {
         /// What happened (redacted).
@@ -121,8 +130,11 @@ pub struct PushReport {
     pub bytes_uploaded: u64,
     /// Manifests and indexes pushed (by digest).
     pub manifests_pushed: u64,
-    /// Tags set.
+    /// Tags set (image tags and referrers' fallback tags `sha256-<hex>`).
     pub tags_set: u64,
+    /// Referrers (signatures, SBOMs, attestations) carried with their images,
+    /// counted once per repository.
+    pub referrers: u64,
     /// Images whose tag already pointed at the right digest (not re-checked without --force).
     pub images_up_to_date: u64,
     /// Tokens fetched from the token service.
@@ -161,8 +173,11 @@ pub(crate) struct Plan {
     pub(crate) root: Descriptor,
     /// Manifests and indexes, children first.
     pub(crate) manifests: Vec<Descriptor>,
-    /// Configs and layers.
+    /// Configs and layers (the image's, then its referrers').
     pub(crate) blobs: Vec<Descriptor>,
+    /// Artifacts whose subject is in this image's graph (their manifests and
+    /// blobs are in `manifests` and `blobs` too).
+    pub(crate) referrers: Vec<Referrer>,
 }
 
 /// Upload sessions kept in the store's journal.
@@ -214,6 +229,86 @@ impl SessionLog for JournalSessions<'_> {
     }
 }
 
+/// The graph of one root: manifests children-first, and the leaf blobs (checked present).
+fn graph_of(
+    store: &Store,
+    name: &str,
+    root: &Descriptor,
+) -> Result<(Vec<Descriptor>, Vec<Descriptor>), PushError> {
+    let walk = walk_graph(&[(name.to_owned(), root.clone())], |d| {
+        store.read_small_blob(d, MAX_MANIFEST_BYTES)
+    });
+    if let Some(p) = walk.problems.first() {
+        return Err(PushError::Incomplete(format!("{name}: {p}")));
+    }
+    let (mut manifests, mut blobs) = (Vec::new(), Vec::new());
+    for n in walk.nodes {
+        if media::is_manifest_like(&n.descriptor.media_type) {
+            manifests.push(n.descriptor);
+        } else if n.descriptor.urls.is_empty() {
+            if !store.has_blob(&n.descriptor.digest, n.descriptor.size) {
+                return Err(PushError::Incomplete(format!(
+                    "{name}: blob {} is missing",
+                    n.descriptor.digest
+                )));
+            }
+            blobs.push(n.descriptor);
+        }
+    }
+    Ok((manifests, blobs))
+}
+
+/// The store's images, each with the referrers attached to it; plus the
+/// unnamed artifacts that belong to no image being pushed.
+pub(crate) fn plan_with_orphans(
+    store: &Store,
+    client: &Client,
+) -> Result<(Vec<Plan>, Vec<(Digest, String)>), PushError> {
+    let mut plans = plan(store, client)?;
+    let (referrers, orphans) = find_referrers(store)?;
+    let mut skipped: Vec<(Digest, String)> = orphans
+        .into_iter()
+        .map(|d| {
+            (
+                d.digest,
+                "an unnamed index.json entry without a subject".to_owned(),
+            )
+        })
+        .collect();
+    for r in referrers {
+        let label = format!("referrer {} of {}", r.root.digest, r.subject);
+        let (manifests, blobs) = graph_of(store, &label, &r.root)?;
+        let mut attached = false;
+        for p in plans.iter_mut() {
+            let holds_subject =
+                p.root.digest == r.subject || p.manifests.iter().any(|m| m.digest == r.subject);
+            if !holds_subject || p.referrers.iter().any(|x| x.root.digest == r.root.digest) {
+                continue;
+            }
+            for m in &manifests {
+                if !p.manifests.iter().any(|x| x.digest == m.digest) {
+                    p.manifests.push(m.clone());
+                }
+            }
+            for b in &blobs {
+                if !p.blobs.iter().any(|x| x.digest == b.digest) {
+                    p.blobs.push(b.clone());
+                }
+            }
+            p.referrers.push(r.clone());
+            attached = true;
+        }
+        if !attached {
+            skipped.push((
+                r.root.digest.clone(),
+                format!("its subject {} is not an image of the store", r.subject),
+            ));
+        }
+    }
+    Ok((plans, skipped))
+}
+
+/// The store's named images (referrers not attached).
 pub(crate) fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
     let mut plans = Vec::new();
     for entry in store.index_entries()? {
@@ -227,27 +322,7 @@ pub(crate) fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushErro
                 context: format!("image {name}"),
                 source,
             })?;
-        let walk = walk_graph(&[(name.clone(), entry.clone())], |d| {
-            store.read_small_blob(d, MAX_MANIFEST_BYTES)
-        });
-        if let Some(p) = walk.problems.first() {
-            return Err(PushError::Incomplete(format!("{name}: {p}")));
-        }
-        let mut manifests = Vec::new();
-        let mut blobs = Vec::new();
-        for n in walk.nodes {
-            if media::is_manifest_like(&n.descriptor.media_type) {
-                manifests.push(n.descriptor);
-            } else if n.descriptor.urls.is_empty() {
-                if !store.has_blob(&n.descriptor.digest, n.descriptor.size) {
-                    return Err(PushError::Incomplete(format!(
-                        "{name}: blob {} is missing",
-                        n.descriptor.digest
-                    )));
-                }
-                blobs.push(n.descriptor);
-            }
-        }
+        let (manifests, blobs) = graph_of(store, &name, &entry)?;
         let target = client.target().display_ref(&mapped);
         plans.push(Plan {
             source: name,
@@ -256,6 +331,7 @@ pub(crate) fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushErro
             root: entry,
             manifests,
             blobs,
+            referrers: Vec::new(),
         });
     }
     Ok(plans)
@@ -270,7 +346,10 @@ pub fn push_store(
     events: &(dyn Fn(PushEvent) + Sync),
 ) -> Result<PushReport, PushError> {
     let started = Instant::now();
-    let plans = plan(store, client)?;
+    let (plans, skipped_referrers) = plan_with_orphans(store, client)?;
+    for (digest, reason) in skipped_referrers {
+        events(PushEvent::ReferrerSkipped { digest, reason });
+    }
     client.ping().map_err(|source| PushError::Registry {
         context: format!("registry {}", client.target().host),
         source,
@@ -281,12 +360,18 @@ pub fn push_store(
         vec![false; plans.len()]
     } else {
         crate::pool::parallel(&plans, options.jobs.max(4), |p| {
-            client
-                .tag_points_at(&p.mapped, &p.root.digest)
-                .map_err(|source| PushError::Registry {
-                    context: format!("image {} → {}: tag", p.source, p.target),
-                    source,
-                })
+            let ctx = |what: &str| {
+                let context = format!("image {} → {}: {what}", p.source, p.target);
+                move |source| PushError::Registry { context, source }
+            };
+            // Complete when tagged, and when every referrer is listed (they may come later).
+            Ok::<_, PushError>(
+                client
+                    .tag_points_at(&p.mapped, &p.root.digest)
+                    .map_err(ctx("tag"))?
+                    && all_listed(client, &p.mapped.repository, &p.referrers)
+                        .map_err(ctx("referrers"))?,
+            )
         })?
     };
 
@@ -351,6 +436,7 @@ pub fn push_store(
         Ok::<_, PushError>((manifests, tags, false))
     })?;
     for ((p, _), (manifests, tags, done)) in work.iter().zip(committed) {
+        report.referrers += p.referrers.len() as u64;
         report.manifests_pushed += manifests;
         report.tags_set += tags;
         report.images_up_to_date += u64::from(done);
@@ -416,6 +502,21 @@ fn commit_image(
                     .put_manifest(repo, tag, &p.root.media_type, &bytes)
                     .map_err(ctx(format!("tag {tag}")))?;
             }
+        }
+    }
+    // Referrers' manifests are in; list them under their subjects' fallback tags.
+    let subjects: std::collections::BTreeSet<&Digest> =
+        p.referrers.iter().map(|r| &r.subject).collect();
+    for subject in subjects {
+        let of_subject: Vec<&Referrer> = p
+            .referrers
+            .iter()
+            .filter(|r| &r.subject == subject)
+            .collect();
+        if update_fallback_index(client, repo, subject, &of_subject, options.dry_run)
+            .map_err(ctx(format!("referrers tag {}", fallback_tag(subject))))?
+        {
+            tags += 1;
         }
     }
     Ok((manifests, tags))

@@ -235,12 +235,16 @@ impl Store {
         self.write_file_atomically(INDEX_FILE, &bytes)
     }
 
-    /// Adds or replaces named images in `index.json`, keeping entries of other names.
+    /// Adds or replaces named images in `index.json`, keeping entries of other
+    /// names; an unnamed entry (a referrer) is added once per digest.
     pub fn upsert_index_entries(&self, new_entries: &[Descriptor]) -> Result<(), StoreError> {
         let mut entries = self.index_entries()?;
         for new in new_entries {
             let name = image_name(new);
-            entries.retain(|e| name.is_none() || image_name(e) != name);
+            entries.retain(|e| match name {
+                Some(_) => image_name(e) != name,
+                None => image_name(e).is_some() || e.digest != new.digest,
+            });
             entries.push(new.clone());
         }
         self.write_index(&entries)

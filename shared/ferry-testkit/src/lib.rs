@@ -8,6 +8,7 @@
 //!   of a layout, legacy `docker save` archives, directory copies;
 //! - a hostile package corpus ([`write_hostile_corpus`]) of small packages that
 //!   each break exactly one rule;
+//! - OCI 1.1 referrers attached to generated images ([`add_referrer`]);
 //! - a strict layout verifier ([`verify_layout`]) for tests;
 //! - the `ferry-fixture` binary, a thin CLI over the above.
 //!
@@ -24,6 +25,7 @@ mod image;
 mod layer;
 mod layout;
 mod package;
+mod referrer;
 mod rng;
 mod tario;
 mod units;
@@ -37,5 +39,6 @@ pub use hostile::{write_hostile_corpus, HostileCase};
 pub use image::{generate_layout, Fixture, FixtureSpec, GeneratedImage};
 pub use layout::{blob_path, hash_file, read_index, verify_layout, LayoutSummary};
 pub use package::{write_package, DockerArchiveEntry, PackageFormat, PackageOptions};
+pub use referrer::{add_referrer, EMPTY_CONFIG_MEDIA_TYPE};
 pub use tario::FIXED_MTIME;
 pub use units::parse_size;

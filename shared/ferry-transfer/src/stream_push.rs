@@ -129,7 +129,15 @@ impl Streamer<'_> {
                 .filter(|n| Reference::is_full(n))
                 .map(str::to_owned)
                 .ok_or_else(|| {
-                    format!("image {} has no full reference in index.json", root.digest)
+                    if root.annotations.is_empty() && media::is_manifest_like(&root.media_type) {
+                        format!(
+                            "{} has no name in index.json: a referrer (signature, SBOM)? \
+                             Referrers are pushed from a staged store",
+                            root.digest
+                        )
+                    } else {
+                        format!("image {} has no full reference in index.json", root.digest)
+                    }
                 })?;
             let mapped = self.client.target().map(&name).map_err(|e| e.to_string())?;
             let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
