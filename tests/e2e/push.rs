@@ -22,8 +22,6 @@ struct Pkg {
 }
 
 fn package(seed: u64, layer_size: u64) -> Pkg {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
     let spec = FixtureSpec {
         seed,
         images: 4,
@@ -33,10 +31,24 @@ fn package(seed: u64, layer_size: u64) -> Pkg {
         docker_schema2_every: 3,
         ..Default::default()
     };
-    let fixture = generate_layout(&spec, &layout).unwrap();
-    let path = dir.path().join("bmpackages_test.tar.zst");
+    let (dir, layout, fixture) = generated(&spec);
+    packaged(dir, &layout, fixture, "bmpackages_test.tar.zst")
+}
+
+/// A generated layout in a fresh temporary directory (tests may alter it
+/// before packaging it).
+fn generated(spec: &FixtureSpec) -> (tempfile::TempDir, PathBuf, Fixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let fixture = generate_layout(spec, &layout).unwrap();
+    (dir, layout, fixture)
+}
+
+/// Packages `layout` as an index-first `.tar.zst` named `name` beside it.
+fn packaged(dir: tempfile::TempDir, layout: &Path, fixture: Fixture, name: &str) -> Pkg {
+    let path = dir.path().join(name);
     write_package(
-        &layout,
+        layout,
         PackageFormat::TarZst,
         &PackageOptions::default(),
         &path,
@@ -751,17 +763,14 @@ fn progress_bars_per_blob_on_a_tty_and_none_off_it() {
 /// uploaders are verified in memory first, and no manifest or tag is pushed.
 #[test]
 fn corrupt_layer_in_a_streamed_package_is_named_and_never_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let spec = FixtureSpec {
+    let (dir, layout, fixture) = generated(&FixtureSpec {
         seed: 41,
         images: 3,
         layers_per_image: 2,
         layer_size: 256 << 10,
         incompressible: true,
         ..Default::default()
-    };
-    let fixture = generate_layout(&spec, &layout).unwrap();
+    });
     let layer = fixture.images[2]
         .blobs
         .iter()
@@ -772,16 +781,9 @@ fn corrupt_layer_in_a_streamed_package_is_named_and_never_sent() {
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(&blob, &bytes).unwrap();
-    let path = dir.path().join("bmpackages_corrupt.tar.zst");
-    write_package(
-        &layout,
-        PackageFormat::TarZst,
-        &PackageOptions::default(),
-        &path,
-    )
-    .unwrap();
+    let pkg = packaged(dir, &layout, fixture, "bmpackages_corrupt.tar.zst");
     let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
-    let r = push(&reg, &path, "corrupt", &[]);
+    let r = push(&reg, &pkg.path, "corrupt", &[]);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains(&layer.digest.to_string()), "{}", r.stderr);
     assert!(
@@ -806,33 +808,15 @@ fn corrupt_layer_in_a_streamed_package_is_named_and_never_sent() {
 /// decompressor to the registry (one pass, no scratch copy), beside spooled ones.
 #[test]
 fn a_layer_larger_than_the_spool_streams_straight_through() {
-    let pkg = {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = dir.path().join("layout");
-        let spec = FixtureSpec {
-            seed: 43,
-            images: 2,
-            layers_per_image: 2,
-            layer_size: 25 << 20,
-            incompressible: true,
-            ..Default::default()
-        };
-        let fixture = generate_layout(&spec, &layout).unwrap();
-        let path = dir.path().join("bmpackages_big.tar.zst");
-        write_package(
-            &layout,
-            PackageFormat::TarZst,
-            &PackageOptions::default(),
-            &path,
-        )
-        .unwrap();
-        Pkg {
-            dir: dir.path().to_path_buf(),
-            _dir: dir,
-            path,
-            fixture,
-        }
-    };
+    let (dir, layout, fixture) = generated(&FixtureSpec {
+        seed: 43,
+        images: 2,
+        layers_per_image: 2,
+        layer_size: 25 << 20,
+        incompressible: true,
+        ..Default::default()
+    });
+    let pkg = packaged(dir, &layout, fixture, "bmpackages_big.tar.zst");
     let reg = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
     let r = push(&reg, &pkg.path, "big", &["--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -860,16 +844,13 @@ fn a_layer_larger_than_the_spool_streams_straight_through() {
 /// has no referrers API), which skopeo reads back; a rerun sends nothing.
 #[test]
 fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let spec = FixtureSpec {
+    let (dir, layout, fixture) = generated(&FixtureSpec {
         seed: 47,
         images: 2,
         layers_per_image: 1,
         layer_size: 64 << 10,
         ..Default::default()
-    };
-    let fixture = generate_layout(&spec, &layout).unwrap();
+    });
     let subject = fixture.images[1].descriptor.clone();
     let sig_type = "application/vnd.dev.cosign.artifact.sig.v1+json";
     let sbom_type = "application/spdx+json";
@@ -881,17 +862,11 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
         b"{\"spdxVersion\":\"SPDX-2.3\"}",
     )
     .unwrap();
-    let path = dir.path().join("bmpackages_signed.tar.zst");
-    write_package(
-        &layout,
-        PackageFormat::TarZst,
-        &PackageOptions::default(),
-        &path,
-    )
-    .unwrap();
+    let pkg = packaged(dir, &layout, fixture.clone(), "bmpackages_signed.tar.zst");
+    let path = pkg.path.clone();
 
     // export keeps them (unnamed) and verify checks their graphs too.
-    let store = dir.path().join("store");
+    let store = pkg.dir.join("store");
     let r = ferry_e2e::export(&path, &store, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let index: serde_json::Value =
@@ -939,16 +914,7 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
             "{fallback}"
         );
     }
-    assert_registry_has_package(
-        &reg,
-        "signed",
-        &Pkg {
-            _dir: tempfile::tempdir().unwrap(),
-            dir: dir.path().to_path_buf(),
-            path: path.clone(),
-            fixture: fixture.clone(),
-        },
-    );
+    assert_registry_has_package(&reg, "signed", &pkg);
 
     let puts = reg.count_requests("PUT", "/manifests/");
     let again = push(&reg, &path, "signed", &[]);
