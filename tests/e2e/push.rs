@@ -89,7 +89,20 @@ fn push_with(
     env: &[(&str, &str)],
     creds: bool,
 ) -> Run {
-    let mut cmd = Command::new(bin("ferry-push"));
+    registry_tool("ferry-push", reg, source, ns, extra, env, creds)
+}
+
+/// Runs ferry-push or ferry-diff (same flags) against `reg`.
+fn registry_tool(
+    tool: &str,
+    reg: &Registry,
+    source: &Path,
+    ns: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    creds: bool,
+) -> Run {
+    let mut cmd = Command::new(bin(tool));
     cmd.arg("--source")
         .arg(source)
         .arg("--private-registry")
@@ -883,11 +896,23 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
     assert_eq!(v.code, 0, "{}", v.stdout);
 
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let diff = |expect: i32| {
+        let d = registry_tool("ferry-diff", &reg, &path, "signed", &["--json"], &[], true);
+        assert_eq!(d.code, expect, "{}\n{}", d.stdout, d.stderr);
+        serde_json::from_str::<serde_json::Value>(&d.stdout).unwrap()
+    };
+    let before = diff(1);
     let r = push(&reg, &path, "signed", &["--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary: serde_json::Value =
         serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["referrers"], 2, "{summary}");
+    // diff counts referrers as part of their image: its bytes are what push sent.
+    assert_eq!(
+        before["summary"]["push_bytes"],
+        summary["summary"]["bytes_uploaded"]
+    );
+    diff(0);
     let repo = mapped(&reg, "signed", &fixture.images[1].reference);
     let repo = repo.rsplit_once(':').unwrap().0;
     for (referrer, artifact_type) in [(&sig, sig_type), (&sbom, sbom_type)] {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::client::{Access, Client};
 use crate::error::RegistryError;
 use crate::pool::parallel;
-use crate::push::{plan, PushError};
+use crate::push::{plan_with_orphans, PushError};
 
 /// Diff settings.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +143,8 @@ pub fn diff_store(
     options: &DiffOptions,
 ) -> Result<DiffReport, PushError> {
     let started = Instant::now();
-    let plans = plan(store, client)?;
+    // Referrers count as part of their image: a push sends them too.
+    let (plans, _) = plan_with_orphans(store, client)?;
     let wrap =
         |context: String| move |source: RegistryError| PushError::Registry { context, source };
     client

@@ -264,7 +264,7 @@ pub(crate) fn plan_with_orphans(
     store: &Store,
     client: &Client,
 ) -> Result<(Vec<Plan>, Vec<(Digest, String)>), PushError> {
-    let mut plans = plan(store, client)?;
+    let mut plans = named_plans(store, client)?;
     let (referrers, orphans) = find_referrers(store)?;
     let mut skipped: Vec<(Digest, String)> = orphans
         .into_iter()
@@ -309,7 +309,7 @@ pub(crate) fn plan_with_orphans(
 }
 
 /// The store's named images (referrers not attached).
-pub(crate) fn plan(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
+fn named_plans(store: &Store, client: &Client) -> Result<Vec<Plan>, PushError> {
     let mut plans = Vec::new();
     for entry in store.index_entries()? {
         let Some(name) = image_name(&entry).map(str::to_owned) else {

@@ -32,6 +32,9 @@ the registry are mounted; large blobs go in chunks recorded in the store's
 journal, so rerunning the same command after any interruption resumes.
 A package is staged once into PACKAGE.ferry-store (or --staging DIR).
 On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
+Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
+is an image) are pushed with their image and listed under the subject's
+fallback tag sha256-<hex>, which oras and cosign read.
 Credentials: --username/--password[-stdin], else --docker-config / DOCKER_CONFIG /
 ~/.docker/config.json (auths, credHelpers, credsStore), else containers auth.json
 (REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config/containers), else a prompt on a TTY.
