@@ -68,8 +68,17 @@ pub fn check_entry(
                 _ => return Err(refuse("link with an empty name")),
             };
             let target = link_target.ok_or_else(|| refuse("link without a target"))?;
+            if target.len() > MAX_NAME_BYTES {
+                return Err(refuse(&format!(
+                    "link target is {} bytes long, over {MAX_NAME_BYTES}",
+                    target.len()
+                )));
+            }
             let target = std::str::from_utf8(target)
                 .map_err(|_| refuse("link target is not valid UTF-8"))?;
+            if target.contains('\0') {
+                return Err(refuse("link target contains a NUL byte"));
+            }
             if target.starts_with('/') {
                 return Err(refuse(&format!(
                     "link to the absolute path {target:?} points outside the package"
@@ -254,5 +263,18 @@ mod tests {
         assert_eq!(kind_of_tar(tar::EntryType::Symlink), EntryKind::Symlink);
         assert_eq!(kind_of_tar(tar::EntryType::Block), EntryKind::Device);
         assert_eq!(kind_of_tar(tar::EntryType::Regular), EntryKind::File);
+    }
+
+    #[test]
+    fn link_targets_with_nul_or_absurd_length_are_refused() {
+        let link =
+            |target: &[u8]| check_entry(b"blobs/sha256/aa", EntryKind::Symlink, Some(target));
+        assert!(link(b"bb").is_ok());
+        let e = link(b"bb\0../../etc/passwd").unwrap_err().to_string();
+        assert!(e.contains("NUL"), "{e}");
+        let e = link(&vec![b'a'; MAX_NAME_BYTES + 1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bytes long"), "{e}");
     }
 }
