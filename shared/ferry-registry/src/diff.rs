@@ -152,6 +152,8 @@ pub fn diff_store(
         .map_err(wrap(format!("registry {}", client.target().host)))?;
 
     // 1. Every tag, every manifest by digest, every blob: one HEAD each, in parallel.
+    //    A tagged image's own manifest is not asked by digest: a tag at the
+    //    expected digest proves it is there (asked below only for the others).
     #[derive(Clone)]
     enum Q {
         Tag(usize, String, String),
@@ -169,6 +171,9 @@ pub fn diff_store(
             .unwrap_or_else(|| p.root.digest.to_string());
         questions.push(Q::Tag(i, repo.clone(), reference));
         for m in &p.manifests {
+            if p.mapped.tag.is_some() && m.digest == p.root.digest {
+                continue;
+            }
             if pairs.insert((repo.clone(), m.digest.clone())) {
                 questions.push(Q::Manifest(repo.clone(), m.clone()));
             }
@@ -213,6 +218,27 @@ pub fn diff_store(
                 present.insert((repo, d), p);
             }
         }
+    }
+    let mut roots_to_ask: BTreeSet<(String, Digest)> = BTreeSet::new();
+    for (i, p) in plans.iter().enumerate() {
+        let key = (p.mapped.repository.clone(), p.root.digest.clone());
+        if present.contains_key(&key) {
+            continue;
+        }
+        if tags.get(&i).cloned().flatten().as_ref() == Some(&p.root.digest) {
+            present.insert(key, true);
+        } else {
+            roots_to_ask.insert(key);
+        }
+    }
+    let roots_to_ask: Vec<(String, Digest)> = roots_to_ask.into_iter().collect();
+    let root_answers = parallel(&roots_to_ask, options.jobs, |(repo, digest)| {
+        let info = client.manifest_head(repo, &digest.to_string(), Access::Pull)?;
+        Ok(info.is_some())
+    })
+    .map_err(wrap("comparing with the registry".into()))?;
+    for (key, found) in roots_to_ask.into_iter().zip(root_answers) {
+        present.entry(key).or_insert(found);
     }
 
     // 2. --deep: stream every present blob back and re-hash it.
