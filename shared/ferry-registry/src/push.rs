@@ -258,15 +258,18 @@ fn graph_of(
     Ok((manifests, blobs))
 }
 
+/// Unnamed artifacts that belong to no image being pushed: (manifest, why).
+pub(crate) type Unattached = Vec<(Digest, String)>;
+
 /// The store's images, each with the referrers attached to it; plus the
 /// unnamed artifacts that belong to no image being pushed.
 pub(crate) fn plan_with_orphans(
     store: &Store,
     client: &Client,
-) -> Result<(Vec<Plan>, Vec<(Digest, String)>), PushError> {
+) -> Result<(Vec<Plan>, Unattached), PushError> {
     let mut plans = named_plans(store, client)?;
     let (referrers, orphans) = find_referrers(store)?;
-    let mut skipped: Vec<(Digest, String)> = orphans
+    let mut skipped: Unattached = orphans
         .into_iter()
         .map(|d| {
             (
@@ -397,7 +400,7 @@ pub fn push_store(
         .into_values()
         .filter(|w| !w.needed.is_empty())
         .collect();
-    work.sort_by(|a, b| b.desc.size.cmp(&a.desc.size));
+    work.sort_by_key(|w| std::cmp::Reverse(w.desc.size));
 
     let replay = journal::replay(&store.journal_path())?;
     let sessions = JournalSessions {

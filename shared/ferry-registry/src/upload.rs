@@ -243,9 +243,13 @@ impl Client {
         let octet = ("Content-Type", "application/octet-stream".to_owned());
         if offset == 0 && desc.size <= opts.monolithic_max {
             let url = with_digest(&location, &desc.digest);
-            let resp = self.attempt("PUT", &url, &[octet.clone()], &scopes, &mut || {
-                body_from(0, desc.size)
-            });
+            let resp = self.attempt(
+                "PUT",
+                &url,
+                std::slice::from_ref(&octet),
+                &scopes,
+                &mut || body_from(0, desc.size),
+            );
             let resp = resp?;
             if resp.status != 201 {
                 return Err(resp.into_error("PUT", &redact(&url)));
