@@ -81,8 +81,8 @@ fn upstream(reg: &Registry) -> SocketAddr {
 
 /// `ferry-push --source PKG --staging DIR --private-registry http://PROXY/ns` (anonymous).
 ///
-/// The package is staged (not streamed) so that every blob request can be retried inside the
-/// run: a streamed blob's single PUT is, by design, only resumed by a rerun.
+/// The package is staged (not streamed) so that every blob request is retried in place; the
+/// streamed case (a further read of the package) has its own test below.
 fn push_via(proxy: &FaultProxy, pkg: &Pkg, ns: &str, extra: &[&str]) -> Run {
     run(Command::new(bin("ferry-push"))
         .arg("--source")
@@ -125,7 +125,13 @@ fn mapped(reg: &Registry, ns: &str, reference: &str) -> String {
 /// skopeo (directly against the registry) sees every image at the fixture's exact manifest
 /// bytes, and ferry-diff (directly too) reports everything in sync.
 fn assert_registry_holds_package(reg: &Registry, pkg: &Pkg, ns: &str) {
-    for image in &layout().fixture.images {
+    assert_registry_holds(reg, &layout().fixture, &pkg.staging(), ns);
+}
+
+/// Every image of `fixture` is byte-identical in the registry (skopeo) and
+/// ferry-diff finds `source` in sync.
+fn assert_registry_holds(reg: &Registry, fixture: &Fixture, source: &std::path::Path, ns: &str) {
+    for image in &fixture.images {
         let out = Command::new("skopeo")
             .arg("inspect")
             .args(reg.skopeo_args(SkopeoRole::Inspect))
@@ -148,7 +154,7 @@ fn assert_registry_holds_package(reg: &Registry, pkg: &Pkg, ns: &str) {
     }
     let diff = run(Command::new(bin("ferry-diff"))
         .arg("--source")
-        .arg(pkg.staging())
+        .arg(source)
         .args([
             "--private-registry",
             &format!("http://{}/{ns}", reg.host()),
@@ -404,4 +410,69 @@ fn resets_through_tls_with_auth() {
         }
     }
     assert!(total_resets > 0, "no reset was injected through TLS");
+}
+
+/// A streamed package (no staging): a reset in the middle of a layer that goes
+/// straight from the decompressor to the registry cannot be re-sent from the
+/// stream, so ferry reads on, then reads the package again for that layer, and
+/// the run still ends complete.
+#[test]
+fn a_streamed_layer_cut_off_mid_upload_is_sent_again_from_another_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout_dir = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 67,
+        images: 2,
+        layers_per_image: 1,
+        layer_size: 26 << 20, // over the 24 MiB in-memory spool: streamed straight through
+        incompressible: true,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout_dir).unwrap();
+    let path = dir.path().join("bmpackages_big.tar.zst");
+    write_package(
+        &layout_dir,
+        PackageFormat::TarZst,
+        &PackageOptions::default(),
+        &path,
+    )
+    .unwrap();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    // One reset, on the first connection that has sent 8-16 MiB: inside a layer's PUT.
+    let plan = FaultPlan {
+        seed: 5,
+        reset_probability: 1.0,
+        max_bytes_before_reset: 16 << 20,
+        max_resets: Some(1),
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let r = run(Command::new(bin("ferry-push"))
+        .arg("--source")
+        .arg(&path)
+        .args([
+            "--private-registry",
+            &format!("http://{}/ns", proxy.addr()),
+            "--need-credential=false",
+            "--json",
+        ])
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy"));
+    let stats = proxy.stats();
+    assert_eq!(r.code, 0, "{stats:?}\n{}", r.stderr);
+    assert_eq!(stats.resets, 1, "{stats:?}");
+    assert!(
+        !dir.path()
+            .join("bmpackages_big.tar.zst.ferry-store")
+            .exists(),
+        "staged instead of streamed"
+    );
+    let again: Vec<String> = retry_events(&r)
+        .into_iter()
+        .filter(|m| m.contains("reading the package again"))
+        .collect();
+    assert_eq!(again.len(), 1, "{:?}", retry_events(&r));
+    assert_registry_holds(&reg, &fixture, &path, "ns");
 }

@@ -8,7 +8,8 @@
 //! registry. Blobs up to 24 MiB are read into memory (24 MiB at most at once),
 //! verified, and uploaded by two background workers while the package is read
 //! on; larger ones, and any that find the spool full, stream straight from the
-//! decompressor on the walking thread. Invariants: children before parents and tags last, as in
+//! decompressor on the walking thread. A straight-through upload that breaks
+//! off is sent again from a further read of the package (3 reads at most). Invariants: children before parents and tags last, as in
 //! `ferry_registry::push`; a package in another order is reported as not
 //! streamable before anything is uploaded, so the caller can stage it instead.
 

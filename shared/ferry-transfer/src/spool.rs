@@ -134,6 +134,13 @@ impl<'a> Spool<'a> {
         }
     }
 
+    /// Opens a new queue after [`Spool::close`], for another walk.
+    pub fn reopen(&self) {
+        let (sender, receiver) = channel();
+        *lock(&self.sender) = Some(sender);
+        *lock(&self.receiver) = receiver;
+    }
+
     /// Closes the queue: workers return once it is drained.
     pub fn close(&self) {
         lock(&self.sender).take();

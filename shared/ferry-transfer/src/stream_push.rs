@@ -25,6 +25,9 @@ use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, Reference, Store
 
 /// Blobs held in memory while the plan is not known yet.
 const MAX_BUFFERED: u64 = 256 << 20;
+/// Reads of the package in one run: blobs whose straight-through upload broke
+/// off (a reset, a stall) are sent again from a further read of the package.
+const MAX_PASSES: u32 = 3;
 
 /// Why a streaming push failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +35,7 @@ pub enum StreamError {
     /// The package is unreadable, corrupt or hostile.
     #[error(transparent)]
     Package(#[from] PackageError),
-    /// The registry failed.
+    /// The registry failed (`source` says whether it may be retried).
     #[error("{context}: {source}")]
     Registry {
         /// Image and blob.
@@ -41,6 +44,13 @@ pub enum StreamError {
         #[source]
         source: RegistryError,
     },
+}
+
+impl StreamError {
+    /// A network failure worth another attempt (not a refusal).
+    fn is_transient(&self) -> bool {
+        matches!(self, StreamError::Registry { source, .. } if source.is_retryable())
+    }
 }
 
 /// How a streaming push ended.
@@ -87,6 +97,10 @@ struct Streamer<'a> {
     not_streamable: Option<String>,
     report: PushReport,
     failure: Option<StreamError>,
+    /// Blobs whose straight-through upload broke off in this pass (sent again in the next).
+    deferred: std::collections::BTreeSet<Digest>,
+    /// Why the last of them broke off.
+    deferred_error: Option<StreamError>,
     /// Every needed blob was in the registry before the end of the package.
     finished_early: bool,
     /// (blob, repository) pairs the registry already has.
@@ -463,8 +477,13 @@ impl EntryHandler for Streamer<'_> {
             .is_some_and(|p| p.blobs.contains_key(&digest));
         if needed {
             if let Err(e) = self.push_blob(&digest, BlobBody::Stream(&mut hashing)) {
-                self.failure = Some(e);
-                return Err(stop());
+                if !e.is_transient() {
+                    self.failure = Some(e);
+                    return Err(stop());
+                }
+                // Its bytes are gone: read on, and send it again from the next pass.
+                self.deferred.insert(digest.clone());
+                self.deferred_error = Some(e);
             }
         }
         std::io::copy(&mut hashing, &mut std::io::sink())
@@ -477,6 +496,9 @@ impl EntryHandler for Streamer<'_> {
                 actual,
             })
             .into());
+        }
+        if self.deferred.contains(&digest) {
+            return Ok(());
         }
         self.done.insert(digest);
         if self.all_done() {
@@ -532,31 +554,66 @@ pub fn push_package_streaming(
         not_streamable: None,
         report: PushReport::default(),
         failure: None,
+        deferred: Default::default(),
+        deferred_error: None,
         finished_early: false,
         present: Default::default(),
         jobs,
         force,
     };
-    // The archive is walked on this thread while the spool's workers upload.
-    let walked = std::thread::scope(|scope| {
-        for _ in 0..SPOOL_WORKERS.min(jobs.max(1)) {
-            scope.spawn(|| spool.work());
+    // The archive is walked on this thread while the spool's workers upload;
+    // blobs whose straight-through upload broke off get another read.
+    let mut pass = 1;
+    let mut position = progress;
+    let (walked, spooled) = loop {
+        let walked = std::thread::scope(|scope| {
+            for _ in 0..SPOOL_WORKERS.min(jobs.max(1)) {
+                scope.spawn(|| spool.work());
+            }
+            let walked = for_each_entry(path, compression, threads, position.clone(), &mut s);
+            spool.close();
+            walked
+        });
+        let spooled = spool.finish();
+        if let Ok(t) = &spooled {
+            s.report.blobs_uploaded += t.uploaded;
+            s.report.blobs_mounted += t.mounted;
+            s.report.bytes_uploaded += t.bytes;
         }
-        let walked = for_each_entry(path, compression, threads, progress, &mut s);
-        spool.close();
-        walked
-    });
+        let again = spooled.is_ok()
+            && s.failure.is_none()
+            && s.not_streamable.is_none()
+            && !s.deferred.is_empty()
+            && pass < MAX_PASSES;
+        if !again {
+            break (walked, spooled);
+        }
+        pass += 1;
+        events(PushEvent::Retry {
+            message: format!(
+                "{} blob(s) broke off mid-upload ({}); reading the package again (pass {pass} of {MAX_PASSES}) to send them",
+                s.deferred.len(),
+                s.deferred_error
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string)
+            ),
+        });
+        s.deferred.clear();
+        s.finished_early = false;
+        spool.reopen();
+        // The shown position stays where the first read ended (bars never go back).
+        position = Arc::new(AtomicU64::new(0));
+    };
     s.spool = None;
-    let spooled = spool.finish();
-    if let Ok(t) = &spooled {
-        s.report.blobs_uploaded += t.uploaded;
-        s.report.blobs_mounted += t.mounted;
-        s.report.bytes_uploaded += t.bytes;
-    }
     if let Some(e) = s.failure.take() {
         return Err(e);
     }
     spooled?;
+    if !s.deferred.is_empty() {
+        if let Some(e) = s.deferred_error.take() {
+            return Err(e);
+        }
+    }
     if let Some(reason) = s.not_streamable.take() {
         if s.report.blobs_uploaded == 0 {
             return Ok(StreamOutcome::NotStreamable(reason));
