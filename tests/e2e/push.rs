@@ -907,6 +907,12 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
     let summary: serde_json::Value =
         serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["referrers"], 2, "{summary}");
+    // (ferry-diff above staged the package beside it; push itself streams it.)
+    assert!(
+        !r.stdout.contains(r#""event":"staging""#),
+        "an index-first package with referrers is streamed, not staged: {}",
+        r.stdout
+    );
     // diff counts referrers as part of their image: its bytes are what push sent.
     assert_eq!(
         before["summary"]["push_bytes"],
@@ -948,5 +954,29 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
         reg.count_requests("PUT", "/manifests/"),
         puts,
         "a rerun re-sent manifests"
+    );
+
+    // The same from a store (the staged path), into another namespace.
+    let r = push(&reg, &store, "signed-store", &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["referrers"], 2, "{summary}");
+    let repo = mapped(&reg, "signed-store", &fixture.images[1].reference);
+    let repo = repo.rsplit_once(':').unwrap().0;
+    let fallback = skopeo(
+        &reg,
+        SkopeoRole::Inspect,
+        &[
+            "inspect",
+            "--raw",
+            &format!("{repo}:sha256-{}", subject.digest.hex()),
+        ],
+    );
+    let fallback: serde_json::Value = serde_json::from_slice(&fallback).unwrap();
+    assert_eq!(
+        fallback["manifests"].as_array().unwrap().len(),
+        2,
+        "{fallback}"
     );
 }

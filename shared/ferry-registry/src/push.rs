@@ -17,7 +17,9 @@ use serde::Serialize;
 use crate::client::{Access, Client};
 use crate::error::RegistryError;
 use crate::meter::TransferMeter;
-use crate::referrers::{all_listed, fallback_tag, find_referrers, update_fallback_index, Referrer};
+use crate::referrers::{
+    all_listed, fallback_tag, find_referrers, holds_subject, update_fallback_index, Referrer,
+};
 use crate::target::Mapped;
 use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
 
@@ -283,9 +285,9 @@ pub(crate) fn plan_with_orphans(
         let (manifests, blobs) = graph_of(store, &label, &r.root)?;
         let mut attached = false;
         for p in plans.iter_mut() {
-            let holds_subject =
-                p.root.digest == r.subject || p.manifests.iter().any(|m| m.digest == r.subject);
-            if !holds_subject || p.referrers.iter().any(|x| x.root.digest == r.root.digest) {
+            if !holds_subject(&p.root, &p.manifests, &r.subject)
+                || p.referrers.iter().any(|x| x.root.digest == r.root.digest)
+            {
                 continue;
             }
             for m in &manifests {

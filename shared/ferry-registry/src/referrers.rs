@@ -84,6 +84,11 @@ pub fn referrer_of(root: &Descriptor, bytes: &[u8]) -> Option<Referrer> {
     })
 }
 
+/// Whether an image (its root and its manifests) holds `subject`.
+pub fn holds_subject(root: &Descriptor, manifests: &[Descriptor], subject: &Digest) -> bool {
+    &root.digest == subject || manifests.iter().any(|m| &m.digest == subject)
+}
+
 /// The digests listed in `repo`'s fallback index for `subject` (empty when absent).
 fn listed(
     client: &Client,

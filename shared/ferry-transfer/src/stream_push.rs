@@ -16,6 +16,9 @@ use crate::spool::{Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
 use ferry_registry::client::Access;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
+use ferry_registry::referrers::{
+    all_listed, fallback_tag, holds_subject, referrer_of, update_fallback_index, Referrer,
+};
 use ferry_registry::target::Mapped;
 use ferry_registry::{Client, RegistryError};
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
@@ -69,7 +72,10 @@ struct ImagePlan {
     mapped: Mapped,
     target: String,
     root: Descriptor,
+    /// Its manifests children-first, then its referrers' manifests.
     manifests: Vec<Descriptor>,
+    /// Artifacts whose subject is in this image's graph.
+    referrers: Vec<Referrer>,
 }
 
 struct Plan {
@@ -107,6 +113,20 @@ struct Streamer<'a> {
     present: std::collections::HashSet<(Digest, String)>,
 }
 
+/// Adds `leaf` to the blobs `repository` needs.
+fn add_blob(
+    blobs: &mut BTreeMap<Digest, (Descriptor, Vec<String>)>,
+    leaf: Descriptor,
+    repository: &str,
+) {
+    let e = blobs
+        .entry(leaf.digest.clone())
+        .or_insert_with(|| (leaf, Vec::new()));
+    if !e.1.iter().any(|r| r == repository) {
+        e.1.push(repository.to_owned());
+    }
+}
+
 /// Reads an entry fully (≤ limit) into memory, hashing it.
 fn read_all(reader: &mut dyn Read, size: u64, path: &str) -> Result<Vec<u8>, EntryFailure> {
     let mut bytes = Vec::with_capacity(size as usize);
@@ -138,48 +158,37 @@ impl Streamer<'_> {
             serde_json::from_slice(index).map_err(|e| format!("index.json: {e}"))?;
         let mut images = Vec::new();
         let mut blobs: BTreeMap<Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
+        let mut referrers = Vec::new();
         for root in index.manifests {
-            let name = ferry_store::layout::image_name(&root)
+            let Some(name) = ferry_store::layout::image_name(&root)
                 .filter(|n| Reference::is_full(n))
                 .map(str::to_owned)
-                .ok_or_else(|| {
-                    if root.annotations.is_empty() && media::is_manifest_like(&root.media_type) {
-                        format!(
-                            "{} has no name in index.json: a referrer (signature, SBOM)? \
-                             Referrers are pushed from a staged store",
-                            root.digest
-                        )
-                    } else {
-                        format!("image {} has no full reference in index.json", root.digest)
+            else {
+                // Unnamed: a referrer (signature, SBOM) if its manifest has a subject.
+                match self
+                    .buffered
+                    .get(&root.digest)
+                    .and_then(|bytes| referrer_of(&root, bytes))
+                {
+                    Some(r) => {
+                        referrers.push(r);
+                        continue;
                     }
-                })?;
-            let mapped = self.client.target().map(&name).map_err(|e| e.to_string())?;
-            let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
-                self.buffered
-                    .get(&d.digest)
-                    .cloned()
-                    .ok_or_else(|| StoreError::MissingBlob {
-                        digest: d.digest.clone(),
-                        media_type: d.media_type.clone(),
-                        size: d.size,
-                        parent: String::new(),
-                    })
-            });
-            if let Some(p) = walk.problems.first() {
-                return Err(format!("manifests come after the layers ({p})"));
-            }
-            let mut manifests = Vec::new();
-            for n in walk.nodes {
-                if media::is_manifest_like(&n.descriptor.media_type) {
-                    manifests.push(n.descriptor);
-                } else if n.descriptor.urls.is_empty() {
-                    let e = blobs
-                        .entry(n.descriptor.digest.clone())
-                        .or_insert_with(|| (n.descriptor.clone(), Vec::new()));
-                    if !e.1.contains(&mapped.repository) {
-                        e.1.push(mapped.repository.clone());
+                    None if self.buffered.contains_key(&root.digest) => {
+                        return Err(format!(
+                            "image {} has no full reference in index.json",
+                            root.digest
+                        ))
+                    }
+                    None => {
+                        return Err(format!("manifests come after the layers ({})", root.digest))
                     }
                 }
+            };
+            let mapped = self.client.target().map(&name).map_err(|e| e.to_string())?;
+            let (manifests, leaves) = self.graph(&name, &root)?;
+            for leaf in leaves {
+                add_blob(&mut blobs, leaf, &mapped.repository);
             }
             let target = self.client.target().display_ref(&mapped);
             images.push(ImagePlan {
@@ -189,13 +198,77 @@ impl Streamer<'_> {
                 target,
                 root,
                 manifests,
+                referrers: Vec::new(),
             });
+        }
+        for r in referrers {
+            let label = format!("referrer {} of {}", r.root.digest, r.subject);
+            let (manifests, leaves) = self.graph(&label, &r.root)?;
+            let mut attached = false;
+            for image in images.iter_mut() {
+                if !holds_subject(&image.root, &image.manifests, &r.subject)
+                    || image
+                        .referrers
+                        .iter()
+                        .any(|x| x.root.digest == r.root.digest)
+                {
+                    continue;
+                }
+                for m in &manifests {
+                    if !image.manifests.iter().any(|x| x.digest == m.digest) {
+                        image.manifests.push(m.clone());
+                    }
+                }
+                for leaf in &leaves {
+                    add_blob(&mut blobs, leaf.clone(), &image.mapped.repository);
+                }
+                image.referrers.push(r.clone());
+                attached = true;
+            }
+            if !attached {
+                (self.events)(PushEvent::ReferrerSkipped {
+                    digest: r.root.digest.clone(),
+                    reason: format!("its subject {} is not an image of the package", r.subject),
+                });
+            }
         }
         Ok(Plan {
             images,
             blobs,
             sources: HashMap::new(),
         })
+    }
+
+    /// The graph of `root` from the buffered manifests: its manifests
+    /// children-first and its leaf blobs (those without external URLs).
+    fn graph(
+        &self,
+        name: &str,
+        root: &Descriptor,
+    ) -> Result<(Vec<Descriptor>, Vec<Descriptor>), String> {
+        let walk = walk_graph(&[(name.to_owned(), root.clone())], |d| {
+            self.buffered
+                .get(&d.digest)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBlob {
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    parent: String::new(),
+                })
+        });
+        if let Some(p) = walk.problems.first() {
+            return Err(format!("manifests come after the layers ({p})"));
+        }
+        let (mut manifests, mut leaves) = (Vec::new(), Vec::new());
+        for n in walk.nodes {
+            if media::is_manifest_like(&n.descriptor.media_type) {
+                manifests.push(n.descriptor);
+            } else if n.descriptor.urls.is_empty() {
+                leaves.push(n.descriptor);
+            }
+        }
+        Ok((manifests, leaves))
     }
 
     /// Asks (in parallel) which blobs every repository already has; those are
@@ -207,12 +280,18 @@ impl Streamer<'_> {
                 let client = self.client;
                 let current =
                     ferry_registry::pool::parallel(&plan.images, self.jobs.max(4), |img| {
-                        client
-                            .tag_points_at(&img.mapped, &img.root.digest)
-                            .map_err(|source| StreamError::Registry {
-                                context: format!("image {} → {}: tag", img.source, img.target),
-                                source,
-                            })
+                        let ctx = |what: &str| {
+                            let context = format!("image {} → {}: {what}", img.source, img.target);
+                            move |source| StreamError::Registry { context, source }
+                        };
+                        // Complete when tagged and every referrer is listed.
+                        Ok::<_, StreamError>(
+                            client
+                                .tag_points_at(&img.mapped, &img.root.digest)
+                                .map_err(ctx("tag"))?
+                                && all_listed(client, &img.mapped.repository, &img.referrers)
+                                    .map_err(ctx("referrers"))?,
+                        )
                     })?;
                 for (img, done) in plan.images.iter_mut().zip(current) {
                     img.up_to_date = done;
@@ -703,6 +782,21 @@ pub fn push_package_streaming(
                 report.tags_set += 1;
             }
         }
+        let subjects: std::collections::BTreeSet<&Digest> =
+            image.referrers.iter().map(|r| &r.subject).collect();
+        for subject in subjects {
+            let of_subject: Vec<&Referrer> = image
+                .referrers
+                .iter()
+                .filter(|r| &r.subject == subject)
+                .collect();
+            if update_fallback_index(client, repo, subject, &of_subject, false)
+                .map_err(ctx(format!("referrers tag {}", fallback_tag(subject))))?
+            {
+                report.tags_set += 1;
+            }
+        }
+        report.referrers += image.referrers.len() as u64;
         events(PushEvent::ImagePushed {
             source: image.source.clone(),
             target: image.target.clone(),

@@ -171,7 +171,9 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                 return Ok(Outcome::Clean);
             }
             ferry_transfer::stream_push::StreamOutcome::NotStreamable(reason) => {
-                if !json {
+                if json {
+                    emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
+                } else {
                     eprintln!("ferry-push: cannot push {} as a stream ({reason}); staging it once instead", cli.source.display());
                 }
             }
