@@ -919,25 +919,32 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
         summary["summary"]["bytes_uploaded"]
     );
     diff(0);
-    let repo = mapped(&reg, "signed", &fixture.images[1].reference);
-    let repo = repo.rsplit_once(':').unwrap().0;
-    for (referrer, artifact_type) in [(&sig, sig_type), (&sbom, sbom_type)] {
-        let raw = skopeo(
+    // The subject's repository in namespace `ns`, and its fallback index there.
+    let repo_of = |ns: &str| {
+        let r = mapped(&reg, ns, &fixture.images[1].reference);
+        r.rsplit_once(':').unwrap().0.to_owned()
+    };
+    let fallback_index = |ns: &str| -> serde_json::Value {
+        let tag = format!("{}:sha256-{}", repo_of(ns), subject.digest.hex());
+        serde_json::from_slice(&skopeo(
             &reg,
             SkopeoRole::Inspect,
-            &["inspect", "--raw", &format!("{repo}@{}", referrer.digest)],
-        );
-        assert_eq!(Digest::sha256_of(&raw), referrer.digest);
-        let fallback = skopeo(
+            &["inspect", "--raw", &tag],
+        ))
+        .unwrap()
+    };
+    let fallback = fallback_index("signed");
+    for (referrer, artifact_type) in [(&sig, sig_type), (&sbom, sbom_type)] {
+        let raw = skopeo(
             &reg,
             SkopeoRole::Inspect,
             &[
                 "inspect",
                 "--raw",
-                &format!("{repo}:sha256-{}", subject.digest.hex()),
+                &format!("{}@{}", repo_of("signed"), referrer.digest),
             ],
         );
-        let fallback: serde_json::Value = serde_json::from_slice(&fallback).unwrap();
+        assert_eq!(Digest::sha256_of(&raw), referrer.digest);
         assert!(
             fallback["manifests"].as_array().unwrap().iter().any(|e| {
                 e["digest"] == referrer.digest.to_string() && e["artifactType"] == artifact_type
@@ -962,18 +969,7 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
     let summary: serde_json::Value =
         serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["referrers"], 2, "{summary}");
-    let repo = mapped(&reg, "signed-store", &fixture.images[1].reference);
-    let repo = repo.rsplit_once(':').unwrap().0;
-    let fallback = skopeo(
-        &reg,
-        SkopeoRole::Inspect,
-        &[
-            "inspect",
-            "--raw",
-            &format!("{repo}:sha256-{}", subject.digest.hex()),
-        ],
-    );
-    let fallback: serde_json::Value = serde_json::from_slice(&fallback).unwrap();
+    let fallback = fallback_index("signed-store");
     assert_eq!(
         fallback["manifests"].as_array().unwrap().len(),
         2,
