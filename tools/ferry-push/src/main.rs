@@ -138,6 +138,12 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             PushEvent::BlobSkipped {
                 repository, digest, ..
             } if verbose => println!("  present {digest} in {repository}"),
+            PushEvent::Retry { message } => eprintln!("ferry-push: {message}"),
+            PushEvent::ReferrerSkipped { digest, reason } => {
+                eprintln!(
+                    "ferry-push: warning: not pushing the unnamed artifact {digest}: {reason}"
+                )
+            }
             _ => {}
         }
     };
