@@ -476,3 +476,59 @@ fn a_streamed_layer_cut_off_mid_upload_is_sent_again_from_another_read() {
     assert_eq!(again.len(), 1, "{:?}", retry_events(&r));
     assert_registry_holds(&reg, &fixture, &path, "ns");
 }
+
+/// A streamed push whose background upload is refused (400 on a blob PUT)
+/// stops promptly with exit 2 naming the blob, never hangs on its in-memory
+/// spool, and pushes no manifest or tag.
+#[test]
+fn a_refused_background_upload_stops_a_streamed_push_cleanly() {
+    let pkg = Pkg::new();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    // A layer (under 1 MiB: it goes through the in-memory spool's workers), by
+    // its digest in the upload's `?digest=` query.
+    let layer = layout().fixture.images[1]
+        .blobs
+        .iter()
+        .find(|d| d.media_type.contains("layer"))
+        .unwrap()
+        .clone();
+    let plan = FaultPlan {
+        http_faults: vec![HttpFault::new(Some("PUT"), layer.digest.hex(), 400, 1)],
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let started = Instant::now();
+    let r = run(Command::new(bin("ferry-push"))
+        .arg("--source")
+        .arg(&pkg.path)
+        .args([
+            "--private-registry",
+            &format!("http://{}/ns", proxy.addr()),
+            "--need-credential=false",
+        ])
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy"));
+    let elapsed = started.elapsed();
+    println!("exit {} after {elapsed:?}: {}", r.code, r.stderr.trim());
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(proxy.stats().http_faults, 1);
+    assert!(
+        r.stderr.contains(&layer.digest.to_string()) && r.stderr.contains("400"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("staging"),
+        "streamed, not staged: {}",
+        r.stderr
+    );
+    assert!(
+        !proxy
+            .requests()
+            .iter()
+            .any(|(m, t)| m == "PUT" && t.contains("/manifests/")),
+        "a manifest was pushed after a refused blob"
+    );
+}
