@@ -84,11 +84,18 @@ fn upstream(reg: &Registry) -> SocketAddr {
 /// The package is staged (not streamed) so that every blob request is retried in place; the
 /// streamed case (a further read of the package) has its own test below.
 fn push_via(proxy: &FaultProxy, pkg: &Pkg, ns: &str, extra: &[&str]) -> Run {
+    let staging = pkg.staging();
+    let mut args = vec!["--staging", staging.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    push_through(proxy, &pkg.path, ns, &args)
+}
+
+/// `ferry-push --source SOURCE --private-registry http://PROXY/ns EXTRA` (anonymous; proxy
+/// variables of the environment removed). A package is streamed unless EXTRA stages it.
+fn push_through(proxy: &FaultProxy, source: &std::path::Path, ns: &str, extra: &[&str]) -> Run {
     run(Command::new(bin("ferry-push"))
         .arg("--source")
-        .arg(&pkg.path)
-        .arg("--staging")
-        .arg(pkg.staging())
+        .arg(source)
         .args([
             "--private-registry",
             &format!("http://{}/{ns}", proxy.addr()),
@@ -447,19 +454,7 @@ fn a_streamed_layer_cut_off_mid_upload_is_sent_again_from_another_read() {
         ..FaultPlan::default()
     };
     let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
-    let r = run(Command::new(bin("ferry-push"))
-        .arg("--source")
-        .arg(&path)
-        .args([
-            "--private-registry",
-            &format!("http://{}/ns", proxy.addr()),
-            "--need-credential=false",
-            "--json",
-        ])
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy"));
+    let r = push_through(&proxy, &path, "ns", &["--json"]);
     let stats = proxy.stats();
     assert_eq!(r.code, 0, "{stats:?}\n{}", r.stderr);
     assert_eq!(stats.resets, 1, "{stats:?}");
@@ -498,18 +493,7 @@ fn a_refused_background_upload_stops_a_streamed_push_cleanly() {
     };
     let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
     let started = Instant::now();
-    let r = run(Command::new(bin("ferry-push"))
-        .arg("--source")
-        .arg(&pkg.path)
-        .args([
-            "--private-registry",
-            &format!("http://{}/ns", proxy.addr()),
-            "--need-credential=false",
-        ])
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy"));
+    let r = push_through(&proxy, &pkg.path, "ns", &[]);
     let elapsed = started.elapsed();
     println!("exit {} after {elapsed:?}: {}", r.code, r.stderr.trim());
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);

@@ -117,26 +117,15 @@ pub(crate) fn make_present(
                     meter,
                 )
                 .map_err(wrap(repo))?;
-            match outcome {
-                UploadOutcome::Mounted => {
-                    tally.mounted += 1;
-                    events(PushEvent::BlobMounted {
-                        repository: repo.clone(),
-                        digest: desc.digest.clone(),
-                        from: have_in.clone().unwrap_or_default(),
-                        size: desc.size,
-                    });
-                }
-                UploadOutcome::Uploaded { .. } => {
-                    tally.uploaded += 1;
-                    tally.bytes += desc.size;
-                    events(PushEvent::BlobUploaded {
-                        repository: repo.clone(),
-                        digest: desc.digest.clone(),
-                        size: desc.size,
-                        resumed_from: 0,
-                    });
-                }
+            if outcome == UploadOutcome::Mounted {
+                tally.mounted += 1;
+                events(PushEvent::BlobMounted {
+                    repository: repo.clone(),
+                    digest: desc.digest.clone(),
+                    from: have_in.clone().unwrap_or_default(),
+                    size: desc.size,
+                });
+                continue;
             }
         } else {
             match body.take() {
@@ -144,15 +133,15 @@ pub(crate) fn make_present(
                 _ => unreachable!("a stream is uploaded once, then mounted"),
             }
             .map_err(wrap(repo))?;
-            tally.uploaded += 1;
-            tally.bytes += desc.size;
-            events(PushEvent::BlobUploaded {
-                repository: repo.clone(),
-                digest: desc.digest.clone(),
-                size: desc.size,
-                resumed_from: 0,
-            });
         }
+        tally.uploaded += 1;
+        tally.bytes += desc.size;
+        events(PushEvent::BlobUploaded {
+            repository: repo.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+            resumed_from: 0,
+        });
         have_in.get_or_insert_with(|| repo.clone());
     }
     Ok(tally)
