@@ -11,7 +11,7 @@ use std::time::Instant;
 use ferry_store::audit::{AuditInfo, AuditReport, Problem, ProblemKind};
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::layout::IndexJson;
-use ferry_store::walk::walk_graph;
+use ferry_store::walk::walk_in_memory;
 use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, StoreError};
 
 use crate::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
@@ -230,17 +230,7 @@ pub fn audit_package(
     for root in &index.manifests {
         let name = ferry_store::layout::image_name(root)
             .map_or_else(|| root.digest.to_string(), str::to_owned);
-        let walk = walk_graph(&[(name.clone(), root.clone())], |d| {
-            a.json
-                .get(&d.digest)
-                .cloned()
-                .ok_or_else(|| StoreError::MissingBlob {
-                    digest: d.digest.clone(),
-                    media_type: d.media_type.clone(),
-                    size: d.size,
-                    parent: String::new(),
-                })
-        });
+        let walk = walk_in_memory(&[(name.clone(), root.clone())], &a.json);
         let mut found: Vec<(Descriptor, ProblemKind)> = Vec::new();
         for p in walk.problems {
             match p {

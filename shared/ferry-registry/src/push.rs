@@ -18,7 +18,7 @@ use crate::client::{Access, Client};
 use crate::error::RegistryError;
 use crate::meter::TransferMeter;
 use crate::referrers::{
-    all_listed, fallback_tag, find_referrers, holds_subject, update_fallback_index, Referrer,
+    all_listed, find_referrers, holds_subject, list_under_fallback_tags, Referrer,
 };
 use crate::target::Mapped;
 use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
@@ -510,20 +510,8 @@ fn commit_image(
         }
     }
     // Referrers' manifests are in; list them under their subjects' fallback tags.
-    let subjects: std::collections::BTreeSet<&Digest> =
-        p.referrers.iter().map(|r| &r.subject).collect();
-    for subject in subjects {
-        let of_subject: Vec<&Referrer> = p
-            .referrers
-            .iter()
-            .filter(|r| &r.subject == subject)
-            .collect();
-        if update_fallback_index(client, repo, subject, &of_subject, options.dry_run)
-            .map_err(ctx(format!("referrers tag {}", fallback_tag(subject))))?
-        {
-            tags += 1;
-        }
-    }
+    tags += list_under_fallback_tags(client, repo, &p.referrers, options.dry_run)
+        .map_err(|(tag, e)| ctx(format!("referrers tag {tag}"))(e))?;
     Ok((manifests, tags))
 }
 

@@ -168,6 +168,29 @@ pub fn update_fallback_index(
     Ok(true)
 }
 
+/// Lists every referrer under its subject's fallback tag in `repo` (see
+/// [`update_fallback_index`]). Returns how many fallback tags were (or, in a
+/// dry run, would be) written; an error names the fallback tag it concerns.
+pub fn list_under_fallback_tags(
+    client: &Client,
+    repo: &str,
+    referrers: &[Referrer],
+    dry_run: bool,
+) -> Result<u64, (String, RegistryError)> {
+    let subjects: BTreeSet<&Digest> = referrers.iter().map(|r| &r.subject).collect();
+    let mut written = 0;
+    for subject in subjects {
+        let of_subject: Vec<&Referrer> =
+            referrers.iter().filter(|r| &r.subject == subject).collect();
+        if update_fallback_index(client, repo, subject, &of_subject, dry_run)
+            .map_err(|e| (fallback_tag(subject), e))?
+        {
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,25 @@ pub struct Walk {
     pub problems: Vec<StoreError>,
 }
 
+/// [`walk_graph`] over manifests held in memory (keyed by digest); a manifest
+/// absent from `blobs` is reported as missing.
+pub fn walk_in_memory(
+    roots: &[(String, Descriptor)],
+    blobs: &std::collections::HashMap<crate::Digest, Vec<u8>>,
+) -> Walk {
+    walk_graph(roots, |d| {
+        blobs
+            .get(&d.digest)
+            .cloned()
+            .ok_or_else(|| StoreError::MissingBlob {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                size: d.size,
+                parent: String::new(),
+            })
+    })
+}
+
 /// Walks the graphs under `roots` (name, descriptor), reading manifest and index
 /// bytes with `load`. Leaves (configs, layers, unknown types) are listed, not read.
 pub fn walk_graph<F>(roots: &[(String, Descriptor)], mut load: F) -> Walk

@@ -17,13 +17,13 @@ use ferry_registry::client::Access;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
 use ferry_registry::referrers::{
-    all_listed, fallback_tag, holds_subject, referrer_of, update_fallback_index, Referrer,
+    all_listed, holds_subject, list_under_fallback_tags, referrer_of, Referrer,
 };
 use ferry_registry::target::Mapped;
 use ferry_registry::{Client, RegistryError};
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
 use ferry_store::layout::IndexJson;
-use ferry_store::walk::walk_graph;
+use ferry_store::walk::walk_in_memory;
 use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, Reference, StoreError};
 
 /// Blobs held in memory while the plan is not known yet.
@@ -246,17 +246,7 @@ impl Streamer<'_> {
         name: &str,
         root: &Descriptor,
     ) -> Result<(Vec<Descriptor>, Vec<Descriptor>), String> {
-        let walk = walk_graph(&[(name.to_owned(), root.clone())], |d| {
-            self.buffered
-                .get(&d.digest)
-                .cloned()
-                .ok_or_else(|| StoreError::MissingBlob {
-                    digest: d.digest.clone(),
-                    media_type: d.media_type.clone(),
-                    size: d.size,
-                    parent: String::new(),
-                })
-        });
+        let walk = walk_in_memory(&[(name.to_owned(), root.clone())], &self.buffered);
         if let Some(p) = walk.problems.first() {
             return Err(format!("manifests come after the layers ({p})"));
         }
@@ -782,20 +772,8 @@ pub fn push_package_streaming(
                 report.tags_set += 1;
             }
         }
-        let subjects: std::collections::BTreeSet<&Digest> =
-            image.referrers.iter().map(|r| &r.subject).collect();
-        for subject in subjects {
-            let of_subject: Vec<&Referrer> = image
-                .referrers
-                .iter()
-                .filter(|r| &r.subject == subject)
-                .collect();
-            if update_fallback_index(client, repo, subject, &of_subject, false)
-                .map_err(ctx(format!("referrers tag {}", fallback_tag(subject))))?
-            {
-                report.tags_set += 1;
-            }
-        }
+        report.tags_set += list_under_fallback_tags(client, repo, &image.referrers, false)
+            .map_err(|(tag, e)| ctx(format!("referrers tag {tag}"))(e))?;
         report.referrers += image.referrers.len() as u64;
         events(PushEvent::ImagePushed {
             source: image.source.clone(),
