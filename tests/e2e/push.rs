@@ -102,7 +102,20 @@ fn registry_tool(
     env: &[(&str, &str)],
     creds: bool,
 ) -> Run {
-    let mut cmd = Command::new(bin(tool));
+    run_against(Command::new(bin(tool)), reg, source, ns, extra, env, creds)
+}
+
+/// Runs `cmd` (a ferry tool, or a wrapper whose arguments end with one) with
+/// the source, registry, CA and credential flags for `reg`.
+fn run_against(
+    mut cmd: Command,
+    reg: &Registry,
+    source: &Path,
+    ns: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    creds: bool,
+) -> Run {
     cmd.arg("--source")
         .arg(source)
         .arg("--private-registry")
@@ -975,4 +988,64 @@ fn referrers_travel_with_their_image_and_are_listed_under_the_fallback_tag() {
         2,
         "{fallback}"
     );
+}
+
+/// A `.tar.xz` with big blocks (24 MiB: what `xz -T0 -6` writes) is pushed
+/// within the memory bound: liblzma's threaded decoder would hold two such
+/// blocks per thread on top of the spool; the streaming push decodes with one
+/// thread, so peak RSS stays under 100 MiB.
+#[test]
+fn a_push_from_an_xz_with_large_blocks_stays_under_100_mib() {
+    let (dir, layout, fixture) = generated(&FixtureSpec {
+        seed: 53,
+        images: 4,
+        layers_per_image: 2,
+        layer_size: 12 << 20,
+        incompressible: true,
+        ..Default::default()
+    });
+    let path = dir.path().join("bmpackages_bigblocks.tar.xz");
+    write_package(
+        &layout,
+        PackageFormat::TarXzMultiBlock,
+        &PackageOptions {
+            xz_stored: true,
+            xz_block_size: 24 << 20,
+            ..Default::default()
+        },
+        &path,
+    )
+    .unwrap();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
+    let mut measured = Command::new("/usr/bin/time");
+    measured
+        .args(["-f", "peak_rss_kib=%M"])
+        .arg(bin("ferry-push"));
+    let r = run_against(measured, &reg, &path, "bigblocks", &[], &[], true);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !dir.path()
+            .join("bmpackages_bigblocks.tar.xz.ferry-store")
+            .exists(),
+        "staged instead of streamed"
+    );
+    let peak_kib: u64 = r
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {}", r.stderr));
+    eprintln!("ferry-push peak RSS: {} MiB", peak_kib >> 10);
+    assert!(
+        peak_kib < 100 << 10,
+        "peak RSS {} MiB (bound: 100 MiB)",
+        peak_kib >> 10
+    );
+    let pkg = Pkg {
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+        path,
+        fixture,
+    };
+    assert_registry_has_package(&reg, "bigblocks", &pkg);
 }

@@ -57,7 +57,8 @@ impl Read for Decompressed {
 
 impl Decompressed {
     /// Opens `path` for one decompressing pass; `count` receives raw bytes read.
-    /// `xz_threads` decoder threads are used for multi-block xz.
+    /// `xz_threads` decoder threads are used for multi-block xz; 1 picks the
+    /// single-threaded decoder (memory: the dictionary only).
     pub fn open(
         path: &Path,
         compression: Compression,
@@ -79,12 +80,19 @@ impl Decompressed {
             Compression::None => Decompressed::Plain(raw),
             Compression::Gzip => Decompressed::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::Xz => {
-                let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(xz_threads.max(1))
-                    .memlimit_threading(XZ_MEMLIMIT_THREADING)
-                    .memlimit_stop(u64::MAX)
-                    .decoder()
-                    .map_err(|e| corrupt(&e))?;
+                // One thread: liblzma's single-threaded decoder, which holds only
+                // the dictionary (the threaded one with one worker still buffers
+                // whole blocks).
+                let stream = if xz_threads <= 1 {
+                    liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0)
+                } else {
+                    liblzma::stream::MtStreamBuilder::new()
+                        .threads(xz_threads)
+                        .memlimit_threading(XZ_MEMLIMIT_THREADING)
+                        .memlimit_stop(u64::MAX)
+                        .decoder()
+                }
+                .map_err(|e| corrupt(&e))?;
                 Decompressed::Xz(liblzma::bufread::XzDecoder::new_stream(raw, stream))
             }
             Compression::Zstd => {

@@ -24,10 +24,26 @@ pub(crate) struct BlobTask {
     pub mount_source: Option<String>,
 }
 
+/// A blob's verified bytes in memory, readable from any offset (for retries
+/// and resumes).
+pub(crate) trait HeldBytes: Send + Sync {
+    /// Copies bytes from `position` into `buf`; returns how many (0 at the end).
+    fn read_at(&self, position: usize, buf: &mut [u8]) -> usize;
+}
+
+impl HeldBytes for Vec<u8> {
+    fn read_at(&self, position: usize, buf: &mut [u8]) -> usize {
+        let rest = self.get(position..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        n
+    }
+}
+
 /// Where the blob's bytes come from.
 pub(crate) enum BlobBody<'r> {
     /// Held in memory and already verified against the digest: retryable.
-    Memory(Arc<Vec<u8>>),
+    Memory(Arc<dyn HeldBytes>),
     /// Streamed from the package once: the registry verifies the digest.
     Stream(&'r mut dyn Read),
 }
@@ -50,15 +66,13 @@ impl Tally {
 
 /// Reads a shared in-memory blob from an offset (for retries and resumes).
 struct SharedBytes {
-    bytes: Arc<Vec<u8>>,
+    bytes: Arc<dyn HeldBytes>,
     position: usize,
 }
 
 impl Read for SharedBytes {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let rest = self.bytes.get(self.position..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
+        let n = self.bytes.read_at(self.position, buf);
         self.position += n;
         Ok(n)
     }
@@ -153,7 +167,7 @@ mod tests {
 
     #[test]
     fn shared_bytes_reads_from_any_offset() {
-        let bytes = Arc::new(b"0123456789".to_vec());
+        let bytes: Arc<dyn HeldBytes> = Arc::new(b"0123456789".to_vec());
         let mut out = String::new();
         SharedBytes {
             bytes: bytes.clone(),

@@ -8,10 +8,10 @@
 //! blobs at once without more memory.
 //!
 //! Invariants: the bytes held (queued or uploading) never exceed
-//! [`SPOOL_BUDGET`]; a blob is handed over only after its digest was verified; after
-//! the first failure no further upload starts and the failure is reported;
-//! every worker has finished before [`Spool::finish`] returns, so manifests
-//! are pushed only after all their blobs.
+//! [`SPOOL_BUDGET`] (they live in a capped [`ChunkPool`]); a blob is handed over
+//! only after its digest was verified; after the first failure no further
+//! upload starts and the failure is reported; every worker has finished before
+//! [`Spool::finish`] returns, so manifests are pushed only after all their blobs.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,20 +20,22 @@ use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::PushEvent;
 use ferry_registry::Client;
 
+use crate::chunk_pool::{ChunkPool, EmptyBlob, HeldBlob};
 use crate::present::{make_present, BlobBody, BlobTask, Tally};
 use crate::stream_push::StreamError;
 
 /// Blobs up to this size go through the spool; larger ones stream straight
 /// from the package to the registry.
 pub(crate) const SPOOL_MAX_BLOB: u64 = 24 << 20;
-/// Bytes of blobs held in memory at once: one large blob uploading from memory
-/// while the walk streams the next one is enough to keep two uploads going, and
-/// peak RSS stays under 100 MiB beside the multi-threaded xz decoder's buffers.
-pub(crate) const SPOOL_BUDGET: u64 = 24 << 20;
+/// Bytes of blobs held in memory at once. Three 16 MiB layers: the two workers
+/// each send one while the next waits, so the registry is rarely down to a
+/// single upload; with the single-threaded decoder the push stays under
+/// 100 MiB peak RSS (measured in BENCHMARKS.md).
+pub(crate) const SPOOL_BUDGET: u64 = 48 << 20;
 /// Background upload threads.
 pub(crate) const SPOOL_WORKERS: usize = 2;
 
-type Job = (BlobTask, Arc<Vec<u8>>);
+type Job = (BlobTask, HeldBlob);
 
 /// A bounded set of in-memory blobs being uploaded by worker threads.
 pub(crate) struct Spool<'a> {
@@ -42,7 +44,7 @@ pub(crate) struct Spool<'a> {
     events: &'a (dyn Fn(PushEvent) + Sync),
     sender: Mutex<Option<Sender<Job>>>,
     receiver: Mutex<Receiver<Job>>,
-    held: Mutex<u64>,
+    memory: Arc<ChunkPool>,
     state: Mutex<SpoolState>,
 }
 
@@ -69,7 +71,7 @@ impl<'a> Spool<'a> {
             events,
             sender: Mutex::new(Some(sender)),
             receiver: Mutex::new(receiver),
-            held: Mutex::new(0),
+            memory: ChunkPool::new(SPOOL_BUDGET),
             state: Mutex::new(SpoolState::default()),
         }
     }
@@ -79,30 +81,17 @@ impl<'a> Spool<'a> {
         lock(&self.state).failure.is_some()
     }
 
-    /// Reserves `size` bytes if they fit in the budget now (never waits).
-    pub fn try_reserve(&self, size: u64) -> bool {
-        let mut held = lock(&self.held);
-        if *held + size > SPOOL_BUDGET {
-            return false;
-        }
-        *held += size;
-        true
+    /// Memory for a blob of `size` bytes if it fits in the budget now (never
+    /// waits); it is given back when the blob is dropped.
+    pub fn try_reserve(&self, size: u64) -> Option<EmptyBlob> {
+        self.memory.try_lend(size)
     }
 
-    /// Gives back `size` reserved bytes.
-    pub fn release(&self, size: u64) {
-        let mut held = lock(&self.held);
-        *held = held.saturating_sub(size);
-    }
-
-    /// Queues a verified in-memory blob (its bytes were reserved).
-    pub fn submit(&self, task: BlobTask, bytes: Arc<Vec<u8>>) {
-        let size = bytes.len() as u64;
-        let sent = lock(&self.sender)
-            .as_ref()
-            .is_some_and(|s| s.send((task, bytes)).is_ok());
-        if !sent {
-            self.release(size);
+    /// Queues a verified in-memory blob.
+    pub fn submit(&self, task: BlobTask, blob: HeldBlob) {
+        if let Some(s) = lock(&self.sender).as_ref() {
+            // A closed queue drops the job, which gives its memory back.
+            let _ = s.send((task, blob));
         }
     }
 
@@ -110,17 +99,16 @@ impl<'a> Spool<'a> {
     pub fn work(&self) {
         loop {
             let job = lock(&self.receiver).recv();
-            let Ok((task, bytes)) = job else {
+            let Ok((task, blob)) = job else {
                 return;
             };
-            let size = bytes.len() as u64;
             if !self.failed() {
                 let result = make_present(
                     self.client,
                     self.meter,
                     self.events,
                     &task,
-                    BlobBody::Memory(bytes),
+                    BlobBody::Memory(Arc::new(blob)),
                 );
                 let mut state = lock(&self.state);
                 match result {
@@ -130,7 +118,6 @@ impl<'a> Spool<'a> {
                     }
                 }
             }
-            self.release(size);
         }
     }
 

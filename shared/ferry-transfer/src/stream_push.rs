@@ -11,6 +11,7 @@ use ferry_package::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
 use ferry_package::entries::{for_each_entry, EntryHandler};
 use ferry_package::{detect, PackageError, PackageFormat};
 
+use crate::chunk_pool::FillError;
 use crate::present::{make_present, BlobBody, BlobTask};
 use crate::spool::{Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
 use ferry_registry::client::Access;
@@ -31,6 +32,11 @@ const MAX_BUFFERED: u64 = 256 << 20;
 /// Reads of the package in one run: blobs whose straight-through upload broke
 /// off (a reset, a stall) are sent again from a further read of the package.
 const MAX_PASSES: u32 = 3;
+/// xz decoder threads. One: liblzma's threaded decoder holds two blocks per
+/// thread (26 MiB with 8 MiB blocks, over 100 MiB with `xz -T0 -6` blocks), and
+/// for layers (already compressed, so stored in the xz as-is) one thread decodes
+/// at ~1 GB/s, faster than a registry takes them; the memory goes to the spool.
+const DECODER_THREADS: u32 = 1;
 
 /// Why a streaming push failed.
 #[derive(Debug, thiserror::Error)]
@@ -403,27 +409,22 @@ impl Streamer<'_> {
         let Some(task) = self.task_for(digest) else {
             return Ok(false);
         };
-        if !spool.try_reserve(size) {
+        let Some(memory) = spool.try_reserve(size) else {
             return Ok(false); // full: this one streams straight to the registry
-        }
-        let bytes = match read_all(reader, size, path) {
-            Ok(b) => b,
-            Err(e) => {
-                spool.release(size);
-                return Err(e);
-            }
         };
-        let actual = digest.of_same_algorithm(&bytes);
-        if actual != *digest {
-            spool.release(size);
-            return Err(PackageError::Store(StoreError::DigestMismatch {
+        let blob = memory.fill(reader, size, digest).map_err(|e| match e {
+            FillError::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                EntryFailure::Input(format!("entry {path:?} is truncated"))
+            }
+            FillError::Read(e) => EntryFailure::Input(format!("reading entry {path:?}: {e}")),
+            FillError::Digest { actual } => PackageError::Store(StoreError::DigestMismatch {
                 what: format!("entry {path:?}"),
                 expected: digest.clone(),
                 actual,
             })
-            .into());
-        }
-        spool.submit(task, Arc::new(bytes));
+            .into(),
+        })?;
+        spool.submit(task, blob);
         Ok(true)
     }
 }
@@ -595,7 +596,6 @@ pub fn push_package_streaming(
     client: &Client,
     jobs: usize,
     force: bool,
-    threads: u32,
     progress: Arc<AtomicU64>,
     sent: &TransferMeter,
     events: &(dyn Fn(PushEvent) + Sync),
@@ -639,7 +639,8 @@ pub fn push_package_streaming(
             for _ in 0..SPOOL_WORKERS.min(jobs.max(1)) {
                 scope.spawn(|| spool.work());
             }
-            let walked = for_each_entry(path, compression, threads, position.clone(), &mut s);
+            let walked =
+                for_each_entry(path, compression, DECODER_THREADS, position.clone(), &mut s);
             spool.close();
             walked
         });

@@ -165,7 +165,6 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             &conn.client,
             jobs,
             cli.force,
-            cli.jobs.resolve(),
             bar.counter(),
             &sent,
             &events,
