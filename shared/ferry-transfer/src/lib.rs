@@ -7,7 +7,7 @@
 //! with no scratch copy; every blob is hashed as it streams and verified by the
 //! registry. The package is decompressed on the walking thread (xz with one
 //! decoder thread: its memory no longer grows with the package's block size).
-//! Blobs up to 24 MiB are read into memory (48 MiB at most at once, in chunks
+//! Blobs up to 24 MiB are read into memory (64 MiB at most at once, in chunks
 //! reused from a capped pool), verified, and uploaded by two background workers
 //! while the package is read on; larger ones, and any that find the spool
 //! full, stream straight from the decompressor on the walking thread. A
