@@ -5,7 +5,7 @@
 # (distribution v2.8, TLS with a private CA, htpasswd bcrypt auth) on 127.0.0.1.
 # Cold: empty registry (restarted on wiped storage before every cold run), ferry including its
 # staging (PKG.ferry-store deleted first). Warm: the same commands again, everything present.
-# Median of 3 rounds.
+# Median of FERRY_BENCH_ROUNDS rounds (default 3).
 #   scripts/bench-push.sh [SIZE_MIB]      (default 1100: a package of at least 1 GiB)
 # Prints a Markdown section to stdout (paste into BENCHMARKS.md); progress goes to stderr.
 # FERRY_BENCH_DIR: work directory (default target/bench-push); FERRY_BENCH_FORMAT: tar.xz-mt
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 
 SIZE_MIB=${1:-1100}
+ROUNDS=${FERRY_BENCH_ROUNDS:-3}
 FORMAT=${FERRY_BENCH_FORMAT:-tar.xz-mt}
 case $FORMAT in
   tar.xz-mt) PKG_EXT=tar.xz; UNPACK_CMD='xz -T0 -dc' ;;
@@ -169,7 +170,7 @@ check_pushed() {
 }
 
 cat "$PKG" > /dev/null   # both sides read the package from a warm page cache
-for round in 1 2 3; do
+for round in $(seq 1 "$ROUNDS"); do
   echo "round $round" >&2
   start_registry
   rm -rf "$STAGING"; sync
@@ -193,6 +194,11 @@ mbs() { awk -v b="$PKG_BYTES" -v s="$1" 'BEGIN{if (s > 0) printf "%.0f", b/s/1e6
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 meets() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**met**"; else print "**not met**"}'; }
 COLD_X=$(speedup "$SC" "$FC"); WARM_X=$(speedup "$SW" "$FW")
+ROUND_RATIOS=$(for r in $(seq 1 "$ROUNDS"); do
+  f=$(grep -F "ferry-push cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
+  k=$(grep -F "unpack + skopeo cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
+  printf '%s / %s = %sx; ' "$k" "$f" "$(speedup "$k" "$f")"
+done | sed 's/; $//')
 if [ "$FRSS" -lt 100 ]; then RSS_OK="**met**"; else RSS_OK="**not met**"; fi
 NOTE=""
 if [ "$SIZE_MIB" -lt 1024 ]; then NOTE=" **Smoke test: below the 1 GiB the targets are defined for; timings this short are not meaningful.**"; fi
@@ -203,7 +209,7 @@ cat <<MD
 
 Command: \`scripts/bench-push.sh $SIZE_MIB\` — machine: $(bench_machine).
 Package: \`$PKG_NAME\`, $((PKG_BYTES / 1000000)) MB ($FORMAT from \`ferry-fixture\`) of $IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers.$NOTE
-Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}') on 127.0.0.1, TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage on the same disk; restarted on empty storage before every cold run. Median of 3 rounds; the package is in the page cache for every run. MB/s = package bytes / seconds (10^6 bytes).
+Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}') on 127.0.0.1, TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage on the same disk; restarted on empty storage before every cold run. Median of $ROUNDS rounds; the package is in the page cache for every run. MB/s = package bytes / seconds (10^6 bytes).
 - ferry: \`ferry-push --source $PKG_NAME --private-registry 127.0.0.1:PORT/ferry --cacert ca.crt --username $REG_USER --password-stdin\`; cold streams the package straight to the registry (its index comes first; any staging dir \`$PKG_NAME.ferry-store\` is deleted first; every blob hashed on the way); warm is the same command again (one tag HEAD per image).
 - without ferry: \`$UNPACK_CMD $PKG_NAME | tar -x -C DIR\`, then for each image \`skopeo copy --all --dest-cert-dir CERTS --dest-creds U:P oci:DIR:REF docker://127.0.0.1:PORT/skopeo/PATH:TAG\` (one after the other); warm is the copies again.
 
@@ -219,4 +225,6 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 | cold ≥ 2x faster than unpack + skopeo | ${COLD_X}x | $(meets "$COLD_X" 2) |
 | warm ≥ 10x faster than warm skopeo | ${WARM_X}x | $(meets "$WARM_X" 10) |
 | ferry-push peak RSS < 100 MiB | $FRSS MiB | $RSS_OK |
+
+Cold, round by round (unpack + skopeo seconds / ferry-push seconds = x): $ROUND_RATIOS.
 MD
