@@ -30,7 +30,11 @@ prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0 -> 10.0.0.5:5000/ns/anthos-
 Blobs already in the repository are not sent; blobs in another repository of
 the registry are mounted; large blobs go in chunks recorded in the store's
 journal, so rerunning the same command after any interruption resumes.
-A package is staged once into PACKAGE.ferry-store (or --staging DIR).
+A package whose index.json and manifests come first is pushed straight from
+its decompression stream: no scratch copy, blobs up to 24 MiB verified before
+they are sent (larger ones hashed on the way), two or three uploads at once, peak memory ~64 MiB plus the package's
+decompression window. Other packages are staged once into PACKAGE.ferry-store
+(or --staging DIR, which also forces staging).
 On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
 Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
 is an image) are pushed with their image and listed under the subject's
