@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ferry_e2e::{bin, run, Run};
 use ferry_store::Digest;
+use ferry_testkit::blob_origin::BlobOrigin;
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
 use ferry_testkit::{
     generate_layout, write_package, Fixture, FixtureSpec, PackageFormat, PackageOptions,
@@ -226,6 +227,8 @@ fn push_in_every_registry_mode_is_byte_identical_and_rerun_uploads_nothing() {
         }
 
         let uploads = reg.count_requests("POST", "/blobs/uploads/");
+        let patches = reg.count_requests("PATCH", "/blobs/uploads/");
+        let blob_puts = reg.count_requests("PUT", "/blobs/uploads/");
         let manifest_puts = reg.count_requests("PUT", "/manifests/");
         let again = push(&reg, &pkg.path, "mirror", &["--json"]);
         assert_eq!(again.code, 0, "{}", again.stderr);
@@ -236,7 +239,13 @@ fn push_in_every_registry_mode_is_byte_identical_and_rerun_uploads_nothing() {
         );
         assert_eq!(
             reg.count_requests("PATCH", "/blobs/uploads/"),
-            reg.count_requests("PATCH", "/blobs/uploads/")
+            patches,
+            "{mode:?}: rerun sent chunks"
+        );
+        assert_eq!(
+            reg.count_requests("PUT", "/blobs/uploads/"),
+            blob_puts,
+            "{mode:?}: rerun finished uploads"
         );
         assert_eq!(
             reg.count_requests("PUT", "/manifests/"),
@@ -1048,4 +1057,62 @@ fn a_push_from_an_xz_with_large_blocks_stays_under_100_mib() {
         fixture,
     };
     assert_registry_has_package(&reg, "bigblocks", &pkg);
+}
+
+/// A registry that answers blob HEAD/GET with a 307 to another host (an object
+/// store or CDN: here distribution's `redirect` storage middleware pointing at
+/// a second origin on another port): ferry follows the redirects, and that host
+/// never receives the registry credentials.
+#[test]
+fn a_blob_redirect_to_another_host_never_receives_authorization() {
+    let pkg = package(59, 96 * 1024);
+    let origin = BlobOrigin::start().unwrap();
+    let reg = Registry::start(RegistryOptions {
+        mode: RegistryMode::TlsHtpasswd,
+        redirect_blobs_to: Some(format!("http://{}/", origin.addr())),
+        ..Default::default()
+    })
+    .unwrap();
+    origin.serve_from(reg.storage_dir());
+
+    let first = push(&reg, &pkg.path, "cdn", &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // diff --deep HEADs and reads the blobs back; push --force HEADs every blob again.
+    let diff = registry_tool("ferry-diff", &reg, &pkg.path, "cdn", &["--deep"], &[], true);
+    assert_eq!(diff.code, 0, "{}\n{}", diff.stderr, diff.stdout);
+    let again = push(&reg, &pkg.path, "cdn", &["--force", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let summary: serde_json::Value =
+        serde_json::from_str(again.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["blobs_uploaded"], 0, "{}", again.stdout);
+
+    let requests = origin.requests();
+    let blobs = pkg.fixture.unique_blobs().len();
+    assert!(
+        requests.len() >= blobs,
+        "the origin saw {} requests for {blobs} blobs: were the redirects followed?",
+        requests.len()
+    );
+    assert!(requests.iter().any(|r| r.method == "HEAD"));
+    assert!(
+        requests.iter().any(|r| r.method == "GET"),
+        "diff --deep reads blobs"
+    );
+    for r in &requests {
+        assert!(
+            r.path.starts_with("/docker/registry/v2/blobs/"),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert_eq!(r.status, 200, "{} {}", r.method, r.path);
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "{} {} carried the registry's Authorization to another host",
+            r.method,
+            r.path
+        );
+    }
+    assert_registry_has_package(&reg, "cdn", &pkg);
 }

@@ -10,6 +10,9 @@
 //!   each break exactly one rule;
 //! - OCI 1.1 referrers attached to generated images ([`add_referrer`]);
 //! - a strict layout verifier ([`verify_layout`]) for tests;
+//! - the real-registry harness ([`registry`]), a fault-injecting proxy
+//!   ([`faults`]) and a second origin that blob redirects point to
+//!   ([`blob_origin`]);
 //! - the `ferry-fixture` binary, a thin CLI over the above.
 //!
 //! Invariants:
@@ -31,6 +34,7 @@ mod tario;
 mod units;
 mod xzstore;
 
+pub mod blob_origin;
 pub mod faults;
 pub mod hostile;
 pub mod registry;

@@ -92,6 +92,10 @@ pub struct RegistryOptions {
     /// Lifetime (`exp - iat` and `expires_in`) of issued tokens, seconds (default 60;
     /// distribution allows 60 s of leeway on `exp`/`nbf`).
     pub token_lifetime_secs: u64,
+    /// Answer blob GET/HEAD with a 307 to this base URL + the storage path
+    /// (distribution's `redirect` storage middleware, as registries backed by
+    /// an object store or CDN do); pair with [`crate::blob_origin::BlobOrigin`].
+    pub redirect_blobs_to: Option<String>,
 }
 
 impl Default for RegistryOptions {
@@ -102,6 +106,7 @@ impl Default for RegistryOptions {
             user: "ferry".to_owned(),
             password: "s3cret-Pa55".to_owned(),
             token_lifetime_secs: 60,
+            redirect_blobs_to: None,
         }
     }
 }
@@ -597,6 +602,12 @@ fn config_yaml(opts: &RegistryOptions, port: u16, storage: &Path, p: &Prepared) 
             "  tls:\n    certificate: {}\n    key: {}\n",
             q_path(cert),
             q_path(key)
+        ));
+    }
+    if let Some(base) = &opts.redirect_blobs_to {
+        y.push_str(&format!(
+            "middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: {}\n",
+            q(base)
         ));
     }
     y.push_str(&p.auth_yaml);
