@@ -103,6 +103,7 @@ fn statuses_follow_what_skopeo_copied() {
     let s = setup();
     let (code, v) = diff_json(&s, &[]);
     assert_eq!(code, 1);
+    assert_eq!(statuses(&v).len(), s.fixture.images.len(), "{v}");
     assert!(statuses(&v).iter().all(|(_, st)| st == "missing"), "{v}");
     assert!(v["summary"]["push_bytes"].as_u64().unwrap() > 0);
 
@@ -112,6 +113,7 @@ fn statuses_follow_what_skopeo_copied() {
     }
     let (code, v) = diff_json(&s, &[]);
     assert_eq!(code, 1);
+    assert_eq!(statuses(&v).len(), s.fixture.images.len(), "{v}");
     for (source, status) in statuses(&v) {
         let expected = if copied.iter().any(|i| i.reference == source) {
             "in-sync"

@@ -113,4 +113,6 @@ fn umoci_layout_dir_tar_and_skopeo_archives_export_with_names_and_digests() {
         &format!("oci:{}:{REF_B}", other.display()),
     ]);
     assert_all_blobs_verify(&dest);
+    assert_all_blobs_verify(&other);
+    assert_eq!(config_of(&other), config_of(&layout));
 }

@@ -399,6 +399,13 @@ fn resets_through_tls_with_auth() {
             r.code
         );
         assert_eq!(r.code, 0, "TLS seed {seed}: {stats:?}\n{}", r.stderr);
+        if stats.resets > 0 {
+            assert!(
+                !retry_events(&r).is_empty(),
+                "TLS seed {seed}: {} reset(s) but no retry reported",
+                stats.resets
+            );
+        }
         total_resets += stats.resets;
         for image in &layout().fixture.images {
             let out = Command::new("skopeo")

@@ -86,7 +86,8 @@ pub fn skopeo_manifest_digest(store: &Path, reference: &str) -> (Digest, Vec<u8>
     (Digest::sha256_of(&raw), raw)
 }
 
-/// Checks every blob file of a layout hashes to its name; returns how many were checked.
+/// Checks every blob file of a layout hashes to its name (and that there is at
+/// least one); returns how many were checked.
 pub fn assert_all_blobs_verify(store: &Path) -> usize {
     let mut n = 0;
     for alg in ["sha256", "sha512"] {
@@ -110,6 +111,7 @@ pub fn assert_all_blobs_verify(store: &Path) -> usize {
             n += 1;
         }
     }
+    assert!(n > 0, "{} holds no blob", store.display());
     n
 }
 
