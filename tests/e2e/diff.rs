@@ -296,4 +296,9 @@ fn unreachable_registry_exits_2() {
             "--need-credential=false",
         ]));
     assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("127.0.0.1:{port}")),
+        "the error does not name the registry: {}",
+        r.stderr
+    );
 }

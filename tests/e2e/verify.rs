@@ -136,7 +136,9 @@ fn truncated_and_deleted_blobs_and_missing_manifest_are_named() {
     );
 
     std::fs::remove_file(&path).unwrap();
-    let p = problems(&verify(&["--json"], &[&s.store]));
+    let r = verify(&["--json"], &[&s.store]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let p = problems(&r);
     assert_eq!(
         (
             p[0]["digest"].as_str().unwrap(),
@@ -280,5 +282,7 @@ fn unreadable_or_foreign_paths_exit_2() {
     }
     let text = s.work.join("notes.txt");
     std::fs::write(&text, "just text, not a package").unwrap();
-    assert_eq!(verify(&[], &[&text]).code, 2);
+    let r = verify(&[], &[&text]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
 }

@@ -20,7 +20,10 @@
 //! [`Env`] snapshot, run with that `PATH`, and killed after [`HELPER_TIMEOUT`].
 //!
 //! Secrets are held in [`Secret`], whose `Debug` and `Display` print `<redacted>`. No error in this
-//! module quotes the contents of a credentials file or a helper's standard output.
+//! module quotes the contents of a credentials file or a helper's JSON answer. A helper that
+//! *fails* has its own error message quoted (its stderr, else its stdout when that is not JSON;
+//! 300 characters at most), as docker does: ferry cannot know a secret the helper did not give
+//! it, so a helper that prints its own secret in an error message is quoted with it.
 
 use std::ffi::OsString;
 use std::fmt;

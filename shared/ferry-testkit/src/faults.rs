@@ -858,10 +858,17 @@ mod tests {
         let (status, body) = request(&mut c, "POST", "/v2/a/blobs/uploads/", b"xyz");
         assert_eq!(status, 503);
         assert!(body.contains("injected"), "{body}");
-        // Closed after the injected answer.
+        // Closed cleanly (FIN, not RST or a hang) right after the injected answer.
         let mut rest = Vec::new();
-        let _ = c.read_to_end(&mut rest);
-        assert!(rest.is_empty());
+        let n = c
+            .read_to_end(&mut rest)
+            .expect("the proxy closes the connection cleanly after its own answer");
+        assert_eq!(
+            n,
+            0,
+            "bytes after the injected answer: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
 
         let mut c = TcpStream::connect(proxy.addr()).expect("connect");
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -879,31 +886,44 @@ mod tests {
         assert_eq!(proxy.count_requests("PUT", "/manifests/"), 2);
     }
 
-    #[test]
-    fn resets_are_seeded_and_seen_as_rst() {
-        let (upstream, _) = http_server();
-        let plan = FaultPlan {
-            seed: 42,
-            reset_probability: 1.0,
-            max_bytes_before_reset: 50_000,
-            ..FaultPlan::default()
-        };
-        let expected = fate(&plan, 0).reset_at.expect("a reset is planned");
-        assert_eq!(
-            fate(&plan, 0).reset_at,
-            Some(expected),
-            "same seed, same plan"
-        );
-        let proxy = FaultProxy::start(upstream, plan).expect("proxy");
+    /// An upstream that never answers: it reads each connection to its end (EOF or reset) and
+    /// sends what it received on the channel.
+    fn sink_server() -> (SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = tx.send(got);
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    /// Sends `data` through a new connection to `proxy`, checks the client sees an RST, and
+    /// returns the bytes that reached the upstream before the reset.
+    fn bytes_through_reset(
+        proxy: &FaultProxy,
+        upstream: &std::sync::mpsc::Receiver<Vec<u8>>,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut c = TcpStream::connect(proxy.addr()).expect("connect");
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let body = vec![1u8; 100_000];
-        let head = format!("PUT /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len());
         let mut kinds = Vec::new();
-        if let Err(e) = c
-            .write_all(head.as_bytes())
-            .and_then(|()| c.write_all(&body))
-        {
+        if let Err(e) = c.write_all(data) {
             kinds.push(e.kind());
         }
         let mut buf = [0u8; 1024];
@@ -915,8 +935,73 @@ mod tests {
             kinds.contains(&io::ErrorKind::ConnectionReset),
             "the client saw no RST: {kinds:?}"
         );
-        assert_eq!(proxy.stats().resets, 1);
+        upstream
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the upstream connection ended")
+    }
+
+    #[test]
+    fn resets_are_seeded_and_seen_as_rst() {
+        let plan = FaultPlan {
+            seed: 42,
+            reset_probability: 1.0,
+            max_bytes_before_reset: 50_000,
+            ..FaultPlan::default()
+        };
+        let fates = |p: &FaultPlan| -> Vec<(Option<u64>, Option<u64>)> {
+            (0..8)
+                .map(|i| {
+                    let f = fate(p, i);
+                    (f.reset_at, f.stall_at)
+                })
+                .collect()
+        };
+        let planned = fates(&plan);
+        assert_eq!(planned, fates(&plan.clone()), "same seed, same fates");
+        assert!(
+            planned.iter().all(|(r, s)| r.is_some() && s.is_none()),
+            "{planned:?}"
+        );
+        assert!(
+            planned.windows(2).any(|w| w[0] != w[1]),
+            "every connection draws its own fate: {planned:?}"
+        );
+        let other_plan = FaultPlan {
+            seed: 43,
+            ..plan.clone()
+        };
+        let other = fates(&other_plan);
+        assert_ne!(planned[0], other[0], "another seed, another fate");
+        assert_ne!(planned, other, "another seed, other fates");
+
+        // A request larger than any reset offset, with bytes that reveal their position.
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut data =
+            format!("PUT /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        data.extend_from_slice(&body);
+
+        // Connection n is cut after exactly its planned offset, its prefix forwarded unchanged;
+        // a second proxy with the same seed replays connection 0, another seed cuts elsewhere.
+        let (upstream, received) = sink_server();
+        let proxy = FaultProxy::start(upstream, plan.clone()).expect("proxy");
+        for (n, (reset_at, _)) in planned.iter().take(2).enumerate() {
+            let at = reset_at.unwrap() as usize;
+            let got = bytes_through_reset(&proxy, &received, &data);
+            assert_eq!(
+                got.len(),
+                at,
+                "connection {n}: bytes forwarded before the RST"
+            );
+            assert!(got == data[..at], "connection {n}: forwarded bytes differ");
+        }
+        assert_eq!(proxy.stats().resets, 2);
         drop(proxy);
+        for (p, want) in [(plan, planned[0].0), (other_plan, other[0].0)] {
+            let proxy = FaultProxy::start(upstream, p).expect("proxy");
+            let got = bytes_through_reset(&proxy, &received, &data);
+            assert_eq!(Some(got.len() as u64), want, "connection 0 of a new proxy");
+            assert_eq!(proxy.stats().resets, 1);
+        }
     }
 
     #[test]

@@ -549,23 +549,11 @@ mod tests {
             &out,
         )
         .unwrap();
-        let listing = Command::new("xz")
-            .args(["--robot", "-lvv"])
-            .arg(&out)
-            .output();
-        match listing {
-            Ok(o) if o.status.success() => {
-                let text = String::from_utf8_lossy(&o.stdout);
-                let blocks = text.lines().filter(|l| l.starts_with("block\t")).count();
-                assert!(blocks > 1, "{text}");
-            }
-            // No xz binary: count blocks by decoding the index at the end of the stream.
-            _ => {
-                let bytes = fs::read(&out).unwrap();
-                let blocks = xz_block_count(&bytes);
-                assert!(blocks > 1, "{blocks}");
-            }
-        }
+        let listing = xz(&["--robot", "-lvv"], &out);
+        let text = String::from_utf8_lossy(&listing.stdout);
+        let blocks = text.lines().filter(|l| l.starts_with("block\t")).count();
+        assert!(blocks > 1, "{text}");
+        assert_eq!(blocks as u64, xz_block_count(&fs::read(&out).unwrap()));
         let stored = dir.path().join("stored.tar.xz");
         let stored_opts = PackageOptions {
             xz_stored: true,
@@ -579,9 +567,7 @@ mod tests {
         )
         .unwrap();
         assert!(xz_block_count(&fs::read(&stored).unwrap()) > 1);
-        if let Ok(o) = Command::new("xz").arg("-t").arg(&stored).output() {
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        }
+        xz(&["-t"], &stored);
         let single = dir.path().join("s.tar.xz");
         write_package(
             &dir.path().join("layout"),
@@ -592,6 +578,25 @@ mod tests {
         .unwrap();
         assert_eq!(xz_block_count(&fs::read(&single).unwrap()), 1);
         assert!(xz_block_count(&fs::read(&out).unwrap()) > 1);
+    }
+
+    /// Runs the `xz` CLI (required: scripts/install-deps.sh installs xz-utils) on `file` and
+    /// checks that it succeeds.
+    fn xz(args: &[&str], file: &Path) -> std::process::Output {
+        let out = match Command::new("xz").args(args).arg(file).output() {
+            Ok(out) => out,
+            Err(e) => panic!(
+                "cannot run `xz` ({e}): it is required to check .xz packages; install xz-utils \
+                 (scripts/install-deps.sh)"
+            ),
+        };
+        assert!(
+            out.status.success(),
+            "xz {args:?} {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 
     /// Number of records in the index of a single-stream .xz file.

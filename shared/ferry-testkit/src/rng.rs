@@ -198,11 +198,30 @@ mod tests {
             .unwrap();
         assert_eq!(a.len(), 10_000);
         assert_eq!(a, b);
-        let mut c = Vec::new();
-        RandomBytes::new(rng_for(1, "y"), 777)
-            .read_to_end(&mut c)
-            .unwrap();
+        assert_ne!(a, text(2, "x", 10_000), "another seed, other text");
+
+        let c = random(1, "y", 777);
         assert_eq!(c.len(), 777);
+        assert_eq!(c, random(1, "y", 777), "same seed and label, same bytes");
+        assert_ne!(c, random(2, "y", 777), "another seed, other bytes");
+        assert_ne!(c, random(1, "z", 777), "another label, other bytes");
+        assert!(c.iter().any(|b| *b != c[0]), "not random: {c:?}");
         assert_ne!(rng_for(1, "x").next_u64(), rng_for(2, "x").next_u64());
+    }
+
+    fn text(seed: u64, label: &str, len: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        TextBytes::new(rng_for(seed, label), len)
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+
+    fn random(seed: u64, label: &str, len: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        RandomBytes::new(rng_for(seed, label), len)
+            .read_to_end(&mut v)
+            .unwrap();
+        v
     }
 }

@@ -807,42 +807,193 @@ fn invalid_registry() {
 
 // ---- redaction --------------------------------------------------------------------------------
 
+/// Checks that no text shows `PW` (plain or as the Basic `alice:PW` base64), and that every text
+/// shows each of `expect` (so the check cannot pass on empty or unrelated output).
+fn assert_redacted(what: &str, texts: &[String], expect: &[&str]) {
+    let basic_b64 = b64(&format!("alice:{PW}"));
+    for t in texts {
+        assert!(!t.contains(PW), "{what}: secret leaked in: {t}");
+        assert!(
+            !t.contains(&basic_b64),
+            "{what}: base64 secret leaked in: {t}"
+        );
+        for e in expect {
+            assert!(t.contains(e), "{what}: {e:?} missing from: {t}");
+        }
+    }
+}
+
+/// Resolves `REG` and checks that the credential found really holds `PW`, yet no rendering of
+/// it, its source or the whole result shows it.
+fn assert_found_redacted(what: &str, env: &Env, user: &str, source_shows: &str) {
+    let r = resolve_with(
+        REG,
+        &noninteractive(),
+        env,
+        &mut FakePrompter::default(),
+        Duration::from_secs(10),
+    );
+    let (c, s) = r.as_ref().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let secret = match c {
+        Credential::Basic { password, .. } => password,
+        Credential::IdentityToken { token, .. } => token,
+    };
+    assert_eq!(
+        secret.expose(),
+        PW,
+        "{what}: the credential must carry the secret"
+    );
+    assert_eq!(c.username(), user, "{what}");
+    assert_redacted(
+        what,
+        &[format!("{c:?}"), format!("{c:#?}"), format!("{r:?}")],
+        &["<redacted>", user],
+    );
+    assert_redacted(
+        what,
+        &[
+            format!("{s}"),
+            format!("{s:?}"),
+            format!("{s:#?}"),
+            format!("{r:?}"),
+        ],
+        &[source_shows],
+    );
+}
+
+/// Resolves `REG`, expecting an error, and checks that none of its renderings shows `PW` while
+/// each shows `shows`.
+fn assert_error_redacted(what: &str, env: &Env, shows: &[&str]) -> CredentialError {
+    let r = resolve_with(
+        REG,
+        &noninteractive(),
+        env,
+        &mut FakePrompter::default(),
+        Duration::from_secs(10),
+    );
+    let e = match r {
+        Ok((c, s)) => panic!("{what}: expected an error, got {c:?} from {s}"),
+        Err(e) => e,
+    };
+    assert_redacted(
+        what,
+        &[format!("{e}"), format!("{e:?}"), format!("{e:#?}")],
+        shows,
+    );
+    e
+}
+
 #[test]
 fn nothing_prints_the_secret() {
     let s = Secret::new(PW);
     assert_eq!(format!("{s:?}"), "<redacted>");
     assert_eq!(format!("{s}"), "<redacted>");
+    assert_eq!(format!("{s:#?}"), "<redacted>");
     assert_eq!(s.expose(), PW);
-    let creds = [
-        basic("alice", PW),
-        Credential::IdentityToken {
-            username: "a".into(),
-            token: s.clone(),
-        },
-    ];
-    for c in &creds {
-        let d = format!("{c:?} {c:#?}");
-        assert!(!d.contains(PW), "{d}");
-        assert!(d.contains("<redacted>"), "{d}");
-    }
     let opts = CredentialOptions {
         username: Some("alice".into()),
         password: Some(s),
         docker_config: None,
         interactive: false,
     };
-    assert!(!format!("{opts:?}").contains(PW));
-    let sources = [
-        CredentialSource::Flags,
-        CredentialSource::DockerConfig("/x/config.json".into()),
-        CredentialSource::CredHelper {
-            helper: "docker-credential-pass".into(),
-            config: "/c".into(),
-        },
-        CredentialSource::AuthJson("/a.json".into()),
-        CredentialSource::Prompt,
-    ];
-    for src in &sources {
-        assert!(!format!("{src} {src:?}").contains(PW));
-    }
+    assert_redacted(
+        "options",
+        &[format!("{opts:?}"), format!("{opts:#?}")],
+        &["alice", "<redacted>"],
+    );
+
+    // Sources that hold the secret: config.json `auth` and `username`/`password`, auth.json
+    // `identitytoken`, a helper's `Secret` (as a password and as an identity token).
+    let f = Fixture::new();
+    let env = f.env();
+    let cfg = f.home_docker_config(&format!(
+        r#"{{"auths":{{"{REG}":{{"auth":"{}"}}}}}}"#,
+        b64(&format!("alice:{PW}"))
+    ));
+    let cfg_shown = cfg.display().to_string();
+    assert_found_redacted("config auth", &env, "alice", &cfg_shown);
+
+    f.home_docker_config(&format!(
+        r#"{{"auths":{{"{REG}":{{"username":"alice","password":"{PW}"}}}}}}"#
+    ));
+    assert_found_redacted("config password", &env, "alice", &cfg_shown);
+
+    f.home_docker_config(&format!(r#"{{"credHelpers":{{"{REG}":"leak"}}}}"#));
+    f.helper(
+        "leak",
+        &format!(r#"printf '{{"ServerURL":"x","Username":"alice","Secret":"{PW}"}}'"#),
+    );
+    assert_found_redacted("helper", &env, "alice", "docker-credential-leak");
+    assert_found_redacted("helper config", &env, "alice", &cfg_shown);
+    f.helper(
+        "leak",
+        &format!(r#"printf '{{"ServerURL":"x","Username":"<token>","Secret":"{PW}"}}'"#),
+    );
+    assert_found_redacted("helper token", &env, "", "docker-credential-leak");
+
+    let auth_json = f.write(
+        "auth.json",
+        &format!(r#"{{"auths":{{"{REG}":{{"identitytoken":"{PW}"}}}}}}"#),
+    );
+    let mut podman_env = Fixture::new().env();
+    podman_env.registry_auth_file = Some(auth_json.clone());
+    assert_found_redacted(
+        "auth.json identitytoken",
+        &podman_env,
+        "",
+        &auth_json.display().to_string(),
+    );
+
+    // Errors about files and helpers that hold the secret.
+    f.home_docker_config(&format!(r#"{{"auths":{{"{REG}":{{"password":"{PW}", "#));
+    assert_error_redacted("truncated JSON", &env, &[&cfg_shown]);
+    f.home_docker_config(&format!(
+        r#"{{"auths":{{"{REG}":{{"username":["{PW}"]}}}}}}"#
+    ));
+    assert_error_redacted("mistyped field", &env, &[&cfg_shown, "username"]);
+    f.home_docker_config(&format!(r#"{{"auths":{{"{REG}":{{"auth":"{PW}!!"}}}}}}"#));
+    assert_error_redacted("auth not base64", &env, &[&cfg_shown, "base64"]);
+    f.home_docker_config(&format!(r#"{{"auths":{{"{REG}":{{"auth":"{PW}"}}}}}}"#));
+    assert_error_redacted("auth without a colon", &env, &[&cfg_shown, "base64"]);
+
+    f.home_docker_config(&format!(
+        r#"{{"auths":{{"{REG}":{{"auth":"{}"}}}},"credsStore":"leak"}}"#,
+        b64(&format!("alice:{PW}"))
+    ));
+    f.helper(
+        "leak",
+        &format!(r#"printf '{{"Username":"alice","Secret":"{PW}"}}'; exit 1"#),
+    );
+    let e = assert_error_redacted("failing helper", &env, &["docker-credential-leak"]);
+    assert!(matches!(e, CredentialError::HelperFailed { .. }), "{e:?}");
+    f.helper("leak", &format!("echo 'Secret={PW}'"));
+    let e = assert_error_redacted("helper junk", &env, &["docker-credential-leak"]);
+    assert!(
+        matches!(e, CredentialError::HelperBadOutput { .. }),
+        "{e:?}"
+    );
+    f.helper(
+        "leak",
+        &format!(r#"printf '{{"Username":"alice","Secret":["{PW}"]}}'"#),
+    );
+    let e = assert_error_redacted(
+        "helper mistyped",
+        &env,
+        &["docker-credential-leak", "Secret"],
+    );
+    assert!(
+        matches!(e, CredentialError::HelperBadOutput { .. }),
+        "{e:?}"
+    );
+    // The helper has nothing; the inline auth holding the secret is ignored and listed.
+    f.helper(
+        "leak",
+        "echo 'credentials not found in native keychain'; exit 1",
+    );
+    let e = assert_error_redacted(
+        "ignored inline auth",
+        &env,
+        &[&cfg_shown, "docker-credential-leak"],
+    );
+    assert!(matches!(e, CredentialError::NotFound { .. }), "{e:?}");
 }

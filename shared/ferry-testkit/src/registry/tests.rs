@@ -304,10 +304,35 @@ fn registry_delete_disabled_and_config() {
     })
     .unwrap();
     let config = fs::read_to_string(reg.work_dir().join("config.yml")).unwrap();
-    assert!(config.contains("enabled: false"), "{config}");
+    // `uploadpurging` also has an `enabled: false`: look at the delete stanza itself.
+    assert!(
+        config.contains("\n  delete:\n    enabled: false\n"),
+        "{config}"
+    );
+    assert!(!config.contains("enabled: true"), "{config}");
     assert!(
         config.contains(&format!("addr: \"{}\"", reg.host())),
         "{config}"
+    );
+
+    // The default options enable delete, and only the delete stanza changes.
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = RegistryOptions::default();
+    assert!(defaults.delete_enabled);
+    let prepared = prepare(dir.path(), &defaults).unwrap();
+    let default_config = config_yaml(&defaults, reg.port(), reg.storage_dir(), &prepared);
+    assert!(
+        default_config.contains("\n  delete:\n    enabled: true\n"),
+        "{default_config}"
+    );
+    assert!(
+        !default_config.contains("delete:\n    enabled: false"),
+        "{default_config}"
+    );
+    assert_eq!(
+        default_config.replace("delete:\n    enabled: true", "delete:\n    enabled: false"),
+        config,
+        "delete_enabled changes only the delete stanza"
     );
 }
 
