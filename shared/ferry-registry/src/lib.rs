@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod challenge;
 pub mod client;
+pub mod commit;
 pub mod credentials;
 pub mod diff;
 pub mod error;

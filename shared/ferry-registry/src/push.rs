@@ -15,11 +15,10 @@ use ferry_store::{media, Descriptor, Digest, Store, StoreError};
 use serde::Serialize;
 
 use crate::client::{Access, Client};
+use crate::commit::{commit_image, ImageCommit};
 use crate::error::RegistryError;
 use crate::meter::TransferMeter;
-use crate::referrers::{
-    all_listed, find_referrers, holds_subject, list_under_fallback_tags, Referrer,
-};
+use crate::referrers::{all_listed, find_referrers, holds_subject, Referrer};
 use crate::target::Mapped;
 use crate::upload::{SessionLog, UploadOptions, UploadOutcome};
 
@@ -430,7 +429,22 @@ pub fn push_store(
             });
             return Ok((0, 0, true));
         }
-        let (manifests, tags) = commit_image(store, client, p, options)?;
+        let committed = commit_image(
+            client,
+            &ImageCommit {
+                source: &p.source,
+                target: &p.target,
+                repository: &p.mapped.repository,
+                tag: p.mapped.tag.as_deref(),
+                root: &p.root,
+                manifests: &p.manifests,
+                referrers: &p.referrers,
+            },
+            options.dry_run,
+            |m| Ok(store.read_small_blob(m, MAX_MANIFEST_BYTES)?),
+            |context, source| PushError::Registry { context, source },
+        )?;
+        let (manifests, tags) = (committed.manifests, committed.tags);
         if !options.dry_run {
             events(PushEvent::ImagePushed {
                 source: p.source.clone(),
@@ -464,55 +478,6 @@ struct BlobWork {
     needed: Vec<String>,
     /// Repositories of up-to-date images, which hold it (mount sources).
     sources: Vec<String>,
-}
-
-/// Pushes one image's manifests by digest (children first) and then its tag.
-/// Returns (manifests pushed, tags set); a dry run only counts.
-fn commit_image(
-    store: &Store,
-    client: &Client,
-    p: &Plan,
-    options: &PushOptions,
-) -> Result<(u64, u64), PushError> {
-    let ctx = |what: String| {
-        let context = format!("image {} → {}: {what}", p.source, p.target);
-        move |source| PushError::Registry { context, source }
-    };
-    let repo = &p.mapped.repository;
-    let (mut manifests, mut tags) = (0, 0);
-    for m in &p.manifests {
-        let present = client
-            .manifest_head(repo, &m.digest.to_string(), Access::Push)
-            .map_err(ctx(format!("manifest {}", m.digest)))?;
-        if present.is_some() {
-            continue;
-        }
-        manifests += 1;
-        if !options.dry_run {
-            let bytes = store.read_small_blob(m, MAX_MANIFEST_BYTES)?;
-            client
-                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
-                .map_err(ctx(format!("manifest {}", m.digest)))?;
-        }
-    }
-    if let Some(tag) = &p.mapped.tag {
-        let current = client
-            .manifest_head(repo, tag, Access::Push)
-            .map_err(ctx(format!("tag {tag}")))?;
-        if current.as_ref().map(|c| &c.digest) != Some(&p.root.digest) {
-            tags += 1;
-            if !options.dry_run {
-                let bytes = store.read_small_blob(&p.root, MAX_MANIFEST_BYTES)?;
-                client
-                    .put_manifest(repo, tag, &p.root.media_type, &bytes)
-                    .map_err(ctx(format!("tag {tag}")))?;
-            }
-        }
-    }
-    // Referrers' manifests are in; list them under their subjects' fallback tags.
-    tags += list_under_fallback_tags(client, repo, &p.referrers, options.dry_run)
-        .map_err(|(tag, e)| ctx(format!("referrers tag {tag}"))(e))?;
-    Ok((manifests, tags))
 }
 
 #[allow(clippy::too_many_arguments)]

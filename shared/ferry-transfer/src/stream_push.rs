@@ -15,11 +15,10 @@ use crate::chunk_pool::FillError;
 use crate::present::{make_present, BlobBody, BlobTask};
 use crate::spool::{Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
 use ferry_registry::client::Access;
+use ferry_registry::commit::{commit_image, ImageCommit};
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::push::{PushEvent, PushReport, PushedImage};
-use ferry_registry::referrers::{
-    all_listed, holds_subject, list_under_fallback_tags, referrer_of, Referrer,
-};
+use ferry_registry::referrers::{all_listed, holds_subject, referrer_of, Referrer};
 use ferry_registry::target::Mapped;
 use ferry_registry::{Client, RegistryError};
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
@@ -721,66 +720,53 @@ pub fn push_package_streaming(
         }])
         .into());
     }
+    // Images in parallel, each committed children-first with its tag last.
     let mut report = s.report;
-    for image in &plan.images {
+    let buffered = &s.buffered;
+    let committed = ferry_registry::pool::parallel(&plan.images, jobs.max(4), |image| {
         if image.up_to_date {
             events(PushEvent::ImageUpToDate {
                 source: image.source.clone(),
                 target: image.target.clone(),
                 digest: image.root.digest.clone(),
             });
-            report.images_up_to_date += 1;
-            report.images.push(PushedImage {
-                source: image.source.clone(),
-                target: image.target.clone(),
-                digest: image.root.digest.clone(),
-            });
-            continue;
+            return Ok(None);
         }
-        let ctx = |what: String| {
-            let context = format!("image {} → {}: {what}", image.source, image.target);
-            move |source| StreamError::Registry { context, source }
-        };
-        let repo = &image.mapped.repository;
-        for m in &image.manifests {
-            if client
-                .manifest_head(repo, &m.digest.to_string(), Access::Push)
-                .map_err(ctx(format!("manifest {}", m.digest)))?
-                .is_some()
-            {
-                continue;
-            }
-            let bytes = s.buffered.get(&m.digest).cloned().unwrap_or_default();
-            children_of(m, &bytes).map_err(|e| PackageError::Store(e.into()))?;
-            client
-                .put_manifest(repo, &m.digest.to_string(), &m.media_type, &bytes)
-                .map_err(ctx(format!("manifest {}", m.digest)))?;
-            report.manifests_pushed += 1;
-        }
-        if let Some(tag) = &image.mapped.tag {
-            let current = client
-                .manifest_head(repo, tag, Access::Push)
-                .map_err(ctx(format!("tag {tag}")))?;
-            if current.map(|c| c.digest) != Some(image.root.digest.clone()) {
-                let bytes = s
-                    .buffered
-                    .get(&image.root.digest)
-                    .cloned()
-                    .unwrap_or_default();
-                client
-                    .put_manifest(repo, tag, &image.root.media_type, &bytes)
-                    .map_err(ctx(format!("tag {tag}")))?;
-                report.tags_set += 1;
-            }
-        }
-        report.tags_set += list_under_fallback_tags(client, repo, &image.referrers, false)
-            .map_err(|(tag, e)| ctx(format!("referrers tag {tag}"))(e))?;
-        report.referrers += image.referrers.len() as u64;
+        let done = commit_image(
+            client,
+            &ImageCommit {
+                source: &image.source,
+                target: &image.target,
+                repository: &image.mapped.repository,
+                tag: image.mapped.tag.as_deref(),
+                root: &image.root,
+                manifests: &image.manifests,
+                referrers: &image.referrers,
+            },
+            false,
+            |m| {
+                let bytes = buffered.get(&m.digest).cloned().unwrap_or_default();
+                children_of(m, &bytes).map_err(|e| PackageError::Store(e.into()))?;
+                Ok(bytes)
+            },
+            |context, source| StreamError::Registry { context, source },
+        )?;
         events(PushEvent::ImagePushed {
             source: image.source.clone(),
             target: image.target.clone(),
             digest: image.root.digest.clone(),
         });
+        Ok::<_, StreamError>(Some(done))
+    })?;
+    for (image, done) in plan.images.iter().zip(committed) {
+        match done {
+            None => report.images_up_to_date += 1,
+            Some(done) => {
+                report.manifests_pushed += done.manifests;
+                report.tags_set += done.tags;
+                report.referrers += image.referrers.len() as u64;
+            }
+        }
         report.images.push(PushedImage {
             source: image.source.clone(),
             target: image.target.clone(),
