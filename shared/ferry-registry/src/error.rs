@@ -92,6 +92,9 @@ pub enum RegistryError {
     },
 }
 
+/// Longest `detail` of a registry error entry kept in a message, in characters.
+const DETAIL_MAX: usize = 300;
+
 fn format_entries(errors: &[RegistryErrorEntry]) -> String {
     let mut s = String::new();
     for e in errors {
@@ -100,11 +103,9 @@ fn format_entries(errors: &[RegistryErrorEntry]) -> String {
             s.push_str(&format!(": {}", e.message));
         }
         if !e.detail.is_null() {
-            let d = e.detail.to_string();
-            s.push_str(&format!(
-                " ({})",
-                if d.len() > 300 { &d[..300] } else { &d }
-            ));
+            // At most DETAIL_MAX characters (not bytes: details may hold any UTF-8).
+            let d: String = e.detail.to_string().chars().take(DETAIL_MAX).collect();
+            s.push_str(&format!(" ({d})"));
         }
     }
     s
@@ -133,5 +134,25 @@ impl RegistryError {
             RegistryError::Transport { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_non_ascii_detail_is_cut_at_a_character_not_a_byte() {
+        let entry = RegistryErrorEntry {
+            code: "DENIED".into(),
+            message: "refusé".into(),
+            // 299 ASCII bytes then 'é' (2 bytes) straddles byte 300.
+            detail: serde_json::Value::String(format!("{}é{}", "x".repeat(298), "y".repeat(50))),
+        };
+        let text = format_entries(&[entry]);
+        assert!(text.starts_with(" DENIED: refusé ("), "{text}");
+        assert!(text.contains('é'));
+        let inside = text.split_once(" (").unwrap().1;
+        assert_eq!(inside.trim_end_matches(')').chars().count(), DETAIL_MAX);
     }
 }
