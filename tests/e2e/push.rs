@@ -271,7 +271,24 @@ fn namespace_mapping_and_dry_run() {
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     let summary: serde_json::Value =
         serde_json::from_str(dry.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["dry_run"], true);
     assert!(summary["summary"]["blobs_uploaded"].as_u64().unwrap() > 0);
+    assert!(summary["summary"]["manifests_pushed"].as_u64().unwrap() > 0);
+    // Planned from the package's index and manifests: nothing staged on disk.
+    let entries: Vec<_> = std::fs::read_dir(&pkg.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|n| n.to_string_lossy().ends_with(".ferry-store")),
+        "a dry run staged the package: {entries:?}"
+    );
+    assert!(
+        reg.count_requests("HEAD", "/v2/ns/deeper/") > 0,
+        "the dry run asked the registry"
+    );
     assert_eq!(
         reg.count_requests("POST", "/blobs/uploads/"),
         0,
@@ -283,14 +300,20 @@ fn namespace_mapping_and_dry_run() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let pushed: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     // The dry run's plan is what the real push did.
-    assert_eq!(
-        pushed["summary"]["bytes_uploaded"],
-        summary["summary"]["bytes_uploaded"]
-    );
-    assert_eq!(
-        pushed["summary"]["blobs_uploaded"],
-        summary["summary"]["blobs_uploaded"]
-    );
+    for field in [
+        "bytes_uploaded",
+        "blobs_uploaded",
+        "blobs_mounted",
+        "blobs_skipped",
+        "manifests_pushed",
+        "tags_set",
+    ] {
+        assert_eq!(
+            pushed["summary"][field], summary["summary"][field],
+            "{field}: dry run {} vs push {}",
+            summary["summary"], pushed["summary"]
+        );
+    }
     for image in &pkg.fixture.images {
         let expect = format!(
             "{}/ns/deeper/{}",

@@ -95,6 +95,8 @@ struct Streamer<'a> {
     client: &'a Client,
     jobs: usize,
     force: bool,
+    /// Ask and count, send nothing, stop reading once the plan is known.
+    dry_run: bool,
     sent: &'a TransferMeter,
     events: &'a (dyn Fn(PushEvent) + Sync),
     /// Background uploaders for blobs that fit in memory.
@@ -357,6 +359,40 @@ impl Streamer<'_> {
             .is_some_and(|p| p.blobs.keys().all(|d| self.done.contains(d)))
     }
 
+    /// A dry run: counts what [`make_present`] would do for every blob still
+    /// needed (one upload, then mounts into the other repositories; mounts
+    /// only when another repository already has it) and marks it done.
+    fn count_dry_run(&mut self) {
+        let pending: Vec<Digest> = match &self.plan {
+            Some(plan) => plan
+                .blobs
+                .keys()
+                .filter(|d| !self.done.contains(*d))
+                .cloned()
+                .collect(),
+            None => return,
+        };
+        for digest in pending {
+            let Some(task) = self.task_for(&digest) else {
+                continue;
+            };
+            let mut have_in = task.mount_source.is_some() || task.repos.iter().any(|(_, p)| *p);
+            for (_, present) in &task.repos {
+                if *present {
+                    continue;
+                }
+                if have_in {
+                    self.report.blobs_mounted += 1;
+                } else {
+                    self.report.blobs_uploaded += 1;
+                    self.report.bytes_uploaded += task.desc.size;
+                    have_in = true;
+                }
+            }
+            self.done.insert(digest);
+        }
+    }
+
     /// What to do for one leaf blob of the plan (None: not needed).
     fn task_for(&self, digest: &Digest) -> Option<BlobTask> {
         let plan = self.plan.as_ref()?;
@@ -503,6 +539,10 @@ impl EntryHandler for Streamer<'_> {
                 self.failure = Some(e);
                 return Err(stop());
             }
+            if self.dry_run {
+                self.finished_early = true;
+                return Err(stop()); // the plan and the registry's answers are all a dry run needs
+            }
             if self.buffered.contains_key(&digest) {
                 return Ok(()); // uploaded with the other buffered blobs below
             }
@@ -595,6 +635,7 @@ pub fn push_package_streaming(
     client: &Client,
     jobs: usize,
     force: bool,
+    dry_run: bool,
     progress: Arc<AtomicU64>,
     sent: &TransferMeter,
     events: &(dyn Fn(PushEvent) + Sync),
@@ -628,6 +669,7 @@ pub fn push_package_streaming(
         present: Default::default(),
         jobs,
         force,
+        dry_run,
     };
     // The archive is walked on this thread while the spool's workers upload;
     // blobs whose straight-through upload broke off get another read.
@@ -699,6 +741,9 @@ pub fn push_package_streaming(
         }
         s.mark_present()?;
     }
+    if dry_run {
+        s.count_dry_run();
+    }
     let pending: Vec<Digest> = s
         .buffered
         .keys()
@@ -743,7 +788,7 @@ pub fn push_package_streaming(
                 manifests: &image.manifests,
                 referrers: &image.referrers,
             },
-            false,
+            dry_run,
             |m| {
                 let bytes = buffered.get(&m.digest).cloned().unwrap_or_default();
                 children_of(m, &bytes).map_err(|e| PackageError::Store(e.into()))?;
@@ -751,11 +796,13 @@ pub fn push_package_streaming(
             },
             |context, source| StreamError::Registry { context, source },
         )?;
-        events(PushEvent::ImagePushed {
-            source: image.source.clone(),
-            target: image.target.clone(),
-            digest: image.root.digest.clone(),
-        });
+        if !dry_run {
+            events(PushEvent::ImagePushed {
+                source: image.source.clone(),
+                target: image.target.clone(),
+                digest: image.root.digest.clone(),
+            });
+        }
         Ok::<_, StreamError>(Some(done))
     })?;
     for (image, done) in plan.images.iter().zip(committed) {
@@ -775,5 +822,6 @@ pub fn push_package_streaming(
     }
     report.tokens_fetched = client.token_fetches();
     report.seconds = started.elapsed().as_secs_f64();
+    report.dry_run = dry_run;
     Ok(StreamOutcome::Pushed(report))
 }

@@ -60,7 +60,8 @@ struct Cli {
     /// Where a package is staged (default: PACKAGE.ferry-store beside it).
     #[arg(long, value_name = "DIR")]
     staging: Option<PathBuf>,
-    /// Show what would be uploaded, mounted and skipped, without sending anything.
+    /// Show what would be uploaded, mounted and skipped, without sending anything
+    /// (a streamable package is read only as far as its manifests; nothing is staged).
     #[arg(long)]
     dry_run: bool,
     /// Re-check every blob and manifest, even of images whose tag already points
@@ -154,7 +155,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
 
     // A package whose index and manifests come first is pushed straight from
     // its stream, with no scratch copy; otherwise it is staged once.
-    if !cli.source.is_dir() && cli.staging.is_none() && !cli.dry_run {
+    if !cli.source.is_dir() && cli.staging.is_none() {
         let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
         let sent = Arc::new(TransferMeter::new());
         let bar = ByteProgress::start_with_blobs(
@@ -162,13 +163,14 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             size,
             Arc::new(AtomicU64::new(0)),
             Some(sent.clone()),
-            !json,
+            !json && !cli.dry_run,
         );
         let outcome = ferry_transfer::stream_push::push_package_streaming(
             &cli.source,
             &conn.client,
             jobs,
             cli.force,
+            cli.dry_run,
             bar.counter(),
             &sent,
             &events,
@@ -286,7 +288,12 @@ fn finish(
             ferry_registry::mirror::mirror_config(
                 &conn.target,
                 &upstream.into_iter().collect::<Vec<_>>(),
-                cli.registry.cacert.as_deref(),
+                // Absolute: the stanza is pasted into files read from other directories.
+                cli.registry
+                    .cacert
+                    .as_deref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+                    .as_deref(),
                 cred_config.as_deref()
             )
         );
