@@ -2,6 +2,8 @@
 //! (from this workspace's target directory) and check their results with real
 //! third-party clients (skopeo, umoci), never with ferry's own report alone.
 
+pub mod registry_push;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
