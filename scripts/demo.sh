@@ -52,8 +52,11 @@ set +e
 echo "ferry diff exit code: $?"
 set -e
 
-step "8. Push, as bmctl push images would (--private-registry HOST:PORT/NAMESPACE --cacert ...)"
-"$BIN/ferry" push --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
+step "8. Plan the push: --dry-run reads only the package's manifests and asks the registry; nothing is sent"
+"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.xz" --private-registry "$REG/bm-mirror" "${CREDS[@]}" --dry-run < "$REG_DIR/password"
+
+step "8b. Push the package, as bmctl push images would (--private-registry HOST:PORT/NAMESPACE --cacert ...): streamed from the .tar.xz, no scratch copy"
+"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.xz" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
 
 step "9. Diff after the push: every image is in sync (exit code 0)"
 "$BIN/ferry" diff --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
