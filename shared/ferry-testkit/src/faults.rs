@@ -52,6 +52,9 @@ pub struct HttpFault {
     pub retry_after_secs: Option<u64>,
     /// How many matching requests get the fault (the first ones).
     pub times: usize,
+    /// Registry error code and message of the JSON body (default
+    /// `UNAVAILABLE` / `injected`), e.g. Harbor's `NAME_UNKNOWN` for a missing project.
+    pub error: (String, String),
 }
 
 impl HttpFault {
@@ -63,7 +66,14 @@ impl HttpFault {
             status,
             retry_after_secs: None,
             times,
+            error: ("UNAVAILABLE".to_owned(), "injected".to_owned()),
         }
+    }
+
+    /// The same fault answering with this registry error code and message.
+    pub fn error(mut self, code: &str, message: &str) -> HttpFault {
+        self.error = (code.to_owned(), message.to_owned());
+        self
     }
 
     /// The same fault with `Retry-After: secs`.
@@ -685,7 +695,10 @@ fn http(reader: &mut TcpStream, client: &TcpStream, up: &mut Upward<'_>) -> Endi
                     }
                 }
             }
-            let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#;
+            let body = serde_json::json!({
+                "errors": [{"code": fault.error.0, "message": fault.error.1}]
+            })
+            .to_string();
             let mut resp = format!("HTTP/1.1 {} {}\r\n", fault.status, reason(fault.status));
             if let Some(s) = fault.retry_after_secs {
                 resp.push_str(&format!("Retry-After: {s}\r\n"));
@@ -696,7 +709,7 @@ fn http(reader: &mut TcpStream, client: &TcpStream, up: &mut Upward<'_>) -> Endi
             ));
             // A response to HEAD has the headers of the body it does not carry.
             if !head.method.eq_ignore_ascii_case("HEAD") {
-                resp.push_str(body);
+                resp.push_str(&body);
             }
             let mut w = client;
             let _ = w.write_all(resp.as_bytes());
