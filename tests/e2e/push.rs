@@ -977,3 +977,77 @@ fn a_blob_redirect_to_another_host_never_receives_authorization() {
     }
     assert_registry_has_package(&reg, "cdn", &pkg);
 }
+
+/// cosign's own scheme (no referrers API needed): a signature, an attestation
+/// and an SBOM tagged `sha256-<hex>.sig/.att/.sbom` in the image's repository
+/// are named images in the package; they are pushed with the same mapping,
+/// byte-identical, and cosign finds them under the mirrored repository.
+#[test]
+fn cosign_style_tags_travel_with_their_image() {
+    let (dir, layout, fixture) = generated(&FixtureSpec {
+        seed: 61,
+        images: 2,
+        layers_per_image: 1,
+        layer_size: 64 << 10,
+        ..Default::default()
+    });
+    let image = fixture.images[0].clone();
+    let mut tagged = Vec::new();
+    for (suffix, payload) in [
+        ("sig", &b"{\"critical\":{}}"[..]),
+        (
+            "att",
+            &b"{\"payloadType\":\"application/vnd.in-toto+json\"}"[..],
+        ),
+        ("sbom", &b"{\"spdxVersion\":\"SPDX-2.3\"}"[..]),
+    ] {
+        tagged.push(
+            ferry_testkit::add_cosign_tag(
+                &layout,
+                &image.reference,
+                &image.descriptor,
+                suffix,
+                payload,
+            )
+            .unwrap(),
+        );
+    }
+    let pkg = packaged(dir, &layout, fixture, "bmpackages_cosign.tar.zst");
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let r = push(&reg, &pkg.path, "signed", &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_registry_has_package(&reg, "signed", &pkg);
+    let hex = image.descriptor.digest.hex();
+    for (reference, desc) in &tagged {
+        assert!(
+            reference.ends_with(&format!(":sha256-{hex}.sig"))
+                || reference.ends_with(&format!(":sha256-{hex}.att"))
+                || reference.ends_with(&format!(":sha256-{hex}.sbom"))
+        );
+        let raw = skopeo(
+            &reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &mapped(&reg, "signed", reference)],
+        );
+        assert_eq!(Digest::sha256_of(&raw), desc.digest, "{reference}");
+    }
+    // Where cosign looks: the mirrored repository lists the image's tag and the three.
+    let repository = mapped(&reg, "signed", &image.reference);
+    let repository = repository.rsplit_once(':').unwrap().0;
+    let tags: serde_json::Value = serde_json::from_slice(&skopeo(
+        &reg,
+        SkopeoRole::Inspect,
+        &["list-tags", repository],
+    ))
+    .unwrap();
+    let tags: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for suffix in ["sig", "att", "sbom"] {
+        let tag = format!("sha256-{hex}.{suffix}");
+        assert!(tags.contains(&tag.as_str()), "{tag} not in {tags:?}");
+    }
+}

@@ -8,7 +8,8 @@
 //!   of a layout, legacy `docker save` archives, directory copies;
 //! - a hostile package corpus ([`write_hostile_corpus`]) of small packages that
 //!   each break exactly one rule;
-//! - OCI 1.1 referrers attached to generated images ([`add_referrer`]);
+//! - OCI 1.1 referrers and cosign-style `sha256-<hex>.sig` tags attached to
+//!   generated images ([`add_referrer`], [`add_cosign_tag`]);
 //! - a strict layout verifier ([`verify_layout`]) for tests;
 //! - the real-registry harness ([`registry`]), a fault-injecting proxy
 //!   ([`faults`]) and a second origin that blob redirects point to
@@ -43,6 +44,6 @@ pub use hostile::{write_hostile_corpus, HostileCase};
 pub use image::{generate_layout, Fixture, FixtureSpec, GeneratedImage};
 pub use layout::{blob_path, hash_file, read_index, verify_layout, LayoutSummary};
 pub use package::{write_package, DockerArchiveEntry, PackageFormat, PackageOptions};
-pub use referrer::{add_referrer, EMPTY_CONFIG_MEDIA_TYPE};
+pub use referrer::{add_cosign_tag, add_referrer, EMPTY_CONFIG_MEDIA_TYPE};
 pub use tario::FIXED_MTIME;
 pub use units::parse_size;
