@@ -332,10 +332,13 @@ fn client_errors_are_not_retried_and_name_the_image() {
 fn a_stall_is_detected_and_retried() {
     let pkg = Pkg::new();
     let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    // The stall outlasts what ferry allows after an upload's last byte (5 stall
+    // timeouts: these 900 KiB bodies fit in socket buffers, so the stall shows
+    // as a registry that does not answer).
     let plan = FaultPlan {
         seed: 3,
         stall_probability: 1.0,
-        stall_ms: 6_000,
+        stall_ms: 9_000,
         max_stalls: Some(1),
         // The first connection to carry this many client bytes stalls: inside an upload.
         max_bytes_before_reset: 256 * 1024,
@@ -343,7 +346,7 @@ fn a_stall_is_detected_and_retried() {
     };
     let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
     let started = Instant::now();
-    let r = push_via(&proxy, &pkg, "ns", &["--json", "--stall-timeout", "2"]);
+    let r = push_via(&proxy, &pkg, "ns", &["--json", "--stall-timeout", "1"]);
     let elapsed = started.elapsed();
     let retries = retry_events(&r);
     println!(
@@ -353,8 +356,9 @@ fn a_stall_is_detected_and_retried() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(proxy.stats().stalls, 1);
-    // Waited out, the 6 s stall would end with the request answered and no
-    // retry; detected (--stall-timeout 2), the request times out and is retried.
+    // Waited out, the 9 s stall would end with the request answered and no
+    // retry; detected (--stall-timeout 1: 5 s for an answer after an upload),
+    // the request times out and is retried.
     assert!(
         retries.iter().any(|m| m.contains("timeout")),
         "the stall was not detected and retried: {retries:?}"

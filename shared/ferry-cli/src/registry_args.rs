@@ -38,7 +38,10 @@ pub struct RegistryArgs {
     /// Do not verify the registry's TLS certificate (insecure; prefer --cacert).
     #[arg(long)]
     pub insecure_skip_tls_verify: bool,
-    /// Seconds without any byte moving before a transfer counts as stalled and is retried.
+    /// Seconds without any byte moving before a transfer counts as stalled and is retried
+    /// (after an upload's last byte, the registry gets 5 times this to answer: the end of
+    /// the body may still be in socket buffers, and the registry syncs the blob).
+    /// There is no total-time cap.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stall_timeout: u64,
 }

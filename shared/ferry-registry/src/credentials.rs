@@ -100,7 +100,7 @@ pub enum Credential {
         password: Secret,
     },
     /// docker config.json "identitytoken": an OAuth2 refresh token, used as `refresh_token` in a
-    /// token POST (`grant_type=refresh_token`, `client_id=docker`).
+    /// token POST (`grant_type=refresh_token`, `client_id=ferry`).
     IdentityToken {
         /// The user name, when known (often empty for tokens from helpers).
         username: String,

@@ -52,6 +52,14 @@ pub enum RegistryError {
         /// What to do about it.
         hint: String,
     },
+    /// An `https://` registry answered in something other than TLS (plain HTTP).
+    #[error("TLS: {host} did not answer in TLS ({detail}). If the registry serves plain HTTP, say so explicitly: --private-registry http://{host}[/NAMESPACE] (ferry never falls back to HTTP by itself)")]
+    NotTls {
+        /// host:port.
+        host: String,
+        /// rustls' reason.
+        detail: String,
+    },
     /// Authentication failed or no credential was accepted.
     #[error("authentication to {registry} failed: {detail}")]
     Auth {

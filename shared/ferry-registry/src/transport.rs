@@ -104,7 +104,15 @@ pub struct Transport {
     agent: ureq::Agent,
     target: Target,
     cacert: Option<std::path::PathBuf>,
+    stall_timeout: Duration,
 }
+
+/// How many stall timeouts the registry may take to answer once an upload's
+/// last byte is written: up to a socket buffer of the body (megabytes) may
+/// still be on its way on a slow link, and the registry syncs (or, on object
+/// storage, copies) the blob before it answers. A stall while the body is
+/// being sent is still caught after one stall timeout (writes stop moving).
+pub const AFTER_UPLOAD_STALLS: u32 = 5;
 
 impl Transport {
     /// Builds the agent for `target`.
@@ -159,6 +167,7 @@ impl Transport {
             agent: ureq::Agent::new_with_config(config),
             target: target.clone(),
             cacert: opts.cacert.clone(),
+            stall_timeout: opts.stall_timeout,
         })
     }
 
@@ -231,7 +240,19 @@ impl Transport {
                 Body::Reader(r, len) => {
                     req = req.header("Content-Length", len.to_string());
                     let body = ureq::SendBody::from_reader(r);
-                    self.agent.run(req.body(body).map_err(|e| usage(&what, e))?)
+                    let req = req.body(body).map_err(|e| usage(&what, e))?;
+                    // After the last byte is handed to the kernel, up to a socket
+                    // buffer of it is still on its way (megabytes, on a slow link),
+                    // and the registry then syncs the blob: the stall timeout would
+                    // cut uploads that are still moving.
+                    let wait = self.stall_timeout * AFTER_UPLOAD_STALLS;
+                    let req = self
+                        .agent
+                        .configure_request(req)
+                        .timeout_recv_response(Some(wait))
+                        .timeout_per_read(Some(wait))
+                        .build();
+                    self.agent.run(req)
                 }
             };
             let resp = result
@@ -300,6 +321,13 @@ fn map_error(
         "badsignature",
         "invalid peer",
     ];
+    // rustls reading an HTTP answer to its ClientHello: the server speaks plain HTTP.
+    if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+        return RegistryError::NotTls {
+            host: host.to_owned(),
+            detail,
+        };
+    }
     if matches!(e, ureq::Error::Rustls(_) | ureq::Error::Tls(_))
         || tls_words.iter().any(|w| lower.contains(w))
     {

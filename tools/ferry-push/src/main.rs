@@ -282,7 +282,8 @@ fn finish(
             Some(CredentialSource::DockerConfig(p)) => Some(p.clone()),
             Some(CredentialSource::CredHelper { config, .. }) => Some(config.clone()),
             _ => None,
-        };
+        }
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
         println!(
             "\n{}",
             ferry_registry::mirror::mirror_config(
