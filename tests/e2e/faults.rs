@@ -5,13 +5,14 @@
 //!
 //! Replay a reset trial with `FERRY_FAULT_SEED=N` (runs only that seed).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ferry_e2e::{bin, run, Run};
+use ferry_e2e::fault_push::{push_through, upstream};
+use ferry_e2e::registry_push::mapped;
+use ferry_e2e::{bin, retry_events, run, Run};
 use ferry_store::Digest;
 use ferry_testkit::faults::{FaultPlan, FaultProxy, HttpFault};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
@@ -75,10 +76,6 @@ impl Pkg {
     }
 }
 
-fn upstream(reg: &Registry) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], reg.port()))
-}
-
 /// `ferry-push --source PKG --staging DIR --private-registry http://PROXY/ns` (anonymous).
 ///
 /// The package is staged (not streamed) so that every blob request is retried in place; the
@@ -88,45 +85,6 @@ fn push_via(proxy: &FaultProxy, pkg: &Pkg, ns: &str, extra: &[&str]) -> Run {
     let mut args = vec!["--staging", staging.to_str().unwrap()];
     args.extend_from_slice(extra);
     push_through(proxy, &pkg.path, ns, &args)
-}
-
-/// `ferry-push --source SOURCE --private-registry http://PROXY/ns EXTRA` (anonymous; proxy
-/// variables of the environment removed). A package is streamed unless EXTRA stages it.
-fn push_through(proxy: &FaultProxy, source: &std::path::Path, ns: &str, extra: &[&str]) -> Run {
-    run(Command::new(bin("ferry-push"))
-        .arg("--source")
-        .arg(source)
-        .args([
-            "--private-registry",
-            &format!("http://{}/{ns}", proxy.addr()),
-            "--need-credential=false",
-        ])
-        .args(extra)
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy"))
-}
-
-fn events(r: &Run) -> Vec<serde_json::Value> {
-    r.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn retry_events(r: &Run) -> Vec<String> {
-    events(r)
-        .iter()
-        .filter(|e| e["event"] == "retry")
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// `reg/ns/<path without the source host>:tag`.
-fn mapped(reg: &Registry, ns: &str, reference: &str) -> String {
-    let path = reference.split_once('/').unwrap().1;
-    format!("docker://{}/{ns}/{path}", reg.host())
 }
 
 /// skopeo (directly against the registry) sees every image at the fixture's exact manifest

@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferry_e2e::registry_push::{
-    assert_registry_has_package, generated, mapped, package, packaged, push, push_with,
-    registry_tool, run_against, skopeo, target, Pkg,
+    assert_registry_has_package, assert_wrong_password_refused, basic_auth, generated, mapped,
+    package, packaged, push, push_with, registry_tool, run_against, skopeo, target, Pkg,
 };
 use ferry_e2e::{bin, run, Run};
 use ferry_store::Digest;
@@ -174,22 +174,12 @@ fn tls_without_cacert_fails_clearly_and_wrong_password_is_not_echoed() {
             .arg("--cacert")
             .arg(reg.ca_cert_path().unwrap())
             .args(extra));
-        assert_eq!(r.code, 2, "{}", r.stderr);
-        assert!(
-            r.stderr.contains("authentication") || r.stderr.contains("401"),
-            "{}",
-            r.stderr
-        );
-        assert!(
-            !r.stderr.contains(wrong) && !r.stdout.contains(wrong),
-            "password echoed"
-        );
+        assert_wrong_password_refused(&r, wrong);
     }
 }
 
 #[test]
 fn credentials_from_docker_config_helper_and_auth_json() {
-    use base64::Engine;
     let pkg = package(24, 32 * 1024);
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsToken)).unwrap();
     let (user, pass) = reg.credentials().unwrap();
@@ -199,7 +189,7 @@ fn credentials_from_docker_config_helper_and_auth_json() {
     // 1. DOCKER_CONFIG with an "auth" entry.
     let docker_dir = work.join("docker");
     std::fs::create_dir_all(&docker_dir).unwrap();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let auth = basic_auth(&user, &pass);
     std::fs::write(
         docker_dir.join("config.json"),
         serde_json::json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),

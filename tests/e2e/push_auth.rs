@@ -3,65 +3,23 @@
 //! long push, and no secret (password, Basic value, JWT) ever reaches stdout,
 //! stderr or the staging store's journal, whatever the output mode.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
-use ferry_e2e::{bin, Run};
+use ferry_e2e::registry_push::{basic_auth, mapped, one_layer_package, skopeo, Pkg};
+use ferry_e2e::{bin, spawn_with_input, summary, without_proxies, Run};
 use ferry_store::Digest;
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
-use ferry_testkit::{
-    generate_layout, write_package, Fixture, FixtureSpec, PackageFormat, PackageOptions,
-};
 
-struct Pkg {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    fixture: Fixture,
-}
-
-impl Pkg {
-    /// The staging store ferry-push creates beside the package.
-    fn journal(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap().to_os_string();
-        name.push(".ferry-store");
-        self.path
-            .with_file_name(name)
-            .join(".ferry")
-            .join("journal.jsonl")
-    }
-}
-
-/// One image of one incompressible layer of `layer_size` bytes, as a .tar.zst package.
-fn package(seed: u64, layer_size: u64) -> Pkg {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
-    let spec = FixtureSpec {
-        seed,
-        images: 1,
-        layers_per_image: 1,
-        layer_size,
-        incompressible: true,
-        shared_base_layer: false,
-        ..Default::default()
-    };
-    let fixture = generate_layout(&spec, &layout).unwrap();
-    let path = dir.path().join("bmpackages_auth.tar.zst");
-    write_package(
-        &layout,
-        PackageFormat::TarZst,
-        &PackageOptions::default(),
-        &path,
-    )
-    .unwrap();
-    Pkg {
-        _dir: dir,
-        path,
-        fixture,
-    }
+/// The journal of the staging store ferry-push creates beside the package.
+fn staging_journal(pkg: &Pkg) -> PathBuf {
+    let mut name = pkg.path.file_name().unwrap().to_os_string();
+    name.push(".ferry-store");
+    pkg.path
+        .with_file_name(name)
+        .join(".ferry")
+        .join("journal.jsonl")
 }
 
 /// Runs ferry-push against `reg` (its CA, its user) with `password` on stdin.
@@ -102,50 +60,24 @@ fn run_tool(
         .arg(reg.ca_cert_path().expect("a TLS registry"))
         .args(["--username", &user, "--password-stdin"])
         .args(extra)
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
         .env_remove("FERRY_TEST_CHUNK_PAUSE_MS");
+    without_proxies(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(password.as_bytes()).unwrap();
-    drop(stdin);
+    let child = spawn_with_input(&mut cmd, password.as_bytes());
     let run: Run = child.wait_with_output().unwrap().into();
     (run, started.elapsed())
 }
 
-/// The `--json` run's final `{"event":"summary",...}` line.
-fn summary(r: &Run) -> serde_json::Value {
-    let last = r.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {}", r.stdout));
-    assert_eq!(v["event"], "summary", "{last}");
-    v["summary"].clone()
-}
-
 fn manifest_digest(reg: &Registry, ns: &str, reference: &str) -> Digest {
-    let path = reference.split_once('/').unwrap().1;
-    let out = Command::new("skopeo")
-        .arg("inspect")
-        .args(reg.skopeo_args(SkopeoRole::Inspect))
-        .arg("--raw")
-        .arg(format!("docker://{}/{ns}/{path}", reg.host()))
-        .output()
-        .expect("skopeo is installed (scripts/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "skopeo inspect: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let raw = skopeo(
+        reg,
+        SkopeoRole::Inspect,
+        &["inspect", "--raw", &mapped(reg, ns, reference)],
     );
-    Digest::sha256_of(&out.stdout)
+    Digest::sha256_of(&raw)
 }
 
 /// Push args that make the 6 MiB layer go in 1 MiB chunks with a pause after each.
@@ -154,14 +86,9 @@ const PAUSE: (&str, &str) = ("FERRY_TEST_CHUNK_PAUSE_MS", "700");
 
 #[test]
 fn expired_tokens_are_refreshed_mid_push_and_the_push_completes() {
-    let pkg = package(41, 6 << 20);
+    let pkg = one_layer_package(41, 6 << 20);
     let image = &pkg.fixture.images[0];
-    let layer = pkg
-        .fixture
-        .unique_blobs()
-        .into_iter()
-        .max_by_key(|d| d.size)
-        .unwrap();
+    let layer = pkg.largest_blob();
     assert!(layer.size > 5 << 20, "layer of {} bytes", layer.size);
     // Short enough that a 4+ s push needs at least two refreshes.
     let lifetime = 1;
@@ -243,7 +170,7 @@ fn visible(pkg: &Pkg, r: &Run) -> Vec<(&'static str, String)> {
         ("stderr", r.stderr.clone()),
         (
             "journal",
-            std::fs::read_to_string(pkg.journal()).unwrap_or_default(),
+            std::fs::read_to_string(staging_journal(pkg)).unwrap_or_default(),
         ),
     ]
 }
@@ -267,10 +194,6 @@ fn without_upload_state(text: &str) -> String {
     out
 }
 
-fn basic(user: &str, password: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-}
-
 /// Runs ferry-push with a wrong then the right password in every output mode
 /// and checks that no secret from `forbidden` (nor a JWT when `no_jwt`) shows.
 fn assert_no_secrets_in_any_mode(reg: &Registry, pkg: &Pkg, no_jwt: bool) {
@@ -279,8 +202,8 @@ fn assert_no_secrets_in_any_mode(reg: &Registry, pkg: &Pkg, no_jwt: bool) {
     let forbidden = [
         right.clone(),
         wrong.to_owned(),
-        basic(&user, &right),
-        basic(&user, wrong),
+        basic_auth(&user, &right),
+        basic_auth(&user, wrong),
     ];
     let modes: [&[&str]; 4] = [&[], &["-v"], &["--json"], &["--dry-run"]];
     let mut journaled_sessions = 0;
@@ -365,7 +288,7 @@ fn assert_no_secrets_in_any_mode(reg: &Registry, pkg: &Pkg, no_jwt: bool) {
         }
     }
     // The chunked uploads were journaled: the journal was really looked at.
-    let journal = std::fs::read_to_string(pkg.journal()).unwrap();
+    let journal = std::fs::read_to_string(staging_journal(pkg)).unwrap();
     assert!(
         journal.contains("upload_session"),
         "no upload session in the journal:\n{journal}"
@@ -384,7 +307,7 @@ fn upload_state_is_the_only_thing_skipped_by_the_jwt_check() {
 
 #[test]
 fn no_secret_in_output_or_journal_with_htpasswd() {
-    let pkg = package(42, 3 << 20);
+    let pkg = one_layer_package(42, 3 << 20);
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
     assert_no_secrets_in_any_mode(&reg, &pkg, false);
     // The right password pushed byte-identical images.
@@ -397,7 +320,7 @@ fn no_secret_in_output_or_journal_with_htpasswd() {
 
 #[test]
 fn no_secret_or_token_in_output_or_journal_with_bearer_tokens() {
-    let pkg = package(43, 3 << 20);
+    let pkg = one_layer_package(43, 3 << 20);
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsToken)).unwrap();
     assert_no_secrets_in_any_mode(&reg, &pkg, true);
     assert!(reg.token_requests() > 0);

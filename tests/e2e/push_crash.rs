@@ -4,12 +4,12 @@
 //!
 //! Replay one trial with `FERRY_TRIAL_SEED=N` (the seed printed for it).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Instant;
 
-use ferry_e2e::{bin, export, run, Run};
+use ferry_e2e::registry_push::mapped;
+use ferry_e2e::{bin, events, export, run, spawn_with_input, without_proxies, Run};
 use ferry_store::Digest;
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
 use ferry_testkit::{generate_layout, Fixture, FixtureSpec};
@@ -56,8 +56,8 @@ fn setup() -> Setup {
 /// stdin, chunked uploads (1 MiB) for everything over 1 MiB.
 fn spawn_push(s: &Setup, ns: &str) -> Child {
     let (user, pass) = s.reg.credentials().unwrap();
-    let mut child = Command::new(bin("ferry-push"))
-        .arg("--source")
+    let mut cmd = Command::new(bin("ferry-push"));
+    cmd.arg("--source")
         .arg(&s.store)
         .args([
             "--private-registry",
@@ -72,36 +72,12 @@ fn spawn_push(s: &Setup, ns: &str) -> Child {
             "--json",
         ])
         .arg("--cacert")
-        .arg(s.reg.ca_cert_path().unwrap())
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(pass.as_bytes()).unwrap();
-    drop(stdin);
-    child
+        .arg(s.reg.ca_cert_path().unwrap());
+    spawn_with_input(without_proxies(&mut cmd), pass.as_bytes())
 }
 
 fn push(s: &Setup, ns: &str) -> Run {
     spawn_push(s, ns).wait_with_output().unwrap().into()
-}
-
-fn events(r: &Run) -> Vec<serde_json::Value> {
-    r.stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn mapped(reg: &Registry, ns: &str, reference: &str) -> String {
-    let path = reference.split_once('/').unwrap().1;
-    format!("docker://{}/{ns}/{path}", reg.host())
 }
 
 fn assert_registry_holds_package(s: &Setup, ns: &str, what: &str) {

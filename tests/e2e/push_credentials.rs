@@ -7,13 +7,14 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use ferry_e2e::registry_push::{assert_registry_has_package, package, run_against, target, Pkg};
-use ferry_e2e::{bin, run, Run};
+use ferry_e2e::registry_push::{
+    assert_registry_has_package, basic_auth, package, run_against, target, Pkg,
+};
+use ferry_e2e::{bin, run, spawn_piped, without_proxies, Run};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, TOKEN_SERVICE};
 
 /// Empty `HOME` and `XDG_RUNTIME_DIR` for ferry, plus room for credentials files.
@@ -57,7 +58,8 @@ impl Sandbox {
         let path = self.root.join(name);
         std::fs::write(
             &path,
-            serde_json::json!({ "auths": { host: { "auth": basic(user, pass) } } }).to_string(),
+            serde_json::json!({ "auths": { host: { "auth": basic_auth(user, pass) } } })
+                .to_string(),
         )
         .unwrap();
         path
@@ -87,11 +89,43 @@ impl Sandbox {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.to_str().unwrap())).collect();
         run_against(self.ferry_push(), reg, &pkg.path, ns, extra, &env, flags_ok)
     }
+
+    /// Pushes `case` to `reg` and checks that it ends as the case says.
+    fn push_case(&self, reg: &Registry, pkg: &Pkg, case: &Case) -> Run {
+        let r = self.push(reg, pkg, case.ns, case.extra, case.env, case.flags_ok);
+        match case.outcome {
+            Outcome::Pushed(docker_config) => {
+                assert_pushed(&r, case.what, docker_config, reg, case.ns, pkg);
+            }
+            Outcome::Refused => assert_refused(&r, case.what),
+        }
+        r
+    }
 }
 
-/// A docker `auth` value: base64 of `user:pass`.
-fn basic(user: &str, pass: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+/// How a push of a credentials test must end.
+enum Outcome<'a> {
+    /// Success, with the credentials of this Docker config directory (named by
+    /// `pullCredentialConfigPath`), or of a source the stanza does not name (`None`).
+    Pushed(Option<&'a Path>),
+    /// Refused by the registry with the credentials ferry picked.
+    Refused,
+}
+
+/// One push of a credentials test: where the credentials are, and how it must end.
+struct Case<'a> {
+    /// What the case shows (for failure messages).
+    what: &'a str,
+    /// The namespace pushed to.
+    ns: &'a str,
+    /// Extra ferry-push flags.
+    extra: &'a [&'a str],
+    /// `DOCKER_CONFIG` / `REGISTRY_AUTH_FILE` for the run.
+    env: &'a [(&'a str, &'a Path)],
+    /// Whether the registry's own `--username` and `--password-stdin` are given.
+    flags_ok: bool,
+    /// How the push must end.
+    outcome: Outcome<'a>,
 }
 
 /// The `pullCredentialConfigPath:` values of the printed `registryMirrors:` stanza (which must
@@ -125,6 +159,33 @@ fn assert_refused(r: &Run, what: &str) {
     );
 }
 
+/// A successful push: exit 0, the package in `reg` under `ns`, and the mirror stanza's
+/// `pullCredentialConfigPath` naming the `config.json` of `docker_config` or, for `None`,
+/// absent from the output altogether.
+fn assert_pushed(
+    r: &Run,
+    what: &str,
+    docker_config: Option<&Path>,
+    reg: &Registry,
+    ns: &str,
+    pkg: &Pkg,
+) {
+    assert_eq!(r.code, 0, "{what}: {}\n{}", r.stderr, r.stdout);
+    let expected: Vec<String> = docker_config
+        .map(|dir| dir.join("config.json").display().to_string())
+        .into_iter()
+        .collect();
+    assert_eq!(pull_credential_paths(r), expected, "{what}: {}", r.stdout);
+    if docker_config.is_none() {
+        assert!(
+            !r.stdout.contains("pullCredentialConfigPath"),
+            "{what}: {}",
+            r.stdout
+        );
+    }
+    assert_registry_has_package(reg, ns, pkg);
+}
+
 /// The positions of `items` in `text`, asserting each is there and they come in this order.
 fn assert_in_order(text: &str, items: &[String]) {
     let mut at = 0;
@@ -151,125 +212,106 @@ fn credentials_are_taken_in_the_documented_order() {
     let docker_right = sb.docker_config(
         "docker-right",
         &host,
-        serde_json::json!({"auth": basic(&user, &pass)}),
+        serde_json::json!({"auth": basic_auth(&user, &pass)}),
     );
     let docker_wrong = sb.docker_config(
         "docker-wrong",
         &host,
-        serde_json::json!({"auth": basic("docker-user", "docker-pass")}),
+        serde_json::json!({"auth": basic_auth("docker-user", "docker-pass")}),
     );
     // Right credentials, but for another registry only.
     let docker_other = sb.docker_config(
         "docker-other",
         "other.example:5000",
-        serde_json::json!({"auth": basic(&user, &pass)}),
+        serde_json::json!({"auth": basic_auth(&user, &pass)}),
     );
     let auth_right = sb.auth_json("auth-right.json", &host, &user, &pass);
     let auth_wrong = sb.auth_json("auth-wrong.json", &host, "podman-user", "podman-pass");
     let auth_other = sb.auth_json("auth-other.json", "other.example:5000", &user, &pass);
 
-    // (a) Flags win over both files.
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "a-flags",
-        &[],
-        &[
-            ("DOCKER_CONFIG", &docker_wrong),
-            ("REGISTRY_AUTH_FILE", &auth_wrong),
-        ],
-        true,
-    );
-    assert_eq!(r.code, 0, "flags right, files wrong: {}", r.stderr);
-    assert!(pull_credential_paths(&r).is_empty(), "{}", r.stdout);
-    assert_registry_has_package(&reg, "a-flags", &pkg);
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "a-flags-wrong",
-        &["--username", "flag-user", "--password", "flag-pass"],
-        &[
-            ("DOCKER_CONFIG", &docker_right),
-            ("REGISTRY_AUTH_FILE", &auth_right),
-        ],
-        false,
-    );
-    assert_refused(&r, "flags wrong, files right");
-
-    // (b) DOCKER_CONFIG wins over auth.json.
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "b-docker",
-        &[],
-        &[
-            ("DOCKER_CONFIG", &docker_right),
-            ("REGISTRY_AUTH_FILE", &auth_wrong),
-        ],
-        false,
-    );
-    assert_eq!(
-        r.code, 0,
-        "docker config right, auth.json wrong: {}",
-        r.stderr
-    );
-    assert_eq!(
-        pull_credential_paths(&r),
-        [docker_right.join("config.json").display().to_string()],
-        "{}",
-        r.stdout
-    );
-    assert_registry_has_package(&reg, "b-docker", &pkg);
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "b-docker-wrong",
-        &[],
-        &[
-            ("DOCKER_CONFIG", &docker_wrong),
-            ("REGISTRY_AUTH_FILE", &auth_right),
-        ],
-        false,
-    );
-    assert_refused(&r, "docker config wrong, auth.json right");
-
-    // (c) auth.json when there is no Docker config (~/.docker absent: HOME is empty) ...
-    assert!(!sb.home.join(".docker").exists());
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "c-auth-json",
-        &[],
-        &[("REGISTRY_AUTH_FILE", &auth_right)],
-        false,
-    );
-    assert_eq!(r.code, 0, "only auth.json, right: {}", r.stderr);
-    assert!(pull_credential_paths(&r).is_empty(), "{}", r.stdout);
-    assert_registry_has_package(&reg, "c-auth-json", &pkg);
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "c-auth-json-wrong",
-        &[],
-        &[("REGISTRY_AUTH_FILE", &auth_wrong)],
-        false,
-    );
-    assert_refused(&r, "only auth.json, wrong");
-    // ... and when the Docker config has no entry for this registry.
-    let r = sb.push(
-        &reg,
-        &pkg,
-        "c-other-docker",
-        &[],
-        &[
-            ("DOCKER_CONFIG", &docker_other),
-            ("REGISTRY_AUTH_FILE", &auth_right),
-        ],
-        false,
-    );
-    assert_eq!(r.code, 0, "docker config for another host: {}", r.stderr);
-    assert!(pull_credential_paths(&r).is_empty(), "{}", r.stdout);
-    assert_registry_has_package(&reg, "c-other-docker", &pkg);
+    let cases = [
+        // (a) Flags win over both files.
+        Case {
+            what: "flags right, files wrong",
+            ns: "a-flags",
+            extra: &[],
+            env: &[
+                ("DOCKER_CONFIG", &docker_wrong),
+                ("REGISTRY_AUTH_FILE", &auth_wrong),
+            ],
+            flags_ok: true,
+            outcome: Outcome::Pushed(None),
+        },
+        Case {
+            what: "flags wrong, files right",
+            ns: "a-flags-wrong",
+            extra: &["--username", "flag-user", "--password", "flag-pass"],
+            env: &[
+                ("DOCKER_CONFIG", &docker_right),
+                ("REGISTRY_AUTH_FILE", &auth_right),
+            ],
+            flags_ok: false,
+            outcome: Outcome::Refused,
+        },
+        // (b) DOCKER_CONFIG wins over auth.json.
+        Case {
+            what: "docker config right, auth.json wrong",
+            ns: "b-docker",
+            extra: &[],
+            env: &[
+                ("DOCKER_CONFIG", &docker_right),
+                ("REGISTRY_AUTH_FILE", &auth_wrong),
+            ],
+            flags_ok: false,
+            outcome: Outcome::Pushed(Some(&docker_right)),
+        },
+        Case {
+            what: "docker config wrong, auth.json right",
+            ns: "b-docker-wrong",
+            extra: &[],
+            env: &[
+                ("DOCKER_CONFIG", &docker_wrong),
+                ("REGISTRY_AUTH_FILE", &auth_right),
+            ],
+            flags_ok: false,
+            outcome: Outcome::Refused,
+        },
+        // (c) auth.json when there is no Docker config (~/.docker absent: HOME is empty) ...
+        Case {
+            what: "only auth.json, right",
+            ns: "c-auth-json",
+            extra: &[],
+            env: &[("REGISTRY_AUTH_FILE", &auth_right)],
+            flags_ok: false,
+            outcome: Outcome::Pushed(None),
+        },
+        Case {
+            what: "only auth.json, wrong",
+            ns: "c-auth-json-wrong",
+            extra: &[],
+            env: &[("REGISTRY_AUTH_FILE", &auth_wrong)],
+            flags_ok: false,
+            outcome: Outcome::Refused,
+        },
+        // ... and when the Docker config has no entry for this registry.
+        Case {
+            what: "docker config for another host",
+            ns: "c-other-docker",
+            extra: &[],
+            env: &[
+                ("DOCKER_CONFIG", &docker_other),
+                ("REGISTRY_AUTH_FILE", &auth_right),
+            ],
+            flags_ok: false,
+            outcome: Outcome::Pushed(None),
+        },
+    ];
+    for case in &cases {
+        if case.env.iter().all(|(k, _)| *k != "DOCKER_CONFIG") {
+            assert!(!sb.home.join(".docker").exists(), "{}", case.what);
+        }
+        sb.push_case(&reg, &pkg, case);
+    }
 
     // Nothing for this registry anywhere: the error names every source, in order.
     let r = sb.push(
@@ -462,11 +504,7 @@ fn a_terminal_prompt_asks_for_credentials_when_none_are_found() {
         sh_quote(&reg.ca_cert_path().unwrap().display().to_string()),
     );
     let mut script = sb.ferry_push();
-    script
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
+    without_proxies(&mut script);
     // Same environment as ferry-push's, with `script` as the program.
     let mut cmd = Command::new("script");
     for (k, v) in script.get_envs() {
@@ -475,13 +513,7 @@ fn a_terminal_prompt_asks_for_credentials_when_none_are_found() {
             None => cmd.env_remove(k),
         };
     }
-    let mut child = cmd
-        .args(["-qefc", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(cmd.args(["-qefc", &command, "/dev/null"]));
     let mut stdin = child.stdin.take().unwrap();
     let (screen, reader) = collect(child.stdout.take().unwrap());
     let (errors, err_reader) = collect(child.stderr.take().unwrap());
@@ -566,24 +598,21 @@ fn the_mirror_stanza_names_the_docker_config_only_when_it_was_used() {
     let docker = sb.docker_config(
         "docker",
         &reg.host(),
-        serde_json::json!({"auth": basic(&user, &pass)}),
+        serde_json::json!({"auth": basic_auth(&user, &pass)}),
     );
     let config_json = docker.join("config.json");
 
-    let r = sb.push(
+    let r = sb.push_case(
         &reg,
         &pkg,
-        "from-docker-config",
-        &[],
-        &[("DOCKER_CONFIG", &docker)],
-        false,
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        pull_credential_paths(&r),
-        [config_json.display().to_string()],
-        "{}",
-        r.stdout
+        &Case {
+            what: "credentials from the Docker config",
+            ns: "from-docker-config",
+            extra: &[],
+            env: &[("DOCKER_CONFIG", &docker)],
+            flags_ok: false,
+            outcome: Outcome::Pushed(Some(&docker)),
+        },
     );
     let ca = reg.ca_cert_path().unwrap().display().to_string();
     assert!(
@@ -592,59 +621,40 @@ fn the_mirror_stanza_names_the_docker_config_only_when_it_was_used() {
         "{}",
         r.stdout
     );
-    assert_registry_has_package(&reg, "from-docker-config", &pkg);
 
     // The same Docker config present, but the flags are used: no path.
-    let r = sb.push(
+    sb.push_case(
         &reg,
         &pkg,
-        "from-flags",
-        &[],
-        &[("DOCKER_CONFIG", &docker)],
-        true,
+        &Case {
+            what: "flags, with a Docker config present",
+            ns: "from-flags",
+            extra: &[],
+            env: &[("DOCKER_CONFIG", &docker)],
+            flags_ok: true,
+            outcome: Outcome::Pushed(None),
+        },
     );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        pull_credential_paths(&r),
-        Vec::<String>::new(),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        !r.stdout.contains("pullCredentialConfigPath"),
-        "{}",
-        r.stdout
-    );
-    assert_registry_has_package(&reg, "from-flags", &pkg);
 
     // Anonymous (--need-credential=false) with a Docker config that has an entry: no path.
     let anon = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
     let anon_docker = sb.docker_config(
         "docker-anon",
         &anon.host(),
-        serde_json::json!({"auth": basic(&user, &pass)}),
+        serde_json::json!({"auth": basic_auth(&user, &pass)}),
     );
-    let r = sb.push(
+    sb.push_case(
         &anon,
         &pkg,
-        "anonymous",
-        &[],
-        &[("DOCKER_CONFIG", &anon_docker)],
-        false,
+        &Case {
+            what: "anonymous, with a Docker config entry",
+            ns: "anonymous",
+            extra: &[],
+            env: &[("DOCKER_CONFIG", &anon_docker)],
+            flags_ok: false,
+            outcome: Outcome::Pushed(None),
+        },
     );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        pull_credential_paths(&r),
-        Vec::<String>::new(),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        !r.stdout.contains("pullCredentialConfigPath"),
-        "{}",
-        r.stdout
-    );
-    assert_registry_has_package(&anon, "anonymous", &pkg);
 }
 
 /// `curl` to the token issuer (trusting the registry's CA); returns the body as JSON.
@@ -699,7 +709,7 @@ fn an_identity_token_is_exchanged_with_an_oauth_post() {
     let docker = sb.docker_config(
         "docker",
         &reg.host(),
-        serde_json::json!({"auth": basic("<token>", ""), "identitytoken": identity}),
+        serde_json::json!({"auth": basic_auth("<token>", ""), "identitytoken": identity}),
     );
     let r = sb.push(
         &reg,
@@ -727,20 +737,14 @@ fn an_identity_token_is_exchanged_with_an_oauth_post() {
     for out in [&r.stdout, &r.stderr] {
         assert!(!out.contains(&identity), "identity token shown:\n{out}");
     }
-    assert_eq!(
-        pull_credential_paths(&r),
-        [docker.join("config.json").display().to_string()],
-        "{}",
-        r.stdout
-    );
-    assert_registry_has_package(&reg, "identity", &pkg);
+    assert_pushed(&r, "identity token", Some(&docker), &reg, "identity", &pkg);
 
     // An identity token the issuer does not know: refused (401 at the realm), exit 2, not shown.
     let wrong = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let wrong_docker = sb.docker_config(
         "docker-wrong",
         &reg.host(),
-        serde_json::json!({"auth": basic("<token>", ""), "identitytoken": wrong}),
+        serde_json::json!({"auth": basic_auth("<token>", ""), "identitytoken": wrong}),
     );
     let seen = issuer_log(&reg, 0).len();
     let r = sb.push(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
 use ferry_e2e::registry_push::{assert_registry_has_package, generated, package, push, Pkg};
-use ferry_e2e::Run;
+use ferry_e2e::summary;
 use ferry_store::{media, Descriptor, Digest};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 use ferry_testkit::{write_package, FixtureSpec, PackageFormat, PackageOptions};
@@ -37,15 +37,6 @@ fn shown(reg: &Registry, ns: &str, reference: &str) -> String {
 fn repository(ns: &str, reference: &str) -> String {
     let path = path_of(reference);
     format!("{ns}/{}", path.rsplit_once(':').unwrap().0)
-}
-
-/// The last stdout line of a `--json` run: `{"event":"summary","summary":{…}}`.
-fn summary(r: &Run) -> serde_json::Value {
-    let last = r.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {}", r.stdout));
-    assert_eq!(v["event"], "summary", "{last}");
-    v["summary"].clone()
 }
 
 fn count(summary: &serde_json::Value, field: &str) -> u64 {

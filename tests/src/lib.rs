@@ -2,10 +2,12 @@
 //! (from this workspace's target directory) and check their results with real
 //! third-party clients (skopeo, umoci), never with ferry's own report alone.
 
+pub mod fault_push;
 pub mod registry_push;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use ferry_store::{Digest, Store};
 
@@ -52,6 +54,37 @@ pub fn run(cmd: &mut Command) -> Run {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
         .into()
+}
+
+/// Removes the proxy variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, in
+/// either case) from `cmd`'s environment, so that a test's requests go straight
+/// to its local registry or fault proxy, never through the developer's proxy.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+}
+
+/// Spawns `cmd` with its stdin, stdout and stderr piped (panics if it cannot start).
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Spawns `cmd` with its output piped and `input` (e.g. a password for
+/// `--password-stdin`) written to its stdin, which is then closed.
+pub fn spawn_with_input(cmd: &mut Command, input: &[u8]) -> Child {
+    let mut child = spawn_piped(cmd);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input).expect("write to the child's stdin");
+    drop(stdin);
+    child
 }
 
 /// Runs `ferry-export --source SRC --to DEST [extra…]`.
@@ -138,6 +171,33 @@ pub fn assert_store_complete(store: &Path) -> Vec<String> {
 pub fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", run.stdout, run.stderr))
+}
+
+/// The JSON lines of a `--json` run's stdout (any other line is skipped).
+pub fn events(run: &Run) -> Vec<serde_json::Value> {
+    run.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The messages of the `{"event":"retry",…}` lines of a `--json` run.
+pub fn retry_events(run: &Run) -> Vec<String> {
+    events(run)
+        .iter()
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The `summary` object of a `--json` run's last stdout line,
+/// `{"event":"summary","summary":{…}}` (which must be there).
+pub fn summary(run: &Run) -> serde_json::Value {
+    let last = run.stdout.lines().next_back().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {}", run.stdout));
+    assert_eq!(v["event"], "summary", "{last}");
+    v["summary"].clone()
 }
 
 /// True for Docker schema 2 manifest and list media types, which skopeo 1.9

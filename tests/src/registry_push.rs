@@ -3,17 +3,17 @@
 //! credentials on stdin, proxies cleared), and byte-for-byte checks of what
 //! the registry holds with skopeo.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use ferry_store::Digest;
+use base64::Engine as _;
+use ferry_store::{Descriptor, Digest};
 use ferry_testkit::registry::{Registry, RegistryMode, SkopeoRole};
 use ferry_testkit::{
     generate_layout, write_package, Fixture, FixtureSpec, PackageFormat, PackageOptions,
 };
 
-use crate::{bin, Run};
+use crate::{bin, spawn_with_input, without_proxies, Run};
 
 /// A generated package and the directory that holds it (removed on drop).
 pub struct Pkg {
@@ -27,6 +27,17 @@ pub struct Pkg {
     pub fixture: Fixture,
 }
 
+impl Pkg {
+    /// The package's largest blob (the layer, for a [`one_layer_package`]).
+    pub fn largest_blob(&self) -> Descriptor {
+        self.fixture
+            .unique_blobs()
+            .into_iter()
+            .max_by_key(|d| d.size)
+            .expect("a generated package holds blobs")
+    }
+}
+
 /// 4 images of 2 layers of about `layer_size` bytes (every 2nd a multi-arch
 /// index, every 3rd Docker schema 2), packaged as an index-first `.tar.zst`.
 pub fn package(seed: u64, layer_size: u64) -> Pkg {
@@ -37,6 +48,22 @@ pub fn package(seed: u64, layer_size: u64) -> Pkg {
         layer_size,
         multi_arch_every: 2,
         docker_schema2_every: 3,
+        ..Default::default()
+    };
+    let (dir, layout, fixture) = generated(&spec);
+    packaged(dir, &layout, fixture, "bmpackages_test.tar.zst")
+}
+
+/// One image of one incompressible layer of `layer_size` bytes (no base layer
+/// shared with anything), packaged as an index-first `.tar.zst`.
+pub fn one_layer_package(seed: u64, layer_size: u64) -> Pkg {
+    let spec = FixtureSpec {
+        seed,
+        images: 1,
+        layers_per_image: 1,
+        layer_size,
+        incompressible: true,
+        shared_base_layer: false,
         ..Default::default()
     };
     let (dir, layout, fixture) = generated(&spec);
@@ -133,34 +160,45 @@ pub fn run_against(
     if let Some(ca) = reg.ca_cert_path() {
         cmd.arg("--cacert").arg(ca);
     }
-    let mut password = None;
+    let mut password = String::new();
     match reg.credentials() {
         Some((user, pass)) if creds => {
             cmd.args(["--username", &user, "--password-stdin"]);
-            password = Some(pass);
+            password = pass;
         }
         Some(_) => {}
         None => {
             cmd.arg("--need-credential=false");
         }
     }
-    cmd.env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy");
+    without_proxies(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    if let Some(p) = password {
-        stdin.write_all(p.as_bytes()).unwrap();
-    }
-    drop(stdin);
-    child.wait_with_output().unwrap().into()
+    spawn_with_input(&mut cmd, password.as_bytes())
+        .wait_with_output()
+        .unwrap()
+        .into()
+}
+
+/// A Docker config `auth` value (and HTTP Basic credential): base64 of `user:pass`.
+pub fn basic_auth(user: &str, pass: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+/// A run refused for the wrong password `wrong`: exit 2, an error that says
+/// authentication failed (or 401), and the password shown nowhere.
+pub fn assert_wrong_password_refused(r: &Run, wrong: &str) {
+    assert_eq!(r.code, 2, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains("authentication") || r.stderr.contains("401"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(wrong) && !r.stdout.contains(wrong),
+        "password echoed"
+    );
 }
 
 /// Runs skopeo with `reg`'s TLS and credential flags for `role`; panics on failure.

@@ -38,20 +38,9 @@ pub fn add_referrer(
     });
     let bytes = serde_json::to_vec(&manifest)?;
     let desc = write_blob(dir, media::OCI_MANIFEST, &bytes)?;
-    let index_path = dir.join("index.json");
-    let mut index: serde_json::Value = serde_json::from_slice(
-        &fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?,
-    )?;
-    index["manifests"]
-        .as_array_mut()
-        .context("index.json has no manifests array")?
-        .push(serde_json::json!({
-            "mediaType": desc.media_type,
-            "digest": desc.digest.to_string(),
-            "size": desc.size,
-            "artifactType": artifact_type,
-        }));
-    fs::write(&index_path, serde_json::to_vec_pretty(&index)?)?;
+    let mut entry = descriptor_entry(&desc);
+    entry["artifactType"] = artifact_type.into();
+    append_index_entry(dir, entry)?;
     Ok(desc)
 }
 
@@ -93,6 +82,27 @@ pub fn add_cosign_tag(
         .filter(|(repo, _)| !repo.ends_with('/') && !repo.contains('@'))
         .map_or(reference, |(repo, _)| repo);
     let tagged = format!("{repository}:sha256-{}.{suffix}", subject.digest.hex());
+    let mut entry = descriptor_entry(&desc);
+    entry["annotations"] = serde_json::json!({
+        "org.opencontainers.image.ref.name": tagged,
+        "io.containerd.image.name": tagged,
+    });
+    append_index_entry(dir, entry)?;
+    Ok((tagged, desc))
+}
+
+/// The `index.json` entry for `desc`: its media type, digest and size.
+fn descriptor_entry(desc: &Descriptor) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": desc.media_type,
+        "digest": desc.digest.to_string(),
+        "size": desc.size,
+    })
+}
+
+/// Appends `entry` to the `manifests` array of the layout's `index.json` at
+/// `dir` (read, extended, written back pretty-printed).
+fn append_index_entry(dir: &Path, entry: serde_json::Value) -> anyhow::Result<()> {
     let index_path = dir.join("index.json");
     let mut index: serde_json::Value = serde_json::from_slice(
         &fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?,
@@ -100,15 +110,7 @@ pub fn add_cosign_tag(
     index["manifests"]
         .as_array_mut()
         .context("index.json has no manifests array")?
-        .push(serde_json::json!({
-            "mediaType": desc.media_type,
-            "digest": desc.digest.to_string(),
-            "size": desc.size,
-            "annotations": {
-                "org.opencontainers.image.ref.name": tagged,
-                "io.containerd.image.name": tagged,
-            },
-        }));
+        .push(entry);
     fs::write(&index_path, serde_json::to_vec_pretty(&index)?)?;
-    Ok((tagged, desc))
+    Ok(())
 }
