@@ -496,3 +496,114 @@ fn a_refused_background_upload_stops_a_streamed_push_cleanly() {
         "a manifest was pushed after a refused blob"
     );
 }
+
+/// Bytes in a progress figure such as `84.38 MiB`, `512.00 KiB` or `0 B`.
+fn progress_bytes(number: &str, unit: &str) -> Option<f64> {
+    let n: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
+/// The bytes-done figure of every redraw of the bar whose line contains `label`
+/// (`LABEL [====>   ] DONE UNIT/TOTAL UNIT …`), in screen order.
+fn bar_positions(screen: &str, label: &str) -> Vec<f64> {
+    screen
+        .split(['\r', '\n'])
+        .filter(|l| l.contains(label))
+        .filter_map(|l| {
+            let after = l.split_once("] ")?.1;
+            let done = after.split('/').next()?;
+            let (number, unit) = done.trim().split_once(' ')?;
+            progress_bytes(number, unit)
+        })
+        .collect()
+}
+
+/// Progress on a terminal never goes backwards, even when connections are reset
+/// mid-chunk and chunks are sent again: the total bar and every per-blob bar
+/// only move forward (util-linux `script` gives ferry-push a real pty).
+#[test]
+fn progress_bars_never_go_backwards_when_chunks_are_retried() {
+    let pkg = ferry_e2e::registry_push::package(67, 3 << 20);
+    let store = pkg.dir.join("store");
+    let r = ferry_e2e::export(&pkg.path, &store, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let plan = FaultPlan {
+        seed: 67,
+        reset_probability: 0.5,
+        max_bytes_before_reset: 2 << 20,
+        max_resets: Some(6),
+        ..FaultPlan::default()
+    };
+    let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+    let command = format!(
+        "{} --source {} --private-registry http://{}/ns --need-credential=false --jobs 2 \
+         --monolithic-max-mib 1 --chunk-mib 1",
+        bin("ferry-push").display(),
+        store.display(),
+        proxy.addr()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("FERRY_TEST_CHUNK_PAUSE_MS", "150")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    let stats = proxy.stats();
+    assert!(stats.resets > 0, "no reset was injected: {stats:?}");
+    assert!(
+        screen.contains("retrying"),
+        "no retry was reported:\n{screen}"
+    );
+
+    let total = bar_positions(&screen, "push [");
+    assert!(
+        total.len() > 2,
+        "too few redraws of the total bar:\n{screen}"
+    );
+    assert!(
+        total.windows(2).all(|w| w[1] >= w[0]),
+        "the total bar went backwards: {total:?}"
+    );
+    let labels: std::collections::BTreeSet<&str> = screen
+        .split(['\r', '\n'])
+        .filter_map(|l| l.trim_start().split_once(" [").map(|(label, _)| label))
+        .filter(|label| label.contains("@sha256:"))
+        .collect();
+    assert!(!labels.is_empty(), "no per-blob bar:\n{screen}");
+    for label in labels {
+        let positions = bar_positions(&screen, label);
+        assert!(
+            positions.windows(2).all(|w| w[1] >= w[0]),
+            "{label} went backwards: {positions:?}"
+        );
+    }
+    for image in &pkg.fixture.images {
+        let out = Command::new("skopeo")
+            .arg("inspect")
+            .args(reg.skopeo_args(SkopeoRole::Inspect))
+            .arg("--raw")
+            .arg(mapped(&reg, "ns", &image.reference))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(Digest::sha256_of(&out.stdout), image.descriptor.digest);
+    }
+}
