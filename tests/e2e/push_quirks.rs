@@ -288,6 +288,10 @@ fn a_bare_host_port_is_https_and_never_falls_back_to_plain_http() {
         "a TLS handshake failure was retried: {}",
         r.stderr
     );
+    assert!(
+        error.contains(&format!("http://{}", reg.host())),
+        "the error does not say what to pass instead: {error}"
+    );
 
     let ok = push_to(format!("http://{}/ns", reg.host()));
     assert_eq!(ok.code, 0, "{}", ok.stderr);
@@ -391,4 +395,31 @@ fn a_namespace_the_registry_refuses_gets_a_hint_naming_it() {
             "{status}: a manifest PUT was sent"
         );
     }
+}
+
+/// The opposite mistake: `http://` in front of a TLS registry. Go answers plain
+/// HTTP on a TLS port with a bare `HTTP/1.0 400`; ferry says the registry serves
+/// HTTPS and what to pass, instead of a bare "HTTP 400", and does not retry.
+#[test]
+fn http_in_front_of_a_tls_registry_says_it_serves_https() {
+    let pkg = one_layer_package(89, 64 << 10);
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Tls)).unwrap();
+    let r = run(without_proxies(
+        Command::new(bin("ferry-push"))
+            .arg("--source")
+            .arg(&pkg.path)
+            .args([
+                "--private-registry",
+                &format!("http://{}/ns", reg.host()),
+                "--need-credential=false",
+            ]),
+    ));
+    assert_eq!(r.code, 2, "{}\n{}", r.stderr, r.stdout);
+    assert!(
+        r.stderr.contains(&reg.host()) && r.stderr.contains("serves HTTPS"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Drop http://"), "{}", r.stderr);
+    assert!(!r.stderr.contains("retrying"), "{}", r.stderr);
 }

@@ -60,6 +60,13 @@ pub enum RegistryError {
         /// rustls' reason.
         detail: String,
     },
+    /// An `http://` registry answered like a TLS server hit with plain HTTP
+    /// (Go's bare `HTTP/1.0 400`, no registry headers).
+    #[error("{host} answered plain HTTP with a bare HTTP 400 and no registry headers: it serves HTTPS. Drop http:// from --private-registry (and pass --cacert CA.pem if its CA is private)")]
+    ExpectsTls {
+        /// host:port.
+        host: String,
+    },
     /// Authentication failed or no credential was accepted.
     #[error("authentication to {registry} failed: {detail}")]
     Auth {

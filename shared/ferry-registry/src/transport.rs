@@ -258,6 +258,15 @@ impl Transport {
             let resp = result
                 .map_err(|e| map_error(&what, &self.target.host, self.cacert.as_deref(), e))?;
             let status = resp.status().as_u16();
+            if status == 400
+                && url.starts_with("http://")
+                && resp.version() == ureq::http::Version::HTTP_10
+                && resp.headers().is_empty()
+            {
+                return Err(RegistryError::ExpectsTls {
+                    host: self.target.host.clone(),
+                });
+            }
             if matches!(status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD") {
                 if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
                     url = self.resolve(loc);
