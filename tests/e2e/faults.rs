@@ -591,19 +591,5 @@ fn progress_bars_never_go_backwards_when_chunks_are_retried() {
             "{label} went backwards: {positions:?}"
         );
     }
-    for image in &pkg.fixture.images {
-        let out = Command::new("skopeo")
-            .arg("inspect")
-            .args(reg.skopeo_args(SkopeoRole::Inspect))
-            .arg("--raw")
-            .arg(mapped(&reg, "ns", &image.reference))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(Digest::sha256_of(&out.stdout), image.descriptor.digest);
-    }
+    assert_registry_holds(&reg, &pkg.fixture, &store, "ns");
 }

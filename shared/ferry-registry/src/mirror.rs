@@ -5,20 +5,25 @@ use std::path::Path;
 
 use crate::target::Target;
 
-/// Mirror configuration text for `target`, mirroring `upstream_hosts` (e.g. `gcr.io`).
+/// Mirror configuration text for `target`, mirroring `upstream_hosts` (e.g. `gcr.io`);
+/// `cacert` and `credential_config` are printed as absolute paths.
 pub fn mirror_config(
     target: &Target,
     upstream_hosts: &[String],
     cacert: Option<&Path>,
     credential_config: Option<&Path>,
 ) -> String {
+    // Absolute: the stanza is pasted into files read from other directories.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let cacert = cacert.map(absolute);
+    let credential_config = credential_config.map(absolute);
     let endpoint = target.mirror_endpoint();
     let mut s = String::from("# Cluster config (bmctl): mirror every upstream host through the private registry\nregistryMirrors:\n");
     s.push_str(&format!("  - endpoint: {endpoint}\n"));
-    if let Some(ca) = cacert {
+    if let Some(ca) = &cacert {
         s.push_str(&format!("    caCertPath: {}\n", ca.display()));
     }
-    if let Some(c) = credential_config {
+    if let Some(c) = &credential_config {
         s.push_str(&format!("    pullCredentialConfigPath: {}\n", c.display()));
     }
     if !upstream_hosts.is_empty() {
@@ -29,7 +34,7 @@ pub fn mirror_config(
     }
     for h in upstream_hosts {
         s.push_str(&format!("\n# containerd: /etc/containerd/certs.d/{h}/hosts.toml\nserver = \"https://{h}\"\n\n[host.\"{endpoint}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"));
-        if let Some(ca) = cacert {
+        if let Some(ca) = &cacert {
             s.push_str(&format!("  ca = \"{}\"\n", ca.display()));
         }
         if target.namespace.is_some() {

@@ -282,19 +282,13 @@ fn finish(
             Some(CredentialSource::DockerConfig(p)) => Some(p.clone()),
             Some(CredentialSource::CredHelper { config, .. }) => Some(config.clone()),
             _ => None,
-        }
-        .map(|p| std::path::absolute(&p).unwrap_or(p));
+        };
         println!(
             "\n{}",
             ferry_registry::mirror::mirror_config(
                 &conn.target,
                 &upstream.into_iter().collect::<Vec<_>>(),
-                // Absolute: the stanza is pasted into files read from other directories.
-                cli.registry
-                    .cacert
-                    .as_deref()
-                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
-                    .as_deref(),
+                cli.registry.cacert.as_deref(),
                 cred_config.as_deref()
             )
         );
