@@ -8,6 +8,7 @@ pub mod args;
 pub mod exit;
 pub mod human;
 pub mod progress;
+#[cfg(feature = "registry")]
 pub mod registry_args;
 
 pub use exit::{run, Outcome};

@@ -4,30 +4,27 @@
 //! `config.json`, credential helpers, containers `auth.json`), authentication
 //! (Basic, Bearer tokens), TLS with a private CA, curl-style proxies, the one
 //! retry layer, uploads (monolithic, chunked, resumed, cross-repository mount),
-//! the push and diff operations built on them, OCI referrers carried with
-//! their images (fallback tags), and live transfer meters
-//! (total and per blob in flight) for progress displays.
+//! live transfer meters (total and per blob in flight) for progress displays,
+//! and the registry as a copy-engine sink ([`sink::RegistrySink`]). What to
+//! copy and in which order is not decided here: that is `ferry-copy`.
 //!
 //! Invariants:
 //! 1. Secrets never appear in `Debug`/`Display` output, errors, logs or journals.
 //! 2. `Authorization` is never sent to another origin (redirects, offloaded uploads).
 //! 3. Retries happen only in [`retry::RetryPolicy::run`], at public operations.
-//! 4. Manifests are pushed as their exact bytes; children before parents, tags last.
+//! 4. Manifests are pushed as their exact bytes; anything read by digest is
+//!    checked against that digest.
 
 pub mod auth;
 pub mod challenge;
 pub mod client;
-pub mod commit;
 pub mod credentials;
-pub mod diff;
 pub mod error;
 pub mod meter;
 pub mod mirror;
-pub mod pool;
 pub mod proxy;
-pub mod push;
-pub mod referrers;
 pub mod retry;
+pub mod sink;
 pub mod target;
 pub mod transport;
 pub mod upload;

@@ -28,6 +28,7 @@ pub mod lock;
 pub mod media;
 pub mod reference;
 pub mod space;
+pub mod verify_reader;
 pub mod walk;
 
 pub use blob_writer::{BlobWriter, StoredBlob};

@@ -1,6 +1,8 @@
 //! ferry-diff: compare a private registry with a package or store, image by
 //! image, at the mapped references ferry-push would use. Thin binary over
-//! `ferry_registry::diff`.
+//! the copy engine's comparison (`ferry_copy::compare`: a plan against the
+//! registry's reads). A package is read only as far as its manifests, and
+//! nothing is written (no staging copy).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,12 @@ use clap::Parser;
 use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
 use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
-use ferry_registry::diff::{diff_store, DiffOptions, Status};
+use ferry_copy::compare::{compare, DiffOptions, Status};
+use ferry_copy::stream::read_plan;
+use ferry_copy::StoreSource;
+use ferry_package::package_source::PackageStream;
+use ferry_registry::meter::TransferMeter;
+use ferry_registry::sink::{destination, RegistrySink};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -66,19 +73,48 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
             eprintln!("ferry-diff: {msg}");
         }
     })?;
-    let source = ferry_cli::registry_args::open_source(
-        "ferry-diff",
-        &cli.source,
-        cli.staging.as_deref(),
-        cli.jobs.resolve(),
-        json,
-    )?;
     let options = DiffOptions {
         jobs: cli.jobs.jobs.unwrap_or(16) as usize,
         deep: cli.deep,
         extra: cli.extra,
     };
-    let report = diff_store(&source.store, &conn.client, &options)?;
+    let map = |name: &str| destination(&conn.target, name);
+    let meter = TransferMeter::new();
+    let sink = RegistrySink::reading(&conn.client, &meter);
+    // A package is read once, as far as its manifests: no staging copy.
+    let mut planned = None;
+    if cli.staging.is_none() {
+        if let Some(stream) = PackageStream::open(&cli.source)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?
+        {
+            let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
+            let bar = ferry_cli::progress::ByteProgress::start("reading", size, !json);
+            let read = read_plan(&stream, &map, bar.counter());
+            bar.finish();
+            match read.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
+                Ok(plan) => planned = Some(plan),
+                Err(reason) if !json => eprintln!(
+                    "ferry-diff: cannot read {} in one pass ({reason}); staging it once instead",
+                    cli.source.display()
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+    let report = match planned {
+        Some(plan) => compare(&plan, &sink, &options)?,
+        None => {
+            let source = ferry_cli::registry_args::open_source(
+                "ferry-diff",
+                &cli.source,
+                cli.staging.as_deref(),
+                cli.jobs.resolve(),
+                json,
+            )?;
+            let store = StoreSource::new(&source.store);
+            compare(&store.plan(map)?, &sink, &options)?
+        }
+    };
     if json {
         print_json(&report)?;
     } else {

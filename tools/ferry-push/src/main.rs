@@ -1,6 +1,8 @@
 //! ferry-push: upload every image of a package or store to a private
-//! registry, sending only what is missing, resumably. Thin binary over
-//! `ferry_registry::push` with the flags of `bmctl push images`.
+//! registry, sending only what is missing, resumably. Thin binary over the
+//! copy engine (`ferry_copy`: a package is a single-pass source, a store a
+//! random-access one; the registry is the sink, wrapped in `DryRun` for
+//! `--dry-run`) with the flags of `bmctl push images`.
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -14,10 +16,13 @@ use ferry_cli::args::{JobsArgs, OutputArgs};
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
+use ferry_copy::stream::{copy_stream, StreamOutcome};
+use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
+use ferry_package::package_source::PackageStream;
 use ferry_registry::credentials::CredentialSource;
 use ferry_registry::meter::TransferMeter;
-use ferry_registry::push::{push_store, PushEvent, PushOptions};
-use ferry_registry::upload::UploadOptions;
+use ferry_registry::sink::{destination, JournalSessions, RegistrySink};
+use ferry_registry::upload::{NoSessionLog, UploadOptions};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -99,93 +104,53 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     let verbose = cli.verbose;
     let conn = cli.registry.connect(move |msg| {
         if json {
-            emit_json(&PushEvent::Retry {
+            emit_json(&CopyEvent::Retry {
                 message: msg.to_owned(),
             });
         } else {
             eprintln!("ferry-push: {msg}");
         }
     })?;
-    let jobs = cli.jobs.jobs.unwrap_or(4) as usize;
-    let tty = std::io::stderr().is_terminal();
-    let events = |e: PushEvent| {
-        if json {
-            emit_json(&e);
-            return;
-        }
-        match &e {
-            PushEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
-                println!("pushed {target}@{digest}")
-            }
-            PushEvent::ImageUpToDate { target, digest, .. } if !tty || verbose => {
-                println!("up to date {target}@{digest}")
-            }
-            PushEvent::BlobUploaded {
-                repository,
-                digest,
-                size,
-                resumed_from,
-            } if verbose => println!(
-                "  uploaded {digest} ({}) to {repository}{}",
-                human::bytes(*size),
-                if *resumed_from > 0 {
-                    format!(", resumed at {}", human::bytes(*resumed_from))
-                } else {
-                    String::new()
-                }
-            ),
-            PushEvent::BlobMounted {
-                repository,
-                digest,
-                from,
-                ..
-            } if verbose => println!("  mounted {digest} into {repository} from {from}"),
-            PushEvent::BlobSkipped {
-                repository, digest, ..
-            } if verbose => println!("  present {digest} in {repository}"),
-            PushEvent::Retry { message } => eprintln!("ferry-push: {message}"),
-            PushEvent::ReferrerSkipped { digest, reason } => {
-                eprintln!(
-                    "ferry-push: warning: not pushing the unnamed artifact {digest}: {reason}"
-                )
-            }
-            _ => {}
-        }
+    let options = CopyOptions {
+        jobs: cli.jobs.jobs.unwrap_or(4) as usize,
+        force: cli.force,
     };
+    let tty = std::io::stderr().is_terminal();
+    let print = |e: &CopyEvent| print_event(e, json, tty, verbose);
+    let map = |name: &str| destination(&conn.target, name);
 
     // A package whose index and manifests come first is pushed straight from
     // its stream, with no scratch copy; otherwise it is staged once.
-    if !cli.source.is_dir() && cli.staging.is_none() {
-        let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
-        let sent = Arc::new(TransferMeter::new());
-        let bar = ByteProgress::start_with_blobs(
-            "push",
-            size,
-            Arc::new(AtomicU64::new(0)),
-            Some(sent.clone()),
-            !json && !cli.dry_run,
-        );
-        let outcome = ferry_transfer::stream_push::push_package_streaming(
-            &cli.source,
-            &conn.client,
-            jobs,
-            cli.force,
-            cli.dry_run,
-            bar.counter(),
-            &sent,
-            &events,
-        );
-        bar.finish();
-        match outcome.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
-            ferry_transfer::stream_push::StreamOutcome::Pushed(report) => {
-                finish(cli, &conn, &report);
-                return Ok(Outcome::Clean);
-            }
-            ferry_transfer::stream_push::StreamOutcome::NotStreamable(reason) => {
-                if json {
-                    emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
-                } else {
-                    eprintln!("ferry-push: cannot push {} as a stream ({reason}); staging it once instead", cli.source.display());
+    if cli.staging.is_none() {
+        if let Some(stream) = PackageStream::open(&cli.source)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?
+        {
+            let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
+            let sent = Arc::new(TransferMeter::new());
+            let bar = ByteProgress::start_with_blobs(
+                "push",
+                size,
+                Arc::new(AtomicU64::new(0)),
+                Some(sent.clone()),
+                !json && !cli.dry_run,
+            );
+            let registry =
+                RegistrySink::new(&conn.client, &sent, &NoSessionLog, UploadOptions::default());
+            let dry = DryRun::new(&registry);
+            let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
+            let outcome = copy_stream(&stream, sink, options, &map, bar.counter(), &|e| print(&e));
+            bar.finish();
+            match outcome.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
+                StreamOutcome::Copied(report) => {
+                    finish(cli, &conn, &report);
+                    return Ok(Outcome::Clean);
+                }
+                StreamOutcome::NotStreamable(reason) => {
+                    if json {
+                        emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
+                    } else {
+                        eprintln!("ferry-push: cannot push {} as a stream ({reason}); staging it once instead", cli.source.display());
+                    }
                 }
             }
         }
@@ -212,28 +177,78 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         Some(sent.clone()),
         !json && !cli.dry_run,
     );
-    let options = PushOptions {
-        jobs,
-        dry_run: cli.dry_run,
-        force: cli.force,
-        upload: UploadOptions {
-            monolithic_max: cli.monolithic_max_mib << 20,
-            chunk_size: cli.chunk_mib.max(1) << 20,
-        },
+    let sessions = JournalSessions::replay(&source.store, &conn.target.host)?;
+    let upload = UploadOptions {
+        monolithic_max: cli.monolithic_max_mib << 20,
+        chunk_size: cli.chunk_mib.max(1) << 20,
     };
-    let result = push_store(&source.store, &conn.client, &options, &sent, &events);
+    let registry = RegistrySink::new(&conn.client, &sent, &sessions, upload);
+    let dry = DryRun::new(&registry);
+    let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
+    let store = StoreSource::new(&source.store);
+    let result = store.plan(map).and_then(|plan| {
+        copy(&plan, &store, sink, options, &|e| {
+            // Blobs already there count as done on the total bar.
+            if let CopyEvent::BlobSkipped { size, .. } = &e {
+                sent.add(*size);
+            }
+            print(&e);
+        })
+    });
     bar.finish();
     let report = result?;
     finish(cli, &conn, &report);
     Ok(Outcome::Clean)
 }
 
+/// Prints one event: JSON lines with --json; otherwise a line per image off a
+/// TTY (or with --verbose), a line per blob with --verbose, retries and
+/// warnings on stderr.
+fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool) {
+    if json {
+        emit_json(e);
+        return;
+    }
+    match e {
+        CopyEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
+            println!("pushed {target}@{digest}")
+        }
+        CopyEvent::ImageUpToDate { target, digest, .. } if !tty || verbose => {
+            println!("up to date {target}@{digest}")
+        }
+        CopyEvent::BlobUploaded {
+            repository,
+            digest,
+            size,
+            resumed_from,
+        } if verbose => println!(
+            "  uploaded {digest} ({}) to {repository}{}",
+            human::bytes(*size),
+            if *resumed_from > 0 {
+                format!(", resumed at {}", human::bytes(*resumed_from))
+            } else {
+                String::new()
+            }
+        ),
+        CopyEvent::BlobMounted {
+            repository,
+            digest,
+            from,
+            ..
+        } if verbose => println!("  mounted {digest} into {repository} from {from}"),
+        CopyEvent::BlobSkipped {
+            repository, digest, ..
+        } if verbose => println!("  present {digest} in {repository}"),
+        CopyEvent::Retry { message } => eprintln!("ferry-push: {message}"),
+        CopyEvent::ReferrerSkipped { digest, reason } => {
+            eprintln!("ferry-push: warning: not pushing the unnamed artifact {digest}: {reason}")
+        }
+        _ => {}
+    }
+}
+
 /// Prints the summary (and, after a real push, the mirror configuration).
-fn finish(
-    cli: &Cli,
-    conn: &ferry_cli::registry_args::Connection,
-    report: &ferry_registry::push::PushReport,
-) {
+fn finish(cli: &Cli, conn: &ferry_cli::registry_args::Connection, report: &CopyReport) {
     let json = cli.output.json;
 
     if json {

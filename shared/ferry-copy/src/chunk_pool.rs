@@ -18,7 +18,43 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ferry_store::digest::Hasher;
 use ferry_store::Digest;
 
-use crate::present::HeldBytes;
+/// A blob's verified bytes in memory, readable from any offset (for retries
+/// and resumes).
+pub trait HeldBytes: Send + Sync {
+    /// Copies bytes from `position` into `buf`; returns how many (0 at the end).
+    fn read_at(&self, position: usize, buf: &mut [u8]) -> usize;
+}
+
+impl HeldBytes for Vec<u8> {
+    fn read_at(&self, position: usize, buf: &mut [u8]) -> usize {
+        let rest = self.get(position..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        n
+    }
+}
+
+/// Reads shared in-memory bytes from an offset.
+struct SharedBytes {
+    bytes: Arc<dyn HeldBytes>,
+    position: usize,
+}
+
+impl Read for SharedBytes {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.bytes.read_at(self.position, buf);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+/// A reader of `bytes` from `offset` (what a re-openable body opens).
+pub fn read_from(bytes: &Arc<dyn HeldBytes>, offset: u64) -> Box<dyn Read + Send> {
+    Box::new(SharedBytes {
+        bytes: bytes.clone(),
+        position: usize::try_from(offset).unwrap_or(usize::MAX),
+    })
+}
 
 /// Size of one chunk: small enough that a blob's last chunk wastes little,
 /// large enough that a 16 MiB layer is 16 chunks.
@@ -183,6 +219,15 @@ mod tests {
         let mut h = Hasher::new(Algorithm::Sha256);
         h.update(bytes);
         h.finish()
+    }
+
+    #[test]
+    fn shared_bytes_read_from_any_offset() {
+        let bytes: Arc<dyn HeldBytes> = Arc::new(b"0123456789".to_vec());
+        let mut out = String::new();
+        read_from(&bytes, 4).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "456789");
+        assert_eq!(read_from(&bytes, 99).read(&mut [0u8; 4]).unwrap(), 0);
     }
 
     fn read_all(blob: &HeldBlob, from: usize, step: usize) -> Vec<u8> {

@@ -1,20 +1,23 @@
-//! Comparing a registry with a store: for each image at its mapped reference,
-//! `in-sync`, `missing`, `differs` or `incomplete`, the blobs it lacks, and the
-//! bytes a push would send (computed exactly as the push decides: a blob
-//! present in any repository that needs it is mounted, not sent).
-//! HEAD requests only, in parallel, unless `--deep` re-hashes every blob.
+//! Comparing a plan with a sink, by reads only: for each image at its
+//! destination, `in-sync`, `missing`, `differs` or `incomplete`, the blobs it
+//! lacks, and the bytes a copy would send (computed as the executor decides:
+//! a blob present in any repository that needs it is mounted, not sent).
+//! Presence questions only, in parallel, unless `--deep` reads every present
+//! manifest and blob back and re-hashes it against the digest asked for.
+//!
+//! Invariant: nothing is written to the sink.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::time::Instant;
 
-use ferry_store::{media, Descriptor, Digest, Hasher, Store};
+use ferry_store::verify_reader::{Mismatch, VerifyingReader};
+use ferry_store::{media, Descriptor, Digest};
 use serde::Serialize;
 
-use crate::client::{Access, Client};
-use crate::error::RegistryError;
+use crate::plan::Plan;
 use crate::pool::parallel;
-use crate::push::{plan_with_orphans, PushError};
+use crate::report::CopyError;
+use crate::sink::{Sink, SinkError, SinkErrorKind};
 
 /// Diff settings.
 #[derive(Debug, Clone, Copy)]
@@ -136,51 +139,45 @@ impl DiffReport {
     }
 }
 
-/// Compares the registry behind `client` with every image named in `store`.
-pub fn diff_store(
-    store: &Store,
-    client: &Client,
+/// Compares `plan` with what `sink` holds.
+pub fn compare(
+    plan: &Plan,
+    sink: &dyn Sink,
     options: &DiffOptions,
-) -> Result<DiffReport, PushError> {
+) -> Result<DiffReport, CopyError> {
     let started = Instant::now();
-    // Referrers count as part of their image: a push sends them too.
-    let (plans, _) = plan_with_orphans(store, client)?;
-    let wrap =
-        |context: String| move |source: RegistryError| PushError::Registry { context, source };
-    client
-        .ping()
-        .map_err(wrap(format!("registry {}", client.target().host)))?;
+    sink.ping().map_err(CopyError::sink(sink.describe()))?;
+    let plans = &plan.images;
 
-    // 1. Every tag, every manifest by digest, every blob: one HEAD each, in parallel.
+    // 1. Every tag, every manifest by digest, every blob: one question each, in parallel.
     //    A tagged image's own manifest is not asked by digest: a tag at the
     //    expected digest proves it is there (asked below only for the others).
-    #[derive(Clone)]
-    enum Q {
-        Tag(usize, String, String),
-        Manifest(String, Descriptor),
-        Blob(String, Descriptor),
+    enum Q<'p> {
+        Tag(usize, &'p str, String),
+        Manifest(&'p str, &'p Descriptor),
+        Blob(&'p str, &'p Descriptor),
     }
     let mut questions: Vec<Q> = Vec::new();
-    let mut pairs: BTreeSet<(String, Digest)> = BTreeSet::new();
+    let mut pairs: BTreeSet<(&str, &Digest)> = BTreeSet::new();
     for (i, p) in plans.iter().enumerate() {
-        let repo = &p.mapped.repository;
+        let repo = p.dest.repository.as_str();
         let reference = p
-            .mapped
+            .dest
             .tag
             .clone()
             .unwrap_or_else(|| p.root.digest.to_string());
-        questions.push(Q::Tag(i, repo.clone(), reference));
+        questions.push(Q::Tag(i, repo, reference));
         for m in &p.manifests {
-            if p.mapped.tag.is_some() && m.digest == p.root.digest {
+            if p.dest.tag.is_some() && m.digest == p.root.digest {
                 continue;
             }
-            if pairs.insert((repo.clone(), m.digest.clone())) {
-                questions.push(Q::Manifest(repo.clone(), m.clone()));
+            if pairs.insert((repo, &m.digest)) {
+                questions.push(Q::Manifest(repo, m));
             }
         }
         for b in &p.blobs {
-            if pairs.insert((repo.clone(), b.digest.clone())) {
-                questions.push(Q::Blob(repo.clone(), b.clone()));
+            if pairs.insert((repo, &b.digest)) {
+                questions.push(Q::Blob(repo, b));
             }
         }
     }
@@ -188,25 +185,21 @@ pub fn diff_store(
         Tag(usize, Option<Digest>),
         Present(String, Digest, bool),
     }
+    let wrap = |what: &str| CopyError::sink(what.to_owned());
     let answers = parallel(&questions, options.jobs, |q| match q {
-        Q::Tag(i, repo, reference) => {
-            let info = client.manifest_head(repo, reference, Access::Pull)?;
-            Ok(A::Tag(*i, info.map(|m| m.digest)))
-        }
-        Q::Manifest(repo, d) => {
-            let info = client.manifest_head(repo, &d.digest.to_string(), Access::Pull)?;
-            Ok(A::Present(repo.clone(), d.digest.clone(), info.is_some()))
-        }
-        Q::Blob(repo, d) => {
-            let size = client.blob_size(repo, &d.digest, Access::Pull)?;
-            Ok(A::Present(
-                repo.clone(),
-                d.digest.clone(),
-                size == Some(d.size),
-            ))
-        }
+        Q::Tag(i, repo, reference) => Ok(A::Tag(*i, sink.manifest_digest(repo, reference)?)),
+        Q::Manifest(repo, d) => Ok(A::Present(
+            repo.to_string(),
+            d.digest.clone(),
+            sink.manifest_digest(repo, &d.digest.to_string())?.is_some(),
+        )),
+        Q::Blob(repo, d) => Ok(A::Present(
+            repo.to_string(),
+            d.digest.clone(),
+            sink.has_blob(repo, d)?,
+        )),
     })
-    .map_err(wrap("comparing with the registry".into()))?;
+    .map_err(wrap("comparing with the registry"))?;
     let mut tags: HashMap<usize, Option<Digest>> = HashMap::new();
     let mut present: HashMap<(String, Digest), bool> = HashMap::new();
     for a in answers {
@@ -221,7 +214,7 @@ pub fn diff_store(
     }
     let mut roots_to_ask: BTreeSet<(String, Digest)> = BTreeSet::new();
     for (i, p) in plans.iter().enumerate() {
-        let key = (p.mapped.repository.clone(), p.root.digest.clone());
+        let key = (p.dest.repository.clone(), p.root.digest.clone());
         if present.contains_key(&key) {
             continue;
         }
@@ -233,22 +226,21 @@ pub fn diff_store(
     }
     let roots_to_ask: Vec<(String, Digest)> = roots_to_ask.into_iter().collect();
     let root_answers = parallel(&roots_to_ask, options.jobs, |(repo, digest)| {
-        let info = client.manifest_head(repo, &digest.to_string(), Access::Pull)?;
-        Ok(info.is_some())
+        Ok::<_, SinkError>(sink.manifest_digest(repo, &digest.to_string())?.is_some())
     })
-    .map_err(wrap("comparing with the registry".into()))?;
+    .map_err(wrap("comparing with the registry"))?;
     for (key, found) in roots_to_ask.into_iter().zip(root_answers) {
         present.entry(key).or_insert(found);
     }
 
-    // 2. --deep: stream every present blob back and re-hash it.
+    // 2. --deep: read every present manifest and blob back and re-hash it.
     let mut corrupt: HashMap<(String, Digest), String> = HashMap::new();
     let mut summary = DiffSummary::default();
     if options.deep {
         let mut unique: BTreeMap<(String, Digest), Descriptor> = BTreeMap::new();
-        for p in &plans {
+        for p in plans {
             for d in p.blobs.iter().chain(&p.manifests) {
-                let key = (p.mapped.repository.clone(), d.digest.clone());
+                let key = (p.dest.repository.clone(), d.digest.clone());
                 if present.get(&key) == Some(&true) {
                     unique.entry(key).or_insert_with(|| d.clone());
                 }
@@ -257,44 +249,9 @@ pub fn diff_store(
         let targets: Vec<(String, Descriptor)> =
             unique.into_iter().map(|((r, _), d)| (r, d)).collect();
         let results = parallel(&targets, options.jobs, |(repo, d)| {
-            let actual = if media::is_manifest_like(&d.media_type) {
-                match client.get_manifest(repo, &d.digest.to_string()) {
-                    Ok(Some(_)) => d.digest.clone(),
-                    Ok(None) => {
-                        return Ok((repo.clone(), d.clone(), Some("absent on GET".to_owned())))
-                    }
-                    Err(RegistryError::DigestMismatch { actual, .. }) => {
-                        return Ok((repo.clone(), d.clone(), Some(actual)));
-                    }
-                    Err(e) => return Err(e),
-                }
-            } else {
-                let resp = client.get_blob(repo, &d.digest)?;
-                let mut reader = resp.reader();
-                let mut h = Hasher::new(d.digest.algorithm());
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = reader
-                        .read(&mut buf)
-                        .map_err(|e| RegistryError::Transport {
-                            what: format!("GET blob {}", d.digest),
-                            detail: e.to_string(),
-                            retryable: true,
-                        })?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-                h.finish()
-            };
-            Ok((
-                repo.clone(),
-                d.clone(),
-                (actual != d.digest).then(|| actual.to_string()),
-            ))
+            Ok::<_, SinkError>((repo.clone(), d.clone(), read_back(sink, repo, d)?))
         })
-        .map_err(wrap("--deep re-hashing".into()))?;
+        .map_err(wrap("--deep re-hashing"))?;
         for (repo, d, bad) in results {
             summary.deep_checked_blobs += 1;
             summary.deep_checked_bytes += d.size;
@@ -304,30 +261,21 @@ pub fn diff_store(
         }
     }
 
-    // 3. Statuses, and the bytes a push would send (a blob present in any
+    // 3. Statuses, and the bytes a copy would send (a blob present in any
     //    repository that needs it would be mounted, not sent).
-    let mut needed_in: BTreeMap<Digest, (u64, Vec<String>)> = BTreeMap::new();
-    for p in &plans {
-        for b in &p.blobs {
-            needed_in
-                .entry(b.digest.clone())
-                .or_insert((b.size, Vec::new()))
-                .1
-                .push(p.mapped.repository.clone());
-        }
-    }
-    for (digest, (size, repos)) in &needed_in {
-        if !repos
+    for need in plan.blob_needs(&vec![false; plans.len()]) {
+        if !need
+            .needed
             .iter()
-            .any(|r| present.get(&(r.clone(), digest.clone())) == Some(&true))
+            .any(|r| present.get(&(r.clone(), need.desc.digest.clone())) == Some(&true))
         {
-            summary.push_bytes += size;
+            summary.push_bytes += need.desc.size;
             summary.push_blobs += 1;
         }
     }
     let mut images = Vec::new();
     for (i, p) in plans.iter().enumerate() {
-        let repo = &p.mapped.repository;
+        let repo = &p.dest.repository;
         let actual = tags.get(&i).cloned().flatten();
         let missing: Vec<MissingItem> = p
             .manifests
@@ -367,7 +315,7 @@ pub fn diff_store(
         }
         images.push(ImageDiff {
             source: p.source.clone(),
-            target: p.target.clone(),
+            target: p.dest.display.clone(),
             status,
             expected_digest: p.root.digest.clone(),
             actual_digest: actual,
@@ -378,23 +326,18 @@ pub fn diff_store(
     }
     summary.images = images.len();
 
-    // 4. --extra: tags in the mapped repositories that the package lacks.
+    // 4. --extra: tags in the destination repositories that the plan lacks.
     let extra_tags = if options.extra {
-        let repos: BTreeSet<String> = plans.iter().map(|p| p.mapped.repository.clone()).collect();
+        let repos: BTreeSet<String> = plans.iter().map(|p| p.dest.repository.clone()).collect();
         let ours: BTreeSet<(String, String)> = plans
             .iter()
-            .filter_map(|p| {
-                p.mapped
-                    .tag
-                    .clone()
-                    .map(|t| (p.mapped.repository.clone(), t))
-            })
+            .filter_map(|p| p.dest.tag.clone().map(|t| (p.dest.repository.clone(), t)))
             .collect();
         let repos: Vec<String> = repos.into_iter().collect();
         let listed = parallel(&repos, options.jobs, |r| {
-            Ok((r.clone(), client.list_tags(r)?))
+            Ok::<_, SinkError>((r.clone(), sink.list_tags(r)?))
         })
-        .map_err(wrap("listing tags".into()))?;
+        .map_err(wrap("listing tags"))?;
         let mut extra = Vec::new();
         for (repo, tags) in listed {
             for tag in tags {
@@ -415,5 +358,38 @@ pub fn diff_store(
         images,
         summary,
         extra_tags,
+    })
+}
+
+/// Reads one present manifest or blob back and hashes it against the digest
+/// asked for: `None` when it matches, else what the served bytes hash to.
+fn read_back(sink: &dyn Sink, repo: &str, d: &Descriptor) -> Result<Option<String>, SinkError> {
+    if media::is_manifest_like(&d.media_type) {
+        return match sink.get_manifest(repo, &d.digest.to_string()) {
+            Ok(Some(bytes)) => {
+                let actual = d.digest.of_same_algorithm(&bytes);
+                Ok((actual != d.digest).then(|| actual.to_string()))
+            }
+            Ok(None) => Ok(Some("absent on GET".to_owned())),
+            Err(SinkError {
+                kind: SinkErrorKind::Mismatch { actual },
+                ..
+            }) => Ok(Some(actual)),
+            Err(e) => Err(e),
+        };
+    }
+    let reader = sink.read_blob(repo, d)?;
+    let verdict = VerifyingReader::new(reader, &d.digest, None)
+        .drain()
+        .map_err(|e| {
+            SinkError::new(
+                SinkErrorKind::Transient,
+                format!("GET blob {}: {e}", d.digest),
+            )
+        })?;
+    Ok(match verdict {
+        Ok(_) => None,
+        Err(Mismatch::Digest { actual, .. }) => Some(actual.to_string()),
+        Err(other) => Some(other.to_string()),
     })
 }

@@ -1,0 +1,630 @@
+//! Copying from a single-pass source (a package read in its own order): the
+//! same executor, driven as the entries go by. Metadata and manifests are
+//! held in memory until the plan can be made (bounded); from then on each
+//! needed blob is delivered as it is read, through the bounded read-ahead of
+//! the [`crate::spool`] when it is small, straight from the source otherwise.
+//! A straight-through delivery that breaks off (a reset, a stall) is sent
+//! again from a further read of the source (3 reads at most).
+//!
+//! Invariants: every byte read is verified against its digest; a source in
+//! another order (layers before its index or manifests) is reported as
+//! [`StreamOutcome::NotStreamable`] before anything is written; a dry run
+//! ([`Sink::is_dry_run`]) stops reading once the plan is known; a failure or a
+//! panic of any thread stops the others and ends the copy with an error.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
+use ferry_store::layout::IndexJson;
+use ferry_store::verify_reader::{Mismatch, VerifyingReader};
+use ferry_store::{Descriptor, Digest, StoreError};
+
+use crate::chunk_pool::{read_from, FillError, HeldBytes};
+use crate::executor::{BlobTask, CopyOptions, Executor, Prepared};
+use crate::plan::{plan, Destination, Plan, PlanError};
+use crate::report::{CopyError, CopyEvent, CopyReport};
+use crate::sink::{Body, Sink};
+use crate::spool::{CloseOnDrop, Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
+
+/// Manifests held in memory while the plan is not known yet.
+const MAX_BUFFERED: u64 = 256 << 20;
+/// Reads of the source in one run.
+const MAX_PASSES: u32 = 3;
+
+/// One entry of a single-pass source.
+pub enum Entry<'r> {
+    /// A metadata file (`index.json`, `oci-layout`, …), read whole.
+    Metadata {
+        /// Path in the source.
+        path: &'r str,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// A blob named by its digest; `reader` yields `size` bytes unless the
+    /// source is truncated.
+    Blob {
+        /// Path in the source.
+        path: &'r str,
+        /// Its name.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// Its bytes (not yet verified).
+        reader: &'r mut dyn Read,
+    },
+    /// Anything else (a docker-archive file, a link): the source is not an
+    /// OCI layout in streamable form.
+    Foreign {
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the visitor wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The next entry.
+    Continue,
+    /// Stop reading (not an error).
+    Stop,
+}
+
+/// Why an entry could not be taken.
+#[derive(Debug)]
+pub enum EntryError {
+    /// The source could not be read (decoder error, truncation).
+    Read(String),
+    /// An entry's bytes are not what its name says.
+    Mismatch {
+        /// Path in the source.
+        entry: String,
+        /// Digest named.
+        expected: Digest,
+        /// Digest of the bytes.
+        actual: Digest,
+    },
+}
+
+/// A source read once, from the start, in its own order.
+pub trait SinglePassSource: Sync {
+    /// Reads the source once, handing each entry to `visit` until it says
+    /// [`Flow::Stop`] or the source ends; `progress` counts bytes read. An
+    /// [`EntryError`] becomes the source's own error (naming the entry and
+    /// where it is).
+    fn read_once(
+        &self,
+        progress: Arc<AtomicU64>,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<Flow, EntryError>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// How a copy from a single-pass source ended.
+pub enum StreamOutcome {
+    /// Everything was copied.
+    Copied(CopyReport),
+    /// The source cannot be copied in one read in this order: nothing was
+    /// written; stage it instead.
+    NotStreamable(String),
+}
+
+type MapFn<'m> = &'m (dyn Fn(&str) -> Result<Destination, String> + Sync);
+
+struct Reader<'e, 'a> {
+    executor: &'e Executor<'a>,
+    map: MapFn<'e>,
+    spool: Option<&'e Spool<'a>>,
+    metadata: HashMap<String, Vec<u8>>,
+    /// Manifests (and small blobs) read before the plan was known.
+    buffered: HashMap<Digest, Vec<u8>>,
+    buffered_bytes: u64,
+    plan: Option<(Plan, Prepared)>,
+    /// Blobs present everywhere they are needed.
+    done: HashSet<Digest>,
+    not_streamable: Option<String>,
+    failure: Option<CopyError>,
+    /// Blobs whose straight-through delivery broke off in this read.
+    deferred: BTreeSet<Digest>,
+    deferred_error: Option<CopyError>,
+    /// Every needed blob was delivered before the end of the source.
+    finished_early: bool,
+}
+
+impl Reader<'_, '_> {
+    fn make_plan(&self) -> Result<Plan, Result<String, CopyError>> {
+        let index = self
+            .metadata
+            .get("index.json")
+            .ok_or_else(|| Ok("index.json comes after the layers".to_owned()))?;
+        let index: IndexJson =
+            serde_json::from_slice(index).map_err(|e| Ok(format!("index.json: {e}")))?;
+        plan(&index.manifests, self.map, |d| {
+            self.buffered
+                .get(&d.digest)
+                .cloned()
+                .ok_or_else(|| StoreError::MissingBlob {
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    parent: String::new(),
+                })
+        })
+        .map_err(|e| match e {
+            PlanError::Graph { problem, .. } => {
+                Ok(format!("manifests come after the layers ({problem})"))
+            }
+            other => Err(CopyError::Plan(other)),
+        })
+    }
+
+    /// Makes the plan and asks the sink what it lacks; false when the source
+    /// cannot be streamed or the sink failed (recorded).
+    fn start(&mut self) -> bool {
+        let plan = match self.make_plan() {
+            Ok(p) => p,
+            Err(Ok(reason)) => {
+                self.not_streamable = Some(reason);
+                return false;
+            }
+            Err(Err(e)) => {
+                self.failure = Some(e);
+                return false;
+            }
+        };
+        let prepared = match self.executor.prepare(&plan) {
+            Ok(p) => p,
+            Err(e) => {
+                self.failure = Some(e);
+                return false;
+            }
+        };
+        for (digest, task) in &prepared.tasks {
+            if task.is_done() {
+                self.done.insert(digest.clone());
+            }
+        }
+        self.plan = Some((plan, prepared));
+        true
+    }
+
+    fn task_for(&self, digest: &Digest) -> Option<&BlobTask> {
+        self.plan.as_ref()?.1.tasks.get(digest)
+    }
+
+    fn all_done(&self) -> bool {
+        self.plan
+            .as_ref()
+            .is_some_and(|(_, p)| p.tasks.keys().all(|d| self.done.contains(d)))
+    }
+
+    /// Delivers the buffered blobs the plan needs (from memory).
+    fn deliver_buffered(&mut self) -> Result<(), CopyError> {
+        let pending: Vec<Digest> = self
+            .buffered
+            .keys()
+            .filter(|d| !self.done.contains(*d) && self.task_for(d).is_some())
+            .cloned()
+            .collect();
+        for d in pending {
+            let held: Arc<dyn HeldBytes> =
+                Arc::new(self.buffered.get(&d).cloned().unwrap_or_default());
+            let open = move |offset: u64| Ok(read_from(&held, offset));
+            if let Some(task) = self.task_for(&d) {
+                self.executor.deliver(task, Body::Reopen(&open))?;
+            }
+            self.done.insert(d);
+        }
+        Ok(())
+    }
+
+    /// Hands a needed blob that fits the spool to the workers: read into
+    /// memory, verified, queued. False when it is too large or the spool is full.
+    fn spool_blob(
+        &mut self,
+        path: &str,
+        digest: &Digest,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<bool, EntryError> {
+        let Some(spool) = self.spool else {
+            return Ok(false);
+        };
+        if size > SPOOL_MAX_BLOB {
+            return Ok(false);
+        }
+        let Some(task) = self.task_for(digest).cloned() else {
+            return Ok(false);
+        };
+        let Some(memory) = spool.try_reserve(size) else {
+            return Ok(false); // full: this one goes straight from the source
+        };
+        let blob = memory.fill(reader, size, digest).map_err(|e| match e {
+            FillError::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                EntryError::Read(format!("entry {path:?} is truncated"))
+            }
+            FillError::Read(e) => EntryError::Read(format!("reading entry {path:?}: {e}")),
+            FillError::Digest { actual } => EntryError::Mismatch {
+                entry: path.to_owned(),
+                expected: digest.clone(),
+                actual,
+            },
+        })?;
+        spool.submit(task, blob);
+        Ok(true)
+    }
+
+    fn blob(
+        &mut self,
+        path: &str,
+        digest: Digest,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<Flow, EntryError> {
+        if self.plan.is_none() {
+            if size <= MAX_MANIFEST_BYTES && self.buffered_bytes + size <= MAX_BUFFERED {
+                let mut bytes = Vec::with_capacity(size as usize);
+                reader
+                    .take(size)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
+                if bytes.len() as u64 != size {
+                    return Err(EntryError::Read(format!("entry {path:?} is truncated")));
+                }
+                let actual = digest.of_same_algorithm(&bytes);
+                if actual != digest {
+                    return Err(EntryError::Mismatch {
+                        entry: path.to_owned(),
+                        expected: digest,
+                        actual,
+                    });
+                }
+                self.buffered_bytes += size;
+                // Manifests start with '{'; the first layer means the plan must be complete now.
+                let is_json = bytes.first() == Some(&b'{');
+                self.buffered.insert(digest.clone(), bytes);
+                if is_json {
+                    return Ok(Flow::Continue);
+                }
+            }
+            if !self.start() {
+                return Ok(Flow::Stop);
+            }
+            if self.executor.sink().is_dry_run() {
+                self.finished_early = true;
+                return Ok(Flow::Stop); // the plan and the sink's answers are all a dry run needs
+            }
+        }
+        // Buffered leaves first (children before parents still holds: manifests go last).
+        if let Err(e) = self.deliver_buffered() {
+            self.failure = Some(e);
+            return Ok(Flow::Stop);
+        }
+        if self.all_done() {
+            self.finished_early = true;
+            return Ok(Flow::Stop); // everything needed is in the sink: stop reading
+        }
+        if self.done.contains(&digest) || self.buffered.contains_key(&digest) {
+            return Ok(Flow::Continue);
+        }
+        if self.spool.is_some_and(Spool::failed) {
+            return Ok(Flow::Stop);
+        }
+        if self.spool_blob(path, &digest, size, reader)? {
+            self.done.insert(digest);
+            return Ok(Flow::Continue); // finishing early waits for the spool anyway
+        }
+        let mut verifying = VerifyingReader::new(reader, &digest, Some(size));
+        if let Some(task) = self.task_for(&digest).cloned() {
+            if let Err(e) = self.executor.deliver(&task, Body::Once(&mut verifying)) {
+                if !e.is_transient() {
+                    self.failure = Some(e);
+                    return Ok(Flow::Stop);
+                }
+                // Its bytes are gone: read on, and send it again from the next read.
+                self.deferred.insert(digest.clone());
+                self.deferred_error = Some(e);
+            }
+        }
+        let verdict = verifying
+            .drain()
+            .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
+        match verdict {
+            Ok(_) => {}
+            Err(Mismatch::Size { .. }) => {
+                return Err(EntryError::Read(format!("entry {path:?} is truncated")))
+            }
+            Err(Mismatch::Digest { expected, actual }) => {
+                return Err(EntryError::Mismatch {
+                    entry: path.to_owned(),
+                    expected,
+                    actual,
+                })
+            }
+        }
+        if self.deferred.contains(&digest) {
+            return Ok(Flow::Continue);
+        }
+        self.done.insert(digest);
+        if self.all_done() {
+            self.finished_early = true;
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn visit(&mut self, entry: Entry<'_>) -> Result<Flow, EntryError> {
+        match entry {
+            Entry::Metadata { path, bytes } => {
+                self.metadata.insert(path.to_owned(), bytes);
+                Ok(Flow::Continue)
+            }
+            Entry::Foreign { why } => {
+                self.not_streamable = Some(why);
+                Ok(Flow::Stop)
+            }
+            Entry::Blob {
+                path,
+                digest,
+                size,
+                reader,
+            } => self.blob(path, digest, size, reader),
+        }
+    }
+}
+
+/// Copies every image of a single-pass `source` into `sink` in one read when
+/// its index and manifests come before its blobs; otherwise reports
+/// [`StreamOutcome::NotStreamable`] before writing anything.
+pub fn copy_stream(
+    source: &dyn SinglePassSource,
+    sink: &dyn Sink,
+    options: CopyOptions,
+    map: MapFn<'_>,
+    progress: Arc<AtomicU64>,
+    events: &(dyn Fn(CopyEvent) + Sync),
+) -> Result<StreamOutcome, CopyError> {
+    let executor = Executor::new(sink, options, events);
+    let spool = Spool::new(&executor);
+    let mut r = Reader {
+        executor: &executor,
+        map,
+        spool: Some(&spool),
+        metadata: HashMap::new(),
+        buffered: HashMap::new(),
+        buffered_bytes: 0,
+        plan: None,
+        done: HashSet::new(),
+        not_streamable: None,
+        failure: None,
+        deferred: BTreeSet::new(),
+        deferred_error: None,
+        finished_early: false,
+    };
+    // The source is read on this thread while the spool's workers deliver;
+    // blobs whose straight-through delivery broke off get another read.
+    let mut pass = 1;
+    let mut position = progress;
+    let (walked, spooled) = loop {
+        let walked = std::thread::scope(|scope| {
+            for _ in 0..SPOOL_WORKERS.min(options.jobs.max(1)) {
+                scope.spawn(|| spool.work());
+            }
+            let _close = CloseOnDrop(&spool);
+            let walked = source.read_once(position.clone(), &mut |e| r.visit(e));
+            if r.failure.is_some() || walked.is_err() {
+                spool.cancel();
+            }
+            walked
+        });
+        let spooled = spool.finish();
+        let again = spooled.is_ok()
+            && r.failure.is_none()
+            && r.not_streamable.is_none()
+            && !r.deferred.is_empty()
+            && pass < MAX_PASSES;
+        if !again {
+            break (walked, spooled);
+        }
+        pass += 1;
+        events(CopyEvent::Retry {
+            message: format!(
+                "{} blob(s) broke off mid-upload ({}); reading the package again (pass {pass} of {MAX_PASSES}) to send them",
+                r.deferred.len(),
+                r.deferred_error.as_ref().map_or_else(String::new, ToString::to_string)
+            ),
+        });
+        r.deferred.clear();
+        r.finished_early = false;
+        spool.reopen();
+        // The shown position stays where the first read ended (bars never go back).
+        position = Arc::new(AtomicU64::new(0));
+    };
+    r.spool = None;
+    if let Some(e) = r.failure.take() {
+        return Err(e);
+    }
+    spooled?;
+    if !r.deferred.is_empty() {
+        if let Some(e) = r.deferred_error.take() {
+            return Err(e);
+        }
+    }
+    if let Some(reason) = r.not_streamable.take() {
+        if executor.blobs_written() == 0 {
+            return Ok(StreamOutcome::NotStreamable(reason));
+        }
+    }
+    if !r.finished_early {
+        walked.map_err(CopyError::Source)?;
+    }
+    // Small sources: every blob fitted in memory before any layer appeared.
+    if r.plan.is_none() {
+        match r.make_plan() {
+            Ok(_) => {
+                if !r.start() {
+                    if let Some(e) = r.failure.take() {
+                        return Err(e);
+                    }
+                }
+            }
+            Err(Ok(reason)) => return Ok(StreamOutcome::NotStreamable(reason)),
+            Err(Err(e)) => return Err(e),
+        }
+    }
+    if sink.is_dry_run() {
+        // Nothing was read past the manifests: count what delivering every pending blob would do.
+        if let Some((_, prepared)) = &r.plan {
+            for (digest, task) in &prepared.tasks {
+                if !r.done.contains(digest) {
+                    executor.deliver(task, Body::Gone)?;
+                }
+            }
+        }
+    } else {
+        r.deliver_buffered()?;
+    }
+    let (plan, prepared) = r
+        .plan
+        .take()
+        .ok_or_else(|| CopyError::Incomplete("no plan".into()))?;
+    if !sink.is_dry_run() {
+        if let Some((d, t)) = prepared.tasks.iter().find(|(d, _)| !r.done.contains(*d)) {
+            return Err(CopyError::Incomplete(format!(
+                "the package lacks blob {d} ({}, {} bytes)",
+                t.desc.media_type, t.desc.size
+            )));
+        }
+    }
+    let buffered = &r.buffered;
+    let bytes_of = |m: &Descriptor| -> Result<Vec<u8>, CopyError> {
+        let bytes = buffered.get(&m.digest).cloned().unwrap_or_default();
+        children_of(m, &bytes).map_err(|e| CopyError::Store(e.into()))?;
+        Ok(bytes)
+    };
+    executor.commit(&plan, &prepared, &bytes_of)?;
+    Ok(StreamOutcome::Copied(executor.finish()))
+}
+
+/// Reads a single-pass source only as far as its plan needs, writing
+/// nothing: metadata and manifests are held in memory (bounded as in a
+/// copy), layers are passed over unread, and reading stops at the first layer
+/// after which the plan is complete. `Ok(Err(reason))`: the source cannot be
+/// planned in one read (not an OCI layout: stage it).
+pub fn read_plan(
+    source: &dyn SinglePassSource,
+    map: MapFn<'_>,
+    progress: Arc<AtomicU64>,
+) -> Result<Result<Plan, String>, CopyError> {
+    struct Planner<'m> {
+        map: MapFn<'m>,
+        metadata: HashMap<String, Vec<u8>>,
+        buffered: HashMap<Digest, Vec<u8>>,
+        buffered_bytes: u64,
+        plan: Option<Result<Plan, CopyError>>,
+        foreign: Option<String>,
+    }
+    impl Planner<'_> {
+        fn try_plan(&self) -> Option<Result<Plan, CopyError>> {
+            let index: IndexJson = serde_json::from_slice(self.metadata.get("index.json")?).ok()?;
+            let planned = plan(&index.manifests, self.map, |d| {
+                self.buffered
+                    .get(&d.digest)
+                    .cloned()
+                    .ok_or_else(|| StoreError::MissingBlob {
+                        digest: d.digest.clone(),
+                        media_type: d.media_type.clone(),
+                        size: d.size,
+                        parent: String::new(),
+                    })
+            });
+            match planned {
+                Ok(p) => Some(Ok(p)),
+                Err(PlanError::Graph { .. }) => None, // manifests still to come
+                Err(e) => Some(Err(e.into())),
+            }
+        }
+        fn visit(&mut self, entry: Entry<'_>) -> Result<Flow, EntryError> {
+            match entry {
+                Entry::Metadata { path, bytes } => {
+                    self.metadata.insert(path.to_owned(), bytes);
+                }
+                Entry::Foreign { why } => {
+                    self.foreign = Some(why);
+                    return Ok(Flow::Stop);
+                }
+                Entry::Blob {
+                    path,
+                    digest,
+                    size,
+                    reader,
+                } => {
+                    if size <= MAX_MANIFEST_BYTES && self.buffered_bytes + size <= MAX_BUFFERED {
+                        let mut bytes = Vec::with_capacity(size as usize);
+                        reader.take(size).read_to_end(&mut bytes).map_err(|e| {
+                            EntryError::Read(format!("reading entry {path:?}: {e}"))
+                        })?;
+                        if bytes.len() as u64 != size {
+                            return Err(EntryError::Read(format!("entry {path:?} is truncated")));
+                        }
+                        let actual = digest.of_same_algorithm(&bytes);
+                        if actual != digest {
+                            return Err(EntryError::Mismatch {
+                                entry: path.to_owned(),
+                                expected: digest,
+                                actual,
+                            });
+                        }
+                        if bytes.first() == Some(&b'{') {
+                            self.buffered_bytes += size;
+                            self.buffered.insert(digest, bytes);
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                    // A layer: if the plan is complete now, nothing further is needed.
+                    if let Some(p) = self.try_plan() {
+                        self.plan = Some(p);
+                        return Ok(Flow::Stop);
+                    }
+                }
+            }
+            Ok(Flow::Continue)
+        }
+    }
+    let mut planner = Planner {
+        map,
+        metadata: HashMap::new(),
+        buffered: HashMap::new(),
+        buffered_bytes: 0,
+        plan: None,
+        foreign: None,
+    };
+    source
+        .read_once(progress, &mut |e| planner.visit(e))
+        .map_err(CopyError::Source)?;
+    if let Some(why) = planner.foreign.take() {
+        return Ok(Err(why));
+    }
+    if let Some(p) = planner.plan.take() {
+        return p.map(Ok);
+    }
+    if !planner.metadata.contains_key("index.json") {
+        return Ok(Err("the package has no index.json".to_owned()));
+    }
+    let index: IndexJson = serde_json::from_slice(&planner.metadata["index.json"])
+        .map_err(|e| CopyError::Source(format!("index.json: {e}").into()))?;
+    let planned = plan(&index.manifests, map, |d| {
+        planner
+            .buffered
+            .get(&d.digest)
+            .cloned()
+            .ok_or_else(|| StoreError::MissingBlob {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                size: d.size,
+                parent: "the package".to_owned(),
+            })
+    })?;
+    Ok(Ok(planned))
+}
