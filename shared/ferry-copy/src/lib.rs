@@ -46,3 +46,8 @@ pub use report::{CopiedImage, CopyError, CopyEvent, CopyReport};
 pub use sink::{BlobPut, Body, Sink, SinkError, SinkErrorKind};
 pub use source::{Source, StoreSource};
 pub use stream::{copy_stream, SinglePassSource, StreamOutcome};
+
+#[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
+mod testing;
