@@ -302,3 +302,72 @@ fn unreachable_registry_exits_2() {
         r.stderr
     );
 }
+
+/// A layers-first package (what most packagers write) is compared in one
+/// read with no staging copy on disk: before the copy engine, ferry-diff
+/// staged the whole package beside it before contacting the registry.
+#[test]
+fn a_layers_first_package_is_diffed_without_a_staging_copy() {
+    use ferry_e2e::registry_push::{push, registry_tool};
+    use ferry_testkit::{write_package, PackageFormat, PackageOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let spec = FixtureSpec {
+        seed: 33,
+        images: 3,
+        layers_per_image: 2,
+        layer_size: 256 * 1024,
+        multi_arch_every: 3,
+        ..Default::default()
+    };
+    let fixture = generate_layout(&spec, &layout).unwrap();
+    let package = dir.path().join("layers-first.tar.zst");
+    write_package(
+        &layout,
+        PackageFormat::TarZst,
+        &PackageOptions {
+            layers_first: true,
+            ..Default::default()
+        },
+        &package,
+    )
+    .unwrap();
+    let staging = dir.path().join("layers-first.tar.zst.ferry-store");
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let diff = |extra: &[&str]| registry_tool("ferry-diff", &reg, &package, "m", extra, &[], true);
+    let before = diff(&["--json"]);
+    assert_eq!(before.code, 1, "{}", before.stderr);
+    assert!(!staging.exists(), "ferry-diff staged a copy of the package");
+    let v: serde_json::Value = serde_json::from_str(&before.stdout).unwrap();
+    assert_eq!(statuses(&v).len(), fixture.images.len(), "{v}");
+    assert!(statuses(&v).iter().all(|(_, st)| st == "missing"), "{v}");
+    let push_bytes = v["summary"]["push_bytes"].as_u64().unwrap();
+    let pushed = push(&reg, &package, "m", &["--json"]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let summary = ferry_e2e::summary(&pushed);
+    assert_eq!(summary["bytes_uploaded"].as_u64().unwrap(), push_bytes, "diff's push bytes are what push sent");
+    std::fs::remove_dir_all(&staging).ok(); // the push (not the diff) stages a layers-first package today
+    let after = diff(&[]);
+    assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
+    assert!(!staging.exists(), "ferry-diff staged a copy of the package");
+    assert!(!after.stderr.contains("staging"), "{}", after.stderr);
+}
+
+/// `ferry-export` (package → store) does not link the HTTP/TLS stack.
+#[test]
+fn ferry_export_and_verify_do_not_depend_on_the_http_or_tls_stack() {
+    for tool in ["ferry-export", "ferry-verify"] {
+        let r = run(Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", tool])
+            .current_dir(env!("CARGO_MANIFEST_DIR")));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stdout.contains("ferry-store"), "{}", r.stdout);
+        for http in ["ureq", "rustls", "ferry-registry"] {
+            assert!(
+                !r.stdout.lines().any(|l| l.starts_with(&format!("{http} "))),
+                "{tool} depends on {http}:\n{}",
+                r.stdout
+            );
+        }
+    }
+}
