@@ -345,8 +345,12 @@ fn a_layers_first_package_is_diffed_without_a_staging_copy() {
     let pushed = push(&reg, &package, "m", &["--json"]);
     assert_eq!(pushed.code, 0, "{}", pushed.stderr);
     let summary = ferry_e2e::summary(&pushed);
-    assert_eq!(summary["bytes_uploaded"].as_u64().unwrap(), push_bytes, "diff's push bytes are what push sent");
-    std::fs::remove_dir_all(&staging).ok(); // the push (not the diff) stages a layers-first package today
+    assert_eq!(
+        summary["bytes_uploaded"].as_u64().unwrap(),
+        push_bytes,
+        "diff's push bytes are what push sent"
+    );
+    assert!(!staging.exists(), "ferry-push staged a copy of the package");
     let after = diff(&[]);
     assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
     assert!(!staging.exists(), "ferry-diff staged a copy of the package");
@@ -358,7 +362,16 @@ fn a_layers_first_package_is_diffed_without_a_staging_copy() {
 fn ferry_export_and_verify_do_not_depend_on_the_http_or_tls_stack() {
     for tool in ["ferry-export", "ferry-verify"] {
         let r = run(Command::new(env!("CARGO"))
-            .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", tool])
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+                tool,
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR")));
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(r.stdout.contains("ferry-store"), "{}", r.stdout);

@@ -492,7 +492,7 @@ fn kill_9_between_chunks_then_rerun_resends_at_most_one_chunk() {
 }
 
 #[test]
-fn index_first_package_streams_without_scratch_copy_and_layers_first_is_staged() {
+fn any_package_order_is_pushed_in_one_read_without_a_scratch_copy() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let spec = FixtureSpec {
@@ -528,19 +528,28 @@ fn index_first_package_streams_without_scratch_copy_and_layers_first_is_staged()
         let r = push(&reg, &path, ns, &[]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let staging = dir.path().join(format!("{name}.ferry-store"));
+        assert!(
+            !staging.exists(),
+            "the package was copied to disk: {}",
+            r.stderr
+        );
         if layers_first {
+            // Blobs wait in the holding repository until index.json arrives, then are mounted.
             assert!(
-                r.stderr.contains("staging"),
-                "layers-first must be staged: {}",
+                r.stderr.contains("holding") && r.stderr.contains(&format!("{ns}/ferry-holding")),
+                "the read path is not said: {}",
                 r.stderr
             );
-            assert!(staging.join("index.json").is_file());
+            let into_holding =
+                reg.count_requests("POST", &format!("/v2/{ns}/ferry-holding/blobs/uploads/"));
+            let naming_holding = reg.count_requests("POST", "ferry-holding");
+            assert!(into_holding > 0, "nothing went to the holding repository");
+            assert!(
+                naming_holding > into_holding,
+                "nothing was mounted from the holding repository"
+            );
         } else {
-            assert!(
-                !staging.exists(),
-                "an index-first package was copied to disk: {}",
-                r.stderr
-            );
+            assert!(!r.stderr.contains("holding"), "{}", r.stderr);
         }
         assert_registry_has_package(&reg, ns, &pkg);
         // Warm rerun: nothing uploaded, no manifest sent again.

@@ -137,6 +137,9 @@ impl Sink for DryRun<'_> {
     fn is_dry_run(&self) -> bool {
         true
     }
+    fn holding_repository(&self) -> Option<String> {
+        self.inner.holding_repository()
+    }
     fn tokens_fetched(&self) -> u64 {
         self.inner.tokens_fetched()
     }

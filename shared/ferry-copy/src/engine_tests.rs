@@ -609,3 +609,162 @@ fn a_panic_of_the_reading_thread_never_leaves_workers_waiting() {
         "the reading thread's panic surfaces as a panic"
     );
 }
+
+fn reads(p: &crate::testing::MemoryPackage) -> u64 {
+    p.reads.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn two_images_sharing_a_layer() -> Images {
+    let mut images = Images::default();
+    let a = images.manifest(r#"{"a":1}"#, &[b"common-layer", b"a-only"]);
+    let b = images.manifest(r#"{"b":1}"#, &[b"common-layer", b"b-only"]);
+    images.name(&a, "gcr.io/x/a:1");
+    images.name(&b, "gcr.io/x/b:1");
+    images
+}
+
+#[test]
+fn a_layers_first_package_goes_through_the_holding_repository_in_one_read() {
+    let images = two_images_sharing_a_layer();
+    let package = images.package(false);
+    let sink = MemorySink::with_holding();
+    let paths = Mutex::new(Vec::new());
+    let events = |e: CopyEvent| {
+        if let CopyEvent::ReadPath { path, .. } = e {
+            paths.lock().unwrap().push(path);
+        }
+    };
+    let outcome = copy_stream(
+        &package,
+        &sink,
+        CopyOptions {
+            jobs: 2,
+            force: false,
+        },
+        &map,
+        Arc::new(AtomicU64::new(0)),
+        &events,
+    )
+    .unwrap();
+    let StreamOutcome::Copied(report) = outcome else {
+        panic!("not copied")
+    };
+    assert_eq!(reads(&package), 1, "one read of the package");
+    assert_eq!(*paths.lock().unwrap(), ["holding"]);
+    let calls = sink.calls();
+    // Layers went to the holding repository before index.json was read, then were mounted.
+    let layers: Vec<_> = images
+        .blobs
+        .values()
+        .filter(|b| b.first() != Some(&b'{'))
+        .collect();
+    assert_eq!(layers.len(), 3);
+    for layer in &layers {
+        let d = ferry_store::Digest::sha256_of(layer);
+        assert!(
+            calls.contains(&format!("UPLOAD ns/ferry-holding {}", short(&d))),
+            "{calls:#?}"
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("UPLOAD ns/x/") && c.ends_with(&short(&d))),
+            "a layer was sent twice: {calls:#?}"
+        );
+    }
+    for (repo, tag) in [("ns/x/a", "1"), ("ns/x/b", "1")] {
+        assert!(
+            sink.manifest(repo, tag).is_some(),
+            "{repo}:{tag} not tagged"
+        );
+    }
+    assert_eq!(
+        report.blobs_mounted, 4,
+        "each image's two layers mounted from holding"
+    );
+    let last_blob = calls
+        .iter()
+        .rposition(|c| c.starts_with("UPLOAD") || c.starts_with("MOUNT"))
+        .unwrap();
+    assert!(last_blob < position(&calls, "PUT manifest"));
+    // A rerun: the images are complete; blobs found in holding are not sent again.
+    sink.calls.lock().unwrap().clear();
+    let StreamOutcome::Copied(again) = copy_stream(
+        &package,
+        &sink,
+        ONE,
+        &map,
+        Arc::new(AtomicU64::new(0)),
+        &quiet(),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(sink.writes().is_empty(), "{:?}", sink.writes());
+    assert_eq!(again.images_up_to_date, 2);
+}
+
+#[test]
+fn refused_mounts_from_holding_take_a_second_read_and_the_images_still_arrive_whole() {
+    let images = two_images_sharing_a_layer();
+    let package = images.package(false);
+    let sink = MemorySink {
+        refuse_mounts: true,
+        ..MemorySink::with_holding()
+    };
+    let paths = Mutex::new(Vec::new());
+    let events = |e: CopyEvent| {
+        if let CopyEvent::ReadPath { path, .. } = e {
+            paths.lock().unwrap().push(path);
+        }
+    };
+    let StreamOutcome::Copied(_) = copy_stream(
+        &package,
+        &sink,
+        ONE,
+        &map,
+        Arc::new(AtomicU64::new(0)),
+        &events,
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(reads(&package), 2, "a second read, no disk");
+    assert_eq!(*paths.lock().unwrap(), ["holding", "second-read"]);
+    for image in two_images_sharing_a_layer().plan().images {
+        for b in &image.blobs {
+            assert!(
+                sink.holds(&image.dest.repository, &b.digest),
+                "{} lacks {}",
+                image.dest.repository,
+                b.digest
+            );
+        }
+        assert!(sink.manifest(&image.dest.repository, "1").is_some());
+    }
+}
+
+#[test]
+fn a_dry_run_of_a_layers_first_package_reads_once_writes_nothing_and_counts_right() {
+    let images = two_images_sharing_a_layer();
+    let package = images.package(false);
+    let sink = MemorySink::with_holding();
+    let dry = DryRun::new(&sink);
+    let StreamOutcome::Copied(planned) = copy_stream(
+        &package,
+        &dry,
+        ONE,
+        &map,
+        Arc::new(AtomicU64::new(0)),
+        &quiet(),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(reads(&package), 1);
+    assert!(sink.writes().is_empty(), "{:?}", sink.writes());
+    // What a direct copy (no holding) then does.
+    let plain = MemorySink::default();
+    let done = copy(&images.plan(), &images, &plain, ONE, &quiet()).unwrap();
+    assert_eq!(counts(&planned), counts(&done));
+}

@@ -68,6 +68,14 @@ pub enum CopyEvent {
         /// Why.
         reason: String,
     },
+    /// How a single-pass source is being read, and why (streamed; blobs held
+    /// until `index.json` arrives; a second read).
+    ReadPath {
+        /// `stream`, `holding` or `second-read`.
+        path: String,
+        /// Why this path.
+        reason: String,
+    },
     /// A request or a read is being retried.
     Retry {
         /// What happened (redacted).

@@ -42,6 +42,9 @@ pub enum SinkErrorKind {
     Transient,
     /// A refusal or a fault that another attempt will not fix.
     Permanent,
+    /// The blob's bytes were needed (a mount was refused) but the body had
+    /// none ([`Body::Gone`]): deliver it again from another read.
+    NeedsBytes,
     /// Bytes read back from the sink do not have the digest asked for.
     Mismatch {
         /// What they hash to.
@@ -123,6 +126,12 @@ pub trait Sink: Sync {
     /// What the sink is, for messages ("registry HOST:PORT").
     fn describe(&self) -> String {
         "the destination".to_owned()
+    }
+    /// A repository where blobs may wait before the images that need them are
+    /// known (a package whose `index.json` comes last); they are then mounted
+    /// into each image's repository. `None`: the sink has none.
+    fn holding_repository(&self) -> Option<String> {
+        None
     }
     /// True for a sink that only counts writes ([`crate::DryRun`]): writes
     /// need no bytes (a single-pass source stops reading once the plan is

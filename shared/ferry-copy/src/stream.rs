@@ -26,7 +26,7 @@ use crate::chunk_pool::{read_from, FillError, HeldBytes};
 use crate::executor::{BlobTask, CopyOptions, Executor, Prepared};
 use crate::plan::{plan, Destination, Plan, PlanError};
 use crate::report::{CopyError, CopyEvent, CopyReport};
-use crate::sink::{Body, Sink};
+use crate::sink::{Body, Sink, SinkErrorKind};
 use crate::spool::{CloseOnDrop, Spool, SPOOL_MAX_BLOB, SPOOL_WORKERS};
 
 /// Manifests held in memory while the plan is not known yet.
@@ -130,6 +130,30 @@ struct Reader<'e, 'a> {
     deferred_error: Option<CopyError>,
     /// Every needed blob was delivered before the end of the source.
     finished_early: bool,
+    /// Blobs came before the plan could be made: they wait in this
+    /// repository of the sink until `index.json` arrives.
+    holding: Option<String>,
+    /// Blobs known to be in the holding repository.
+    held: HashSet<Digest>,
+    /// Blobs came before the plan could be made in a dry run: read on, write nothing.
+    reading_through: bool,
+    events: &'e (dyn Fn(CopyEvent) + Sync),
+}
+
+/// Reads what is left of a straight-through blob and checks it.
+fn verified(path: &str, verifying: VerifyingReader<&mut dyn Read>) -> Result<(), EntryError> {
+    let verdict = verifying
+        .drain()
+        .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
+    match verdict {
+        Ok(_) => Ok(()),
+        Err(Mismatch::Size { .. }) => Err(EntryError::Read(format!("entry {path:?} is truncated"))),
+        Err(Mismatch::Digest { expected, actual }) => Err(EntryError::Mismatch {
+            entry: path.to_owned(),
+            expected,
+            actual,
+        }),
+    }
 }
 
 impl Reader<'_, '_> {
@@ -225,18 +249,29 @@ impl Reader<'_, '_> {
         &mut self,
         path: &str,
         digest: &Digest,
-        size: u64,
         reader: &mut dyn Read,
     ) -> Result<bool, EntryError> {
+        let Some(task) = self.task_for(digest).cloned() else {
+            return Ok(false);
+        };
+        self.spool_task(path, &task, reader)
+    }
+
+    /// Reads a blob into the spool's memory, verifies it and queues `task`
+    /// with it; false when it is too large or the spool is full.
+    fn spool_task(
+        &mut self,
+        path: &str,
+        task: &BlobTask,
+        reader: &mut dyn Read,
+    ) -> Result<bool, EntryError> {
+        let (digest, size) = (&task.desc.digest, task.desc.size);
         let Some(spool) = self.spool else {
             return Ok(false);
         };
         if size > SPOOL_MAX_BLOB {
             return Ok(false);
         }
-        let Some(task) = self.task_for(digest).cloned() else {
-            return Ok(false);
-        };
         let Some(memory) = spool.try_reserve(size) else {
             return Ok(false); // full: this one goes straight from the source
         };
@@ -251,7 +286,7 @@ impl Reader<'_, '_> {
                 actual,
             },
         })?;
-        spool.submit(task, blob);
+        spool.submit(task.clone(), blob);
         Ok(true)
     }
 
@@ -262,8 +297,23 @@ impl Reader<'_, '_> {
         size: u64,
         reader: &mut dyn Read,
     ) -> Result<Flow, EntryError> {
+        // Before the plan is known, manifests (JSON, ≤ 4 MiB) are held in memory;
+        // the first byte tells them from layers, which are never held.
+        let mut first = [0u8; 1];
+        let mut peeked = 0;
+        let mut rest;
+        let reader: &mut dyn Read = if self.plan.is_none() && size > 0 {
+            peeked = reader
+                .read(&mut first)
+                .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
+            rest = (&first[..peeked]).chain(reader);
+            &mut rest
+        } else {
+            reader
+        };
         if self.plan.is_none() {
-            if size <= MAX_MANIFEST_BYTES && self.buffered_bytes + size <= MAX_BUFFERED {
+            let json = peeked == 1 && first[0] == b'{';
+            if json && size <= MAX_MANIFEST_BYTES && self.buffered_bytes + size <= MAX_BUFFERED {
                 let mut bytes = Vec::with_capacity(size as usize);
                 reader
                     .take(size)
@@ -281,19 +331,45 @@ impl Reader<'_, '_> {
                     });
                 }
                 self.buffered_bytes += size;
-                // Manifests start with '{'; the first layer means the plan must be complete now.
-                let is_json = bytes.first() == Some(&b'{');
-                self.buffered.insert(digest.clone(), bytes);
-                if is_json {
-                    return Ok(Flow::Continue);
+                self.buffered.insert(digest, bytes);
+                return Ok(Flow::Continue);
+            }
+            if self.holding.is_none() && !self.reading_through {
+                if self.start() {
+                    (self.events)(CopyEvent::ReadPath {
+                        path: "stream".into(),
+                        reason: "index.json and the manifests come before the layers".into(),
+                    });
+                    if self.executor.sink().is_dry_run() {
+                        self.finished_early = true;
+                        return Ok(Flow::Stop); // the plan and the sink's answers are all a dry run needs
+                    }
+                } else if self.failure.is_some() {
+                    return Ok(Flow::Stop);
+                } else if let Some(reason) = self.not_streamable.take() {
+                    let sink = self.executor.sink();
+                    if sink.is_dry_run() {
+                        self.reading_through = true;
+                        (self.events)(CopyEvent::ReadPath {
+                            path: "read-through".into(),
+                            reason: format!("{reason}: reading on to it, writing nothing"),
+                        });
+                    } else if let Some(holding) = sink.holding_repository() {
+                        (self.events)(CopyEvent::ReadPath {
+                            path: "holding".into(),
+                            reason: format!(
+                                "{reason}: blobs wait in {holding} as they are read and are mounted into their images' repositories once index.json arrives"
+                            ),
+                        });
+                        self.holding = Some(holding);
+                    } else {
+                        self.not_streamable = Some(reason);
+                        return Ok(Flow::Stop);
+                    }
                 }
             }
-            if !self.start() {
-                return Ok(Flow::Stop);
-            }
-            if self.executor.sink().is_dry_run() {
-                self.finished_early = true;
-                return Ok(Flow::Stop); // the plan and the sink's answers are all a dry run needs
+            if self.plan.is_none() {
+                return self.hold(path, digest, size, reader);
             }
         }
         // Buffered leaves first (children before parents still holds: manifests go last).
@@ -311,7 +387,7 @@ impl Reader<'_, '_> {
         if self.spool.is_some_and(Spool::failed) {
             return Ok(Flow::Stop);
         }
-        if self.spool_blob(path, &digest, size, reader)? {
+        if self.spool_blob(path, &digest, reader)? {
             self.done.insert(digest);
             return Ok(Flow::Continue); // finishing early waits for the spool anyway
         }
@@ -327,22 +403,7 @@ impl Reader<'_, '_> {
                 self.deferred_error = Some(e);
             }
         }
-        let verdict = verifying
-            .drain()
-            .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
-        match verdict {
-            Ok(_) => {}
-            Err(Mismatch::Size { .. }) => {
-                return Err(EntryError::Read(format!("entry {path:?} is truncated")))
-            }
-            Err(Mismatch::Digest { expected, actual }) => {
-                return Err(EntryError::Mismatch {
-                    entry: path.to_owned(),
-                    expected,
-                    actual,
-                })
-            }
-        }
+        verified(path, verifying)?;
         if self.deferred.contains(&digest) {
             return Ok(Flow::Continue);
         }
@@ -352,6 +413,155 @@ impl Reader<'_, '_> {
             return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Before the plan is known: a blob goes to the holding repository (unless
+    /// it is there already), or is passed over in a dry run.
+    fn hold(
+        &mut self,
+        path: &str,
+        digest: Digest,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<Flow, EntryError> {
+        let Some(holding) = self.holding.clone() else {
+            return Ok(Flow::Continue); // reading through (dry run): written by nobody
+        };
+        if self.buffered.contains_key(&digest) || self.held.contains(&digest) {
+            return Ok(Flow::Continue);
+        }
+        let task = BlobTask {
+            desc: Descriptor::new("application/octet-stream", digest.clone(), size),
+            repos: vec![(holding.clone(), false)],
+            mount_source: None,
+        };
+        match self.executor.sink().has_blob(&holding, &task.desc) {
+            Ok(true) => {
+                self.held.insert(digest);
+                return Ok(Flow::Continue);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.failure = Some(CopyError::Sink {
+                    context: format!("blob {digest} in {holding}"),
+                    source: e,
+                });
+                return Ok(Flow::Stop);
+            }
+        }
+        if self.spool.is_some_and(Spool::failed) {
+            return Ok(Flow::Stop);
+        }
+        if self.spool_task(path, &task, reader)? {
+            self.held.insert(digest);
+            return Ok(Flow::Continue);
+        }
+        let mut verifying = VerifyingReader::new(reader, &digest, Some(size));
+        let delivered = self.executor.deliver(&task, Body::Once(&mut verifying));
+        verified(path, verifying)?;
+        match delivered {
+            Ok(()) => {
+                self.held.insert(digest);
+            }
+            Err(e) if e.is_transient() => {
+                // Not held: delivered from the next read.
+                self.deferred.insert(digest);
+                self.deferred_error = Some(e);
+            }
+            Err(e) => {
+                self.failure = Some(e);
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// After a complete read: makes the plan if it is not made yet, mounts
+    /// the held blobs into their images' repositories, delivers buffered
+    /// ones, and marks for another read what still needs bytes.
+    fn settle(&mut self) -> Result<(), CopyError> {
+        if self.plan.is_none() {
+            if !self.start() {
+                if let Some(e) = self.failure.take() {
+                    return Err(e);
+                }
+                let reason = self.not_streamable.take().unwrap_or_default();
+                return Err(CopyError::Incomplete(format!(
+                    "the package cannot be planned: {reason}"
+                )));
+            }
+            if let Some(holding) = &self.holding {
+                if let Some((_, prepared)) = &mut self.plan {
+                    for (digest, task) in prepared.tasks.iter_mut() {
+                        if self.held.contains(digest) {
+                            task.mount_source.get_or_insert_with(|| holding.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if self.executor.sink().is_dry_run() {
+            return Ok(());
+        }
+        let held: Vec<BlobTask> = self
+            .plan
+            .iter()
+            .flat_map(|(_, p)| p.tasks.values())
+            .filter(|t| !self.done.contains(&t.desc.digest) && self.held.contains(&t.desc.digest))
+            .cloned()
+            .collect();
+        let mut refused = 0;
+        for task in held {
+            match self.executor.deliver(&task, Body::Gone) {
+                Ok(()) => {
+                    self.done.insert(task.desc.digest.clone());
+                }
+                Err(CopyError::Sink { source, .. }) if source.kind == SinkErrorKind::NeedsBytes => {
+                    refused += 1;
+                    self.needs_read(&task.desc.digest);
+                }
+                Err(e) if e.is_transient() => {
+                    self.needs_read(&task.desc.digest);
+                    self.deferred_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if refused > 0 {
+            (self.events)(CopyEvent::ReadPath {
+                path: "second-read".into(),
+                reason: format!(
+                    "the registry refused to mount {refused} blob(s) from {}: reading the package again to send them (nothing is written to disk)",
+                    self.holding.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        self.deliver_buffered()?;
+        if let Some((d, t)) = self
+            .plan
+            .iter()
+            .flat_map(|(_, p)| p.tasks.iter())
+            .find(|(d, _)| !self.done.contains(*d) && !self.deferred.contains(*d))
+        {
+            return Err(CopyError::Incomplete(format!(
+                "the package lacks blob {d} ({}, {} bytes)",
+                t.desc.media_type, t.desc.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Marks a blob to be delivered from the next read, straight to its repositories.
+    fn needs_read(&mut self, digest: &Digest) {
+        self.held.remove(digest);
+        if let Some((_, prepared)) = &mut self.plan {
+            if let Some(task) = prepared.tasks.get_mut(digest) {
+                if task.mount_source.as_deref() == self.holding.as_deref() {
+                    task.mount_source = None;
+                }
+            }
+        }
+        self.deferred.insert(digest.clone());
     }
 
     fn visit(&mut self, entry: Entry<'_>) -> Result<Flow, EntryError> {
@@ -401,12 +611,17 @@ pub fn copy_stream(
         deferred: BTreeSet::new(),
         deferred_error: None,
         finished_early: false,
+        holding: None,
+        held: HashSet::new(),
+        reading_through: false,
+        events,
     };
     // The source is read on this thread while the spool's workers deliver;
-    // blobs whose straight-through delivery broke off get another read.
+    // blobs that still need bytes after a read (a delivery that broke off, a
+    // refused mount from the holding repository) get another read.
     let mut pass = 1;
     let mut position = progress;
-    let (walked, spooled) = loop {
+    loop {
         let walked = std::thread::scope(|scope| {
             for _ in 0..SPOOL_WORKERS.min(options.jobs.max(1)) {
                 scope.spawn(|| spool.work());
@@ -418,61 +633,47 @@ pub fn copy_stream(
             }
             walked
         });
-        let spooled = spool.finish();
-        let again = spooled.is_ok()
-            && r.failure.is_none()
-            && r.not_streamable.is_none()
-            && !r.deferred.is_empty()
-            && pass < MAX_PASSES;
-        if !again {
-            break (walked, spooled);
+        if let Some(e) = r.failure.take() {
+            return Err(e);
+        }
+        spool.finish()?;
+        if let Some(reason) = r.not_streamable.take() {
+            if executor.blobs_written() == 0 {
+                return Ok(StreamOutcome::NotStreamable(reason));
+            }
+            return Err(CopyError::Source(reason.into()));
+        }
+        if !r.finished_early {
+            walked.map_err(CopyError::Source)?;
+            r.settle()?;
+        }
+        if r.deferred.is_empty() {
+            break;
+        }
+        if pass == MAX_PASSES {
+            return Err(r.deferred_error.take().unwrap_or_else(|| {
+                CopyError::Incomplete(format!(
+                    "{} blob(s) still need to be sent after {MAX_PASSES} reads of the package",
+                    r.deferred.len()
+                ))
+            }));
         }
         pass += 1;
-        events(CopyEvent::Retry {
-            message: format!(
-                "{} blob(s) broke off mid-upload ({}); reading the package again (pass {pass} of {MAX_PASSES}) to send them",
-                r.deferred.len(),
-                r.deferred_error.as_ref().map_or_else(String::new, ToString::to_string)
-            ),
-        });
+        if let Some(e) = r.deferred_error.take() {
+            events(CopyEvent::Retry {
+                message: format!(
+                    "{} blob(s) broke off mid-upload ({e}); reading the package again (pass {pass} of {MAX_PASSES}) to send them",
+                    r.deferred.len(),
+                ),
+            });
+        }
         r.deferred.clear();
         r.finished_early = false;
         spool.reopen();
         // The shown position stays where the first read ended (bars never go back).
         position = Arc::new(AtomicU64::new(0));
-    };
+    }
     r.spool = None;
-    if let Some(e) = r.failure.take() {
-        return Err(e);
-    }
-    spooled?;
-    if !r.deferred.is_empty() {
-        if let Some(e) = r.deferred_error.take() {
-            return Err(e);
-        }
-    }
-    if let Some(reason) = r.not_streamable.take() {
-        if executor.blobs_written() == 0 {
-            return Ok(StreamOutcome::NotStreamable(reason));
-        }
-    }
-    if !r.finished_early {
-        walked.map_err(CopyError::Source)?;
-    }
-    // Small sources: every blob fitted in memory before any layer appeared.
-    if r.plan.is_none() {
-        match r.make_plan() {
-            Ok(_) => {
-                if !r.start() {
-                    if let Some(e) = r.failure.take() {
-                        return Err(e);
-                    }
-                }
-            }
-            Err(Ok(reason)) => return Ok(StreamOutcome::NotStreamable(reason)),
-            Err(Err(e)) => return Err(e),
-        }
-    }
     if sink.is_dry_run() {
         // Nothing was read past the manifests: count what delivering every pending blob would do.
         if let Some((_, prepared)) = &r.plan {
@@ -482,8 +683,6 @@ pub fn copy_stream(
                 }
             }
         }
-    } else {
-        r.deliver_buffered()?;
     }
     let (plan, prepared) = r
         .plan

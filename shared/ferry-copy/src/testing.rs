@@ -119,7 +119,10 @@ impl Images {
         } else {
             blobs.into_iter().chain(meta).collect()
         };
-        MemoryPackage { entries }
+        MemoryPackage {
+            entries,
+            reads: AtomicU64::new(0),
+        }
     }
 }
 
@@ -148,6 +151,8 @@ impl Source for Images {
 /// A package as a list of (path, bytes), read once in order.
 pub struct MemoryPackage {
     pub entries: Vec<(String, Vec<u8>)>,
+    /// How many times it was read.
+    pub reads: AtomicU64,
 }
 
 impl SinglePassSource for MemoryPackage {
@@ -156,6 +161,8 @@ impl SinglePassSource for MemoryPackage {
         _progress: Arc<AtomicU64>,
         visit: &mut dyn FnMut(Entry<'_>) -> Result<Flow, EntryError>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (path, bytes) in &self.entries {
             let flow = if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 let digest = Digest::new(ferry_store::Algorithm::Sha256, hex).unwrap();
@@ -202,6 +209,8 @@ pub struct MemorySink {
     /// Calls starting with this prefix fail (transiently when `fail_transient`).
     pub fail: Option<String>,
     pub fail_transient: bool,
+    /// The holding repository it offers, if any.
+    pub holding: Option<String>,
 }
 
 impl MemorySink {
@@ -335,7 +344,7 @@ impl Sink for MemorySink {
             }
             Body::Gone => {
                 return Err(SinkError::new(
-                    SinkErrorKind::Permanent,
+                    SinkErrorKind::NeedsBytes,
                     "the blob streamed past already",
                 ))
             }
@@ -368,6 +377,9 @@ impl Sink for MemorySink {
             .unwrap_or_default();
         Ok(Box::new(std::io::Cursor::new(bytes)))
     }
+    fn holding_repository(&self) -> Option<String> {
+        self.holding.clone()
+    }
     fn list_tags(&self, repository: &str) -> Result<Vec<String>, SinkError> {
         self.call(format!("LIST tags {repository}"))?;
         Ok(self
@@ -378,6 +390,16 @@ impl Sink for MemorySink {
             .filter(|(r, t)| r == repository && !t.starts_with("sha256:"))
             .map(|(_, t)| t.clone())
             .collect())
+    }
+}
+
+impl MemorySink {
+    /// A sink offering `ns/ferry-holding`.
+    pub fn with_holding() -> MemorySink {
+        MemorySink {
+            holding: Some("ns/ferry-holding".into()),
+            ..Default::default()
+        }
     }
 }
 

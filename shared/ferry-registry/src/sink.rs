@@ -31,7 +31,13 @@ pub struct RegistrySink<'c> {
     meter: &'c TransferMeter,
     sessions: &'c dyn SessionLog,
     upload: UploadOptions,
+    holding: Option<String>,
 }
+
+/// The holding repository's last path component: blobs of a package whose
+/// `index.json` comes last wait there (under the namespace) until their
+/// images are known, and are mounted from there.
+pub const HOLDING_REPOSITORY: &str = "ferry-holding";
 
 impl From<RegistryError> for SinkError {
     fn from(e: RegistryError) -> SinkError {
@@ -61,7 +67,18 @@ impl<'c> RegistrySink<'c> {
             meter,
             sessions,
             upload,
+            holding: None,
         }
+    }
+
+    /// Lets blobs wait in `NAMESPACE/ferry-holding` (or `ferry-holding`) on
+    /// `target` before their images are known.
+    pub fn with_holding(mut self, target: &Target) -> RegistrySink<'c> {
+        self.holding = Some(match &target.namespace {
+            Some(ns) => format!("{ns}/{HOLDING_REPOSITORY}"),
+            None => HOLDING_REPOSITORY.to_owned(),
+        });
+        self
     }
 
     /// A sink that only reads (pull scopes): for comparisons.
@@ -72,6 +89,7 @@ impl<'c> RegistrySink<'c> {
             meter,
             sessions: &NoSessionLog,
             upload: UploadOptions::default(),
+            holding: None,
         }
     }
 }
@@ -164,15 +182,22 @@ impl Sink for RegistrySink<'_> {
                 &self.upload,
                 self.meter,
             )?,
-            Body::Once(_) | Body::Gone => self.client.upload_blob(
-                repository,
-                desc,
-                &gone,
-                mount_from,
-                self.sessions,
-                &self.upload,
-                self.meter,
-            )?,
+            Body::Once(_) | Body::Gone => self
+                .client
+                .upload_blob(
+                    repository,
+                    desc,
+                    &gone,
+                    mount_from,
+                    self.sessions,
+                    &self.upload,
+                    self.meter,
+                )
+                .map_err(|e| match e {
+                    // The mount was refused and there are no bytes to send.
+                    RegistryError::Local { .. } => SinkError::new(SinkErrorKind::NeedsBytes, e),
+                    e => e.into(),
+                })?,
         };
         Ok(match outcome {
             UploadOutcome::Mounted => BlobPut::Mounted,
@@ -196,6 +221,10 @@ impl Sink for RegistrySink<'_> {
 
     fn tokens_fetched(&self) -> u64 {
         self.client.token_fetches()
+    }
+
+    fn holding_repository(&self) -> Option<String> {
+        self.holding.clone()
     }
 }
 

@@ -135,7 +135,8 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                 !json && !cli.dry_run,
             );
             let registry =
-                RegistrySink::new(&conn.client, &sent, &NoSessionLog, UploadOptions::default());
+                RegistrySink::new(&conn.client, &sent, &NoSessionLog, UploadOptions::default())
+                    .with_holding(&conn.target);
             let dry = DryRun::new(&registry);
             let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
             let outcome = copy_stream(&stream, sink, options, &map, bar.counter(), &|e| print(&e));
@@ -240,6 +241,9 @@ fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool) {
             repository, digest, ..
         } if verbose => println!("  present {digest} in {repository}"),
         CopyEvent::Retry { message } => eprintln!("ferry-push: {message}"),
+        CopyEvent::ReadPath { path, reason } if path != "stream" || verbose => {
+            eprintln!("ferry-push: {path}: {reason}")
+        }
         CopyEvent::ReferrerSkipped { digest, reason } => {
             eprintln!("ferry-push: warning: not pushing the unnamed artifact {digest}: {reason}")
         }
