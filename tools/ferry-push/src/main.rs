@@ -35,11 +35,15 @@ prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0 -> 10.0.0.5:5000/ns/anthos-
 Blobs already in the repository are not sent; blobs in another repository of
 the registry are mounted; large blobs go in chunks recorded in the store's
 journal, so rerunning the same command after any interruption resumes.
-A package whose index.json and manifests come first is pushed straight from
-its decompression stream: no scratch copy, blobs up to 24 MiB verified before
-they are sent (larger ones hashed on the way), two or three uploads at once, peak memory ~64 MiB plus the package's
-decompression window. Other packages are staged once into PACKAGE.ferry-store
-(or --staging DIR, which also forces staging).
+A package is pushed in one read, with no scratch copy: when its index.json and
+manifests come first, blobs go straight from its decompression stream (blobs up
+to 24 MiB verified before they are sent, larger ones hashed on the way, two or
+three uploads at once, peak memory ~64 MiB plus the decompression window); when
+index.json comes last (Hauler, Zarf, tar -c of a layout), blobs wait in the
+holding repository NAMESPACE/ferry-holding as they are read and are mounted into
+their images' repositories once index.json arrives (a registry that refuses
+mounts gets a second read; still no disk). The path taken is printed. Only a
+docker-archive is staged once into PACKAGE.ferry-store (--staging DIR forces staging).
 On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
 Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
 is an image) are pushed with their image and listed under the subject's
@@ -62,11 +66,11 @@ struct Cli {
     source: PathBuf,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Where a package is staged (default: PACKAGE.ferry-store beside it).
+    /// Stage the package into DIR and push from there (by default only a docker-archive is staged, into PACKAGE.ferry-store).
     #[arg(long, value_name = "DIR")]
     staging: Option<PathBuf>,
     /// Show what would be uploaded, mounted and skipped, without sending anything
-    /// (a streamable package is read only as far as its manifests; nothing is staged).
+    /// (a package is read once and never staged: only as far as its manifests when they come first).
     #[arg(long)]
     dry_run: bool,
     /// Re-check every blob and manifest, even of images whose tag already points
