@@ -126,6 +126,10 @@ fi
 echo "generating ~${SIZE_MIB} MiB $FORMAT: $IMAGES images x $LAYERS layers x ${LAYER_MIB} MiB (incompressible)" >&2
 "$BIN/ferry-fixture" --out "$PKG" --format "$FORMAT" --seed 13 --images "$IMAGES" --layers "$LAYERS" \
   --layer-size "${LAYER_MIB}MiB" --incompressible --no-shared-base > "$WORK/fixture.json"
+# The same images with their blobs first and index.json last (what Hauler, Zarf and tar -c write).
+PKG_LF="$WORK/pkg-layers-first.$PKG_EXT"
+"$BIN/ferry-fixture" --out "$PKG_LF" --format "$FORMAT" --seed 13 --images "$IMAGES" --layers "$LAYERS" \
+  --layer-size "${LAYER_MIB}MiB" --incompressible --no-shared-base --layers-first > /dev/null
 PKG_BYTES=$(stat -c %s "$PKG")
 # "reference digest" per image, from the fixture's JSON summary.
 python3 - "$WORK/fixture.json" > "$WORK/images.txt" <<'PY'
@@ -151,8 +155,8 @@ skopeo_cmd() { # cold|warm -> CMD
     CMD=("${copies[@]}")
   fi
 }
-push_cmd() { # -> CMD
-  CMD=("$BIN/ferry-push" --source "$PKG" --private-registry "127.0.0.1:$PORT/ferry" --cacert "$REG/ca.crt" \
+push_cmd() { # [PACKAGE] -> CMD
+  CMD=("$BIN/ferry-push" --source "${1:-$PKG}" --private-registry "127.0.0.1:$PORT/ferry" --cacert "$REG/ca.crt" \
     --username "$REG_USER" --password-stdin)
 }
 # check_pushed NAMESPACE: every image is in the registry under NAMESPACE with the fixture's digest.
@@ -169,7 +173,7 @@ check_pushed() {
   echo "  checked: every image in $1/ has its digest" >&2
 }
 
-cat "$PKG" > /dev/null   # both sides read the package from a warm page cache
+cat "$PKG" "$PKG_LF" > /dev/null   # every side reads its package from a warm page cache
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round" >&2
   start_registry
@@ -177,6 +181,12 @@ for round in $(seq 1 "$ROUNDS"); do
   push_cmd; time_cmd "ferry-push cold (round $round)" "${CMD[@]}" < "$REG/password"
   if [ "$round" = 1 ]; then check_pushed ferry; fi
   push_cmd; time_cmd "ferry-push warm (round $round)" "${CMD[@]}" < "$REG/password"
+
+  start_registry
+  rm -rf "$PKG_LF.ferry-store"; sync
+  push_cmd "$PKG_LF"; time_cmd "ferry-push layers-first cold (round $round)" "${CMD[@]}" < "$REG/password"
+  if [ "$round" = 1 ]; then check_pushed ferry; test ! -e "$PKG_LF.ferry-store"; fi
+  push_cmd "$PKG_LF"; time_cmd "ferry-push layers-first warm (round $round)" "${CMD[@]}" < "$REG/password"
 
   start_registry
   rm -rf "$UNPACK"; sync
@@ -189,11 +199,15 @@ stop_registry
 # Markdown.
 FC=$(bench_median "ferry-push cold"); FW=$(bench_median "ferry-push warm")
 SC=$(bench_median "unpack + skopeo cold"); SW=$(bench_median "skopeo warm")
-FRSS=$(printf '%s\n' "$(bench_rss_mib "ferry-push cold")" "$(bench_rss_mib "ferry-push warm")" | sort -n | tail -1)
+LC=$(bench_median "ferry-push layers-first cold"); LW=$(bench_median "ferry-push layers-first warm")
+FRSS=$(printf '%s\n' "$(bench_rss_mib "ferry-push cold")" "$(bench_rss_mib "ferry-push warm")" \
+  "$(bench_rss_mib "ferry-push layers-first cold")" "$(bench_rss_mib "ferry-push layers-first warm")" | sort -n | tail -1)
 mbs() { awk -v b="$PKG_BYTES" -v s="$1" 'BEGIN{if (s > 0) printf "%.0f", b/s/1e6; else print "n/a"}'; }
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 meets() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**met**"; else print "**not met**"}'; }
 COLD_X=$(speedup "$SC" "$FC"); WARM_X=$(speedup "$SW" "$FW")
+LF_X=$(speedup "$SC" "$LC"); LF_RATIO=$(speedup "$LC" "$FC")
+at_most() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 <= t) print "**met**"; else print "**not met**"}'; }
 ROUND_RATIOS=$(for r in $(seq 1 "$ROUNDS"); do
   f=$(grep -F "ferry-push cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
   k=$(grep -F "unpack + skopeo cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
@@ -219,11 +233,14 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 | \`ferry-push\`, cold | $FC | $(mbs "$FC") | $(bench_rss_mib "ferry-push cold") MiB | $COLD_X | ≥ 2: $(meets "$COLD_X" 2) |
 | \`skopeo copy\`, warm | $SW | $(mbs "$SW") | $(bench_rss_mib "skopeo warm") MiB | 1.00 | |
 | \`ferry-push\`, warm | $FW | $(mbs "$FW") | $(bench_rss_mib "ferry-push warm") MiB | $WARM_X | ≥ 10: $(meets "$WARM_X" 10) |
+| \`ferry-push\`, layers-first package, cold | $LC | $(mbs "$LC") | $(bench_rss_mib "ferry-push layers-first cold") MiB | $LF_X | ≥ 2: $(meets "$LF_X" 2) |
+| \`ferry-push\`, layers-first package, warm | $LW | $(mbs "$LW") | $(bench_rss_mib "ferry-push layers-first warm") MiB | $(speedup "$SW" "$LW") | |
 
 | target | measured | |
 |---|---|---|
 | cold ≥ 2x faster than unpack + skopeo | ${COLD_X}x | $(meets "$COLD_X" 2) |
 | warm ≥ 10x faster than warm skopeo | ${WARM_X}x | $(meets "$WARM_X" 10) |
+| layers-first cold within 1.15x of index-first cold (one read, holding repository, no staging) | ${LF_RATIO}x | $(at_most "$LF_RATIO" 1.15) |
 | ferry-push peak RSS < 100 MiB | $FRSS MiB | $RSS_OK |
 
 Cold, round by round (unpack + skopeo seconds / ferry-push seconds = x): $ROUND_RATIOS.
