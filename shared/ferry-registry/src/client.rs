@@ -150,11 +150,25 @@ impl Client {
                     ),
                 });
             }
-            let challenge = resp.header("www-authenticate").map(str::to_owned);
+            let mut challenge = resp.header("www-authenticate").map(str::to_owned);
+            if challenge.is_none() && !self.auth.knows_scheme() {
+                // Some registries challenge only on /v2/ (containers/image pings first too).
+                challenge = self.ping_challenge()?;
+            }
             self.auth
                 .on_unauthorized(&self.transport, challenge.as_deref(), scopes)?;
         }
         unreachable!("the loop returns")
+    }
+
+    /// The `WWW-Authenticate` of an anonymous `GET /v2/`, if it answers 401.
+    fn ping_challenge(&self) -> Result<Option<String>, RegistryError> {
+        let resp = self
+            .transport
+            .send("GET", &self.url("/v2/"), &[], None, Body::Empty)?;
+        Ok((resp.status == 401)
+            .then(|| resp.header("www-authenticate").map(str::to_owned))
+            .flatten())
     }
 
     fn url(&self, path: &str) -> String {
