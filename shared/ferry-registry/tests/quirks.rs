@@ -260,27 +260,8 @@ fn an_upload_refused_with_404_on_a_deep_path_names_the_depth() {
         ..Quirks::default()
     });
     let (client, _) = client_for(&reg.addr(), None);
-    let bytes = b"blob".to_vec();
-    let desc = Descriptor::new(
-        "application/octet-stream",
-        Digest::sha256_of(&bytes),
-        bytes.len() as u64,
-    );
-    let open = move |start: u64| -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(std::io::Cursor::new(
-            bytes[start as usize..].to_vec(),
-        )))
-    };
-    let err = client
-        .upload_blob(
-            "team/project/app",
-            &desc,
-            &open,
-            None,
-            &NoSessionLog,
-            &UploadOptions::default(),
-            &TransferMeter::new(),
-        )
+    let defaults = UploadOptions::default();
+    let err = upload(&client, "team/project/app", b"blob", None, defaults)
         .expect_err("the registry refuses 3 levels");
     let text = err.to_string();
     assert!(text.contains("HTTP 404"), "{text}");
@@ -288,18 +269,7 @@ fn an_upload_refused_with_404_on_a_deep_path_names_the_depth() {
         text.contains("3 levels deep") && text.contains("\"team/project/app\""),
         "{text}"
     );
-    // Two levels are fine.
-    client
-        .upload_blob(
-            "team/app",
-            &desc,
-            &open,
-            None,
-            &NoSessionLog,
-            &UploadOptions::default(),
-            &TransferMeter::new(),
-        )
-        .expect("2 levels");
+    upload(&client, "team/app", b"blob", None, defaults).expect("2 levels are fine");
 }
 
 /// A port on 127.0.0.1 where nothing listens.
@@ -360,4 +330,198 @@ fn a_server_that_never_answers_fails_after_one_stall_timeout_naming_the_option()
             "{base}: {text}"
         );
     }
+}
+
+/// A generated layout of `images` images (shared base layer, a multi-arch
+/// index, a Docker schema 2 image), opened as a store.
+fn generated_store(
+    images: usize,
+) -> (
+    tempfile::TempDir,
+    ferry_store::Store,
+    ferry_testkit::Fixture,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    let spec = ferry_testkit::FixtureSpec {
+        seed: 11,
+        images,
+        layers_per_image: 2,
+        layer_size: 2048,
+        multi_arch_every: 2,
+        docker_schema2_every: 3,
+        ..Default::default()
+    };
+    let fixture = ferry_testkit::generate_layout(&spec, &layout).expect("fixture");
+    let store = ferry_store::Store::open_read_only(&layout).expect("store");
+    (dir, store, fixture)
+}
+
+/// Pushes `store` with `client` (2 jobs, default uploads).
+fn push(
+    store: &ferry_store::Store,
+    client: &Client,
+) -> Result<ferry_registry::push::PushReport, ferry_registry::push::PushError> {
+    let options = ferry_registry::push::PushOptions {
+        jobs: 2,
+        dry_run: false,
+        upload: UploadOptions::default(),
+        force: false,
+    };
+    ferry_registry::push::push_store(store, client, &options, &TransferMeter::new(), &|_| {})
+}
+
+#[test]
+fn push_and_diff_work_against_a_registry_with_every_quirk_at_once() {
+    let reg = FakeRegistry::with_quirks(Quirks {
+        refuse_mounts: true,
+        omit_manifest_digest: true,
+        token_auth: Some(("u".into(), "p".into())),
+        challenge_only_on_ping: true,
+        no_referrers_api: true,
+        ..Quirks::default()
+    });
+    let (_dir, store, fixture) = generated_store(3);
+    let (client, retries) = client_for(&format!("{}/mirror", reg.addr()), Some(basic("u", "p")));
+    let report = push(&store, &client).expect("push");
+    assert_eq!(report.blobs_mounted, 0, "mounts are refused");
+    assert_eq!(retries.load(Ordering::SeqCst), 0);
+    for image in &fixture.images {
+        let mapped = client.target().map(&image.reference).expect("mapped");
+        let tag = mapped.tag.as_deref().expect("tagged");
+        let (media_type, bytes) = reg
+            .manifest(&mapped.repository, tag)
+            .unwrap_or_else(|| panic!("{} is not in the registry", image.reference));
+        assert_eq!(media_type, image.descriptor.media_type);
+        assert_eq!(Digest::sha256_of(&bytes), image.descriptor.digest);
+        for blob in &image.blobs {
+            let stored = reg
+                .blob(&mapped.repository, &blob.digest.to_string())
+                .or_else(|| {
+                    reg.manifest(&mapped.repository, &blob.digest.to_string())
+                        .map(|(_, b)| b)
+                })
+                .unwrap_or_else(|| panic!("{} lacks {}", mapped.repository, blob.digest));
+            assert_eq!(Digest::sha256_of(&stored), blob.digest);
+        }
+    }
+    let diff = ferry_registry::diff::diff_store(
+        &store,
+        &client,
+        &ferry_registry::diff::DiffOptions {
+            jobs: 2,
+            deep: true,
+            extra: false,
+        },
+    )
+    .expect("diff");
+    assert!(diff.in_sync(), "{:?}", diff.images);
+    let again = push(&store, &client).expect("second push");
+    assert_eq!(
+        (again.images_up_to_date, again.blobs_uploaded),
+        (fixture.images.len() as u64, 0)
+    );
+}
+
+/// Uploads `bytes` to `repo` (mounting from `from` if given) with the given
+/// sizes; returns how it got there.
+fn upload(
+    client: &Client,
+    repo: &str,
+    bytes: &[u8],
+    from: Option<&str>,
+    opts: UploadOptions,
+) -> Result<ferry_registry::upload::UploadOutcome, RegistryError> {
+    let desc = Descriptor::new(
+        "application/octet-stream",
+        Digest::sha256_of(bytes),
+        bytes.len() as u64,
+    );
+    let bytes = bytes.to_vec();
+    let open = move |start: u64| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(
+            bytes[start as usize..].to_vec(),
+        )))
+    };
+    client.upload_blob(
+        repo,
+        &desc,
+        &open,
+        from,
+        &NoSessionLog,
+        &opts,
+        &TransferMeter::new(),
+    )
+}
+
+#[test]
+fn upload_request_sequences() {
+    use ferry_registry::upload::UploadOutcome::{Mounted, Uploaded};
+    let small = UploadOptions::default();
+    let chunked = UploadOptions {
+        monolithic_max: 4,
+        chunk_size: 4,
+    };
+    let bytes = b"0123456789";
+    let d = Digest::sha256_of(bytes);
+
+    let reg = FakeRegistry::start();
+    let (client, _) = client_for(&reg.addr(), None);
+    assert_eq!(
+        upload(&client, "a", bytes, None, small).expect("upload"),
+        Uploaded { resumed_from: 0 }
+    );
+    assert_eq!(
+        reg.requests(),
+        [
+            "POST /v2/a/blobs/uploads/".to_owned(),
+            format!("PUT /v2/a/blobs/uploads/u1?digest={d}"),
+        ],
+        "monolithic: one POST, one PUT"
+    );
+    reg.clear_requests();
+    assert_eq!(
+        upload(&client, "b", bytes, Some("a"), small).expect("upload"),
+        Mounted
+    );
+    assert_eq!(
+        reg.requests(),
+        [format!("POST /v2/b/blobs/uploads/?mount={d}&from=a")]
+    );
+    reg.clear_requests();
+    assert_eq!(
+        upload(&client, "c", bytes, None, chunked).expect("upload"),
+        Uploaded { resumed_from: 0 }
+    );
+    assert_eq!(
+        reg.requests(),
+        [
+            "POST /v2/c/blobs/uploads/".to_owned(),
+            "PATCH /v2/c/blobs/uploads/u2".to_owned(),
+            "PATCH /v2/c/blobs/uploads/u2".to_owned(),
+            "PATCH /v2/c/blobs/uploads/u2".to_owned(),
+            format!("PUT /v2/c/blobs/uploads/u2?digest={d}"),
+        ],
+        "chunked: 4 + 4 + 2 bytes, then a PUT without a body"
+    );
+    assert_eq!(reg.blob("c", &d.to_string()).as_deref(), Some(&bytes[..]));
+
+    let refusing = FakeRegistry::with_quirks(Quirks {
+        refuse_mounts: true,
+        ..Quirks::default()
+    });
+    refusing.add_blob("a", bytes);
+    let (client, _) = client_for(&refusing.addr(), None);
+    assert_eq!(
+        upload(&client, "b", bytes, Some("a"), small).expect("upload"),
+        Uploaded { resumed_from: 0 }
+    );
+    assert_eq!(
+        refusing.requests(),
+        [
+            format!("POST /v2/b/blobs/uploads/?mount={d}&from=a"),
+            format!("PUT /v2/b/blobs/uploads/u1?digest={d}"),
+        ],
+        "a refused mount's session takes the upload"
+    );
 }
