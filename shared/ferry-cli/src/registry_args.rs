@@ -41,7 +41,8 @@ pub struct RegistryArgs {
     /// Seconds without any byte moving before a transfer counts as stalled and is retried
     /// (after an upload's last byte, the registry gets 5 times this to answer: the end of
     /// the body may still be in socket buffers, and the registry syncs the blob).
-    /// There is no total-time cap.
+    /// There is no total-time cap. Also the longest wait for a connection (TCP and TLS
+    /// handshake): a registry that has not answered anything yet fails after this, unretried.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stall_timeout: u64,
 }

@@ -82,8 +82,18 @@ impl Authenticator {
         }
     }
 
+    /// True once a 401 taught the scheme (Basic, or Bearer and its realm).
+    pub fn knows_scheme(&self) -> bool {
+        self.scheme
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// Handles a 401: learns the scheme from `www_authenticate` and obtains a
-    /// fresh token for `scopes` if Bearer. Errors if nothing can be done.
+    /// fresh token for `scopes` if Bearer. A 401 without a usable challenge
+    /// reuses the scheme learnt before (registries that challenge only on
+    /// `/v2/`). Errors if nothing can be done.
     pub fn on_unauthorized(
         &self,
         transport: &Transport,
@@ -91,10 +101,17 @@ impl Authenticator {
         scopes: &[String],
     ) -> Result<(), RegistryError> {
         let challenges = www_authenticate.map(challenge::parse).unwrap_or_default();
-        let scheme = pick(&challenges).ok_or_else(|| RegistryError::Auth {
-            registry: self.registry.clone(),
-            detail: "the registry answered 401 without a Basic or Bearer challenge".into(),
-        })?;
+        let learnt = self
+            .scheme
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let scheme = pick(&challenges)
+            .or(learnt)
+            .ok_or_else(|| RegistryError::Auth {
+                registry: self.registry.clone(),
+                detail: "the registry answered 401 without a Basic or Bearer challenge".into(),
+            })?;
         *self.scheme.lock().unwrap_or_else(|p| p.into_inner()) = Some(scheme.clone());
         match scheme {
             Scheme::Basic => {

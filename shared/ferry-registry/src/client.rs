@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use ferry_store::digest::Hasher;
 use ferry_store::{media, Digest};
 
 use crate::auth::Authenticator;
@@ -149,11 +150,25 @@ impl Client {
                     ),
                 });
             }
-            let challenge = resp.header("www-authenticate").map(str::to_owned);
+            let mut challenge = resp.header("www-authenticate").map(str::to_owned);
+            if challenge.is_none() && !self.auth.knows_scheme() {
+                // Some registries challenge only on /v2/ (containers/image pings first too).
+                challenge = self.ping_challenge()?;
+            }
             self.auth
                 .on_unauthorized(&self.transport, challenge.as_deref(), scopes)?;
         }
         unreachable!("the loop returns")
+    }
+
+    /// The `WWW-Authenticate` of an anonymous `GET /v2/`, if it answers 401.
+    fn ping_challenge(&self) -> Result<Option<String>, RegistryError> {
+        let resp = self
+            .transport
+            .send("GET", &self.url("/v2/"), &[], None, Body::Empty)?;
+        Ok((resp.status == 401)
+            .then(|| resp.header("www-authenticate").map(str::to_owned))
+            .flatten())
     }
 
     fn url(&self, path: &str) -> String {
@@ -207,6 +222,10 @@ impl Client {
     }
 
     /// What a tag or digest resolves to in `repo`, or `None` if unknown.
+    ///
+    /// `Docker-Content-Digest` is optional (OCI distribution spec): by digest,
+    /// a 200 means the registry has that digest; by tag, a HEAD without the
+    /// header is followed by a GET and the digest is computed from the body.
     pub fn manifest_head(
         &self,
         repo: &str,
@@ -215,7 +234,8 @@ impl Client {
     ) -> Result<Option<ManifestInfo>, RegistryError> {
         let path = format!("/v2/{repo}/manifests/{reference}");
         let scopes = Self::scopes(repo, access, None);
-        self.retrying(|_| {
+        let requested = reference.parse::<Digest>().ok();
+        let head = self.retrying(|_| {
             let resp = self.attempt(
                 "HEAD",
                 &self.url(&path),
@@ -224,11 +244,17 @@ impl Client {
                 &mut || Ok(OwnedBody::Empty),
             )?;
             match resp.status {
-                200 => manifest_info(&resp, &path).map(Some),
+                200 => Ok(Some(manifest_info(&resp, &path, requested.as_ref())?)),
                 404 => Ok(None),
                 _ => Err(resp.into_error("HEAD", &path)),
             }
-        })
+        })?;
+        match head {
+            Some(Some(info)) => Ok(Some(info)),
+            // A tag answered without a digest: the digest of its bytes.
+            Some(None) => Ok(self.get_manifest(repo, reference)?.map(|(info, _)| info)),
+            None => Ok(None),
+        }
     }
 
     /// True when the mapped image's tag already resolves to `digest` (tags are set
@@ -246,7 +272,10 @@ impl Client {
         }
     }
 
-    /// The exact bytes of a manifest, verified against its digest when asked by digest.
+    /// The exact bytes of a manifest. Asked by digest, the bytes are checked
+    /// against the requested digest (whatever `Docker-Content-Digest` says);
+    /// by tag, against `Docker-Content-Digest` when the registry sends one
+    /// (else the digest is computed from the bytes).
     pub fn get_manifest(
         &self,
         repo: &str,
@@ -254,6 +283,7 @@ impl Client {
     ) -> Result<Option<(ManifestInfo, Vec<u8>)>, RegistryError> {
         let path = format!("/v2/{repo}/manifests/{reference}");
         let scopes = Self::scopes(repo, Access::Pull, None);
+        let requested = reference.parse::<Digest>().ok();
         self.retrying(|_| {
             let resp = self.attempt(
                 "GET",
@@ -264,20 +294,28 @@ impl Client {
             )?;
             match resp.status {
                 200 => {
-                    let info = manifest_info(&resp, &path)?;
+                    let media_type = resp.header("content-type").unwrap_or_default().to_owned();
+                    let expected = requested.clone().or_else(|| header_digest(&resp));
                     let bytes = resp.bytes(ferry_store::descriptor::MAX_MANIFEST_BYTES + 1)?;
-                    let actual = info.digest.of_same_algorithm(&bytes);
-                    if actual != info.digest {
-                        return Err(RegistryError::DigestMismatch {
-                            what: path.clone(),
-                            expected: info.digest.clone(),
-                            actual: actual.to_string(),
-                        });
-                    }
+                    let digest = match expected {
+                        Some(expected) => {
+                            let actual = expected.of_same_algorithm(&bytes);
+                            if actual != expected {
+                                return Err(RegistryError::DigestMismatch {
+                                    what: format!("the bytes it served for GET {path}"),
+                                    expected,
+                                    actual: actual.to_string(),
+                                });
+                            }
+                            actual
+                        }
+                        None => Digest::sha256_of(&bytes),
+                    };
                     Ok(Some((
                         ManifestInfo {
+                            digest,
+                            media_type,
                             size: bytes.len() as u64,
-                            ..info
                         },
                         bytes,
                     )))
@@ -374,7 +412,8 @@ impl Client {
         })
     }
 
-    /// Streams a blob (following redirects without sending credentials off-origin).
+    /// Streams a blob (following redirects without sending credentials
+    /// off-origin). The caller checks the bytes; [`Client::blob_reader`] does.
     pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response, RegistryError> {
         let path = format!("/v2/{repo}/blobs/{digest}");
         let scopes = Self::scopes(repo, Access::Pull, None);
@@ -388,22 +427,86 @@ impl Client {
             }
         })
     }
+
+    /// Streams a blob checked against the requested digest: at the end of the
+    /// bytes, the reader fails (`InvalidData`, carrying
+    /// [`RegistryError::DigestMismatch`]) if they hash to another digest.
+    pub fn blob_reader(&self, repo: &str, digest: &Digest) -> Result<BlobReader, RegistryError> {
+        let resp = self.get_blob(repo, digest)?;
+        Ok(BlobReader {
+            what: format!("the bytes it served for GET /v2/{repo}/blobs/{digest}"),
+            expected: digest.clone(),
+            hasher: Some(Hasher::new(digest.algorithm())),
+            inner: Box::new(resp.reader()),
+        })
+    }
 }
 
-fn manifest_info(resp: &Response, what: &str) -> Result<ManifestInfo, RegistryError> {
-    let digest = resp
-        .header("docker-content-digest")
+/// A blob's bytes, checked against the requested digest when they end.
+pub struct BlobReader {
+    what: String,
+    expected: Digest,
+    hasher: Option<Hasher>,
+    inner: Box<dyn Read + Send>,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+        } else if let Some(h) = self.hasher.take() {
+            let actual = h.finish();
+            if actual != self.expected {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    RegistryError::DigestMismatch {
+                        what: self.what.clone(),
+                        expected: self.expected.clone(),
+                        actual: actual.to_string(),
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A valid `Docker-Content-Digest`, if the answer carries one.
+fn header_digest(resp: &Response) -> Option<Digest> {
+    resp.header("docker-content-digest")
         .and_then(|d| d.parse::<Digest>().ok())
-        .ok_or_else(|| RegistryError::Protocol {
-            what: what.to_owned(),
-            detail: "no valid Docker-Content-Digest header".into(),
-        })?;
-    Ok(ManifestInfo {
+}
+
+/// What a 200 to a manifest HEAD tells. By digest, the requested digest is
+/// the answer (a header naming another one is a registry error); by tag
+/// without the header, `None`: the caller GETs the bytes.
+fn manifest_info(
+    resp: &Response,
+    what: &str,
+    requested: Option<&Digest>,
+) -> Result<Option<ManifestInfo>, RegistryError> {
+    let header = header_digest(resp);
+    let digest = match (requested, header) {
+        (Some(requested), Some(header)) if header != *requested => {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("HEAD {what}"),
+                expected: requested.clone(),
+                actual: header.to_string(),
+            })
+        }
+        (Some(requested), _) => requested.clone(),
+        (None, Some(header)) => header,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(ManifestInfo {
         digest,
         media_type: resp.header("content-type").unwrap_or_default().to_owned(),
         size: resp
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-    })
+    }))
 }

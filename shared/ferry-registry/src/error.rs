@@ -42,6 +42,19 @@ pub enum RegistryError {
         /// Whether the failure is worth retrying.
         retryable: bool,
     },
+    /// The registry did not answer the client's very first request (nothing
+    /// listens, or it accepted the connection and stayed silent). Not retried:
+    /// a registry that never answered is more likely a wrong address than a
+    /// passing fault (later failures, once it has answered, are retried).
+    #[error("{what}: {detail}")]
+    Unreachable {
+        /// host:port.
+        address: String,
+        /// The request that was tried.
+        what: String,
+        /// What happened and what to do about it.
+        detail: String,
+    },
     /// The server's TLS certificate was rejected.
     #[error("TLS: the certificate presented by {host} was rejected ({detail}). {hint}")]
     Tls {

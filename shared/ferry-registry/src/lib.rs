@@ -29,6 +29,6 @@ pub mod target;
 pub mod transport;
 pub mod upload;
 
-pub use client::{Access, Client, ManifestInfo};
+pub use client::{Access, BlobReader, Client, ManifestInfo};
 pub use error::RegistryError;
 pub use target::Target;

@@ -17,6 +17,8 @@ pub struct TransportOptions {
     /// Skip certificate verification (explicit user choice only).
     pub insecure_skip_tls_verify: bool,
     /// No byte moving for this long = stalled (retried); there is no total-time cap.
+    /// Also the longest wait for a connection (TCP and TLS handshake) and for an
+    /// answer: a registry that has not answered yet fails after this, unretried.
     pub stall_timeout: Duration,
 }
 
@@ -105,6 +107,9 @@ pub struct Transport {
     target: Target,
     cacert: Option<std::path::PathBuf>,
     stall_timeout: Duration,
+    /// Set once the registry's own origin has answered anything: before that,
+    /// a refused or silent connection is reported at once, not retried.
+    answered: std::sync::atomic::AtomicBool,
 }
 
 /// How many stall timeouts the registry may take to answer once an upload's
@@ -156,7 +161,7 @@ impl Transport {
             .proxy(proxy)
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_connect(Some(opts.stall_timeout))
             .timeout_recv_response(Some(opts.stall_timeout))
             .timeout_per_read(Some(opts.stall_timeout))
             .timeout_per_write(Some(opts.stall_timeout))
@@ -168,6 +173,7 @@ impl Transport {
             target: target.clone(),
             cacert: opts.cacert.clone(),
             stall_timeout: opts.stall_timeout,
+            answered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -255,8 +261,27 @@ impl Transport {
                     self.agent.run(req)
                 }
             };
-            let resp = result
-                .map_err(|e| map_error(&what, &self.target.host, self.cacert.as_deref(), e))?;
+            let own_origin = origin_of(&url) == origin_of(&self.target.base_url());
+            let resp = match result {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if own_origin && !self.answered.load(std::sync::atomic::Ordering::SeqCst) {
+                        if let Some(err) = self.first_contact_error(&what, &url, &e) {
+                            return Err(err);
+                        }
+                    }
+                    return Err(map_error(
+                        &what,
+                        &self.target.host,
+                        self.cacert.as_deref(),
+                        e,
+                    ));
+                }
+            };
+            if own_origin {
+                self.answered
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             let status = resp.status().as_u16();
             if status == 400
                 && url.starts_with("http://")
@@ -282,6 +307,46 @@ impl Transport {
         Err(RegistryError::Protocol {
             what: format!("{method} {}", redact(&url)),
             detail: "too many redirects".into(),
+        })
+    }
+}
+
+impl Transport {
+    /// The error for a registry that never answered: nothing listens at its
+    /// address, or it accepted the connection and stayed silent for a stall
+    /// timeout. `None` for any other failure (mapped and retried as usual).
+    fn first_contact_error(&self, what: &str, url: &str, e: &ureq::Error) -> Option<RegistryError> {
+        let address = self.target.host.clone();
+        let secs = self.stall_timeout.as_secs();
+        let silent = |waited_for: &str| {
+            format!(
+                "{address} accepted the connection but {waited_for} within {secs} s \
+                 (--stall-timeout): is this the registry's address and port? \
+                 Raise --stall-timeout if the registry is this slow to answer"
+            )
+        };
+        let detail = match e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+                "{address} refused the connection: nothing listens there (check the host and port of --private-registry)"
+            ),
+            ureq::Error::ConnectionFailed => format!(
+                "cannot connect to {address} (check the host and port of --private-registry)"
+            ),
+            ureq::Error::Timeout(ureq::Timeout::Connect) if url.starts_with("https://") => {
+                silent("did not complete the TLS handshake")
+            }
+            ureq::Error::Timeout(ureq::Timeout::Connect) => {
+                format!("no connection to {address} within {secs} s (--stall-timeout): is the host reachable?")
+            }
+            ureq::Error::Timeout(ureq::Timeout::SendRequest | ureq::Timeout::RecvResponse) => {
+                silent("sent no answer")
+            }
+            _ => return None,
+        };
+        Some(RegistryError::Unreachable {
+            address,
+            what: what.to_owned(),
+            detail,
         })
     }
 }

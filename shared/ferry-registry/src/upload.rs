@@ -397,12 +397,23 @@ fn check_digest(
     }
 }
 
-/// Adds what to create when a registry refuses a repository path.
+/// Adds what to do when a registry refuses to start an upload in a
+/// repository: create the namespace (named refusals, 403), or use fewer path
+/// levels (a bare 404 on a nested path: registries that limit nesting answer
+/// so, without an error code).
 pub fn namespace_hint(err: RegistryError, repo: &str) -> RegistryError {
     let refused = err.has_code("NAME_UNKNOWN")
         || err.has_code("NAME_INVALID")
         || err.has_code("DENIED")
         || err.status() == Some(403);
+    let depth = repo.split('/').count();
+    if !refused && err.status() == Some(404) && depth > 1 {
+        return RegistryError::Usage(format!(
+            "{err}\n  the registry has no upload endpoint for the repository {repo:?}, {depth} levels deep: \
+             it may not accept repositories that deep (Quay, GHCR and GitLab limit nesting); \
+             choose a --private-registry namespace with fewer levels"
+        ));
+    }
     if !refused {
         return err;
     }

@@ -14,6 +14,8 @@
 //! - the real-registry harness ([`registry`]), a fault-injecting proxy
 //!   ([`faults`]) and a second origin that blob redirects point to
 //!   ([`blob_origin`]);
+//! - an in-process fake registry with scripted quirks ([`fake_registry`]) for
+//!   fast client tests that assert exact request sequences;
 //! - the `ferry-fixture` binary, a thin CLI over the above.
 //!
 //! Invariants:
@@ -36,6 +38,7 @@ mod units;
 mod xzstore;
 
 pub mod blob_origin;
+pub mod fake_registry;
 pub mod faults;
 pub mod hostile;
 pub mod registry;
