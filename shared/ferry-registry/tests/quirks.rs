@@ -12,6 +12,7 @@ use std::time::Duration;
 use ferry_registry::credentials::{Credential, Secret};
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::retry::RetryPolicy;
+use ferry_registry::sink::{destination, RegistrySink};
 use ferry_registry::transport::TransportOptions;
 use ferry_registry::upload::{NoSessionLog, UploadOptions};
 use ferry_registry::{Access, Client, RegistryError, Target};
@@ -357,18 +358,20 @@ fn generated_store(
     (dir, store, fixture)
 }
 
-/// Pushes `store` with `client` (2 jobs, default uploads).
+/// Pushes `store` with `client` through the copy engine (2 jobs, default uploads).
 fn push(
     store: &ferry_store::Store,
     client: &Client,
-) -> Result<ferry_registry::push::PushReport, ferry_registry::push::PushError> {
-    let options = ferry_registry::push::PushOptions {
+) -> Result<ferry_copy::CopyReport, ferry_copy::CopyError> {
+    let meter = TransferMeter::new();
+    let sink = RegistrySink::new(client, &meter, &NoSessionLog, UploadOptions::default());
+    let source = ferry_copy::StoreSource::new(store);
+    let plan = source.plan(|name| destination(client.target(), name))?;
+    let options = ferry_copy::CopyOptions {
         jobs: 2,
-        dry_run: false,
-        upload: UploadOptions::default(),
         force: false,
     };
-    ferry_registry::push::push_store(store, client, &options, &TransferMeter::new(), &|_| {})
+    ferry_copy::copy(&plan, &source, &sink, options, &|_| {})
 }
 
 #[test]
@@ -405,10 +408,14 @@ fn push_and_diff_work_against_a_registry_with_every_quirk_at_once() {
             assert_eq!(Digest::sha256_of(&stored), blob.digest);
         }
     }
-    let diff = ferry_registry::diff::diff_store(
-        &store,
-        &client,
-        &ferry_registry::diff::DiffOptions {
+    let meter = TransferMeter::new();
+    let plan = ferry_copy::StoreSource::new(&store)
+        .plan(|name| destination(client.target(), name))
+        .expect("plan");
+    let diff = ferry_copy::compare(
+        &plan,
+        &RegistrySink::reading(&client, &meter),
+        &ferry_copy::DiffOptions {
             jobs: 2,
             deep: true,
             extra: false,
