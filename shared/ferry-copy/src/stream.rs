@@ -6,6 +6,13 @@
 //! A straight-through delivery that breaks off (a reset, a stall) is sent
 //! again from a further read of the source (3 reads at most).
 //!
+//! Blobs that come before the plan can be made (a package whose `index.json`
+//! comes last) go, as they are read, to the sink's holding repository
+//! ([`Sink::holding_repository`]); once the plan is known they are mounted
+//! from there into each image's repository. Mounts the sink refuses take
+//! another read. A sink without a holding repository gets
+//! [`StreamOutcome::NotStreamable`] before anything is written.
+//!
 //! Invariants: every byte read is verified against its digest; a source in
 //! another order (layers before its index or manifests) is reported as
 //! [`StreamOutcome::NotStreamable`] before anything is written; a dry run
