@@ -604,7 +604,12 @@ fn staging_when_asked_prints_the_space_it_needs() {
     assert!(!staging.exists());
     // Staging is only done when asked (a layers-first package is otherwise
     // pushed in one read through the holding repository).
-    let r = push(&reg, &pkg.path, "staged", &["--staging", staging.to_str().unwrap()]);
+    let r = push(
+        &reg,
+        &pkg.path,
+        "staged",
+        &["--staging", staging.to_str().unwrap()],
+    );
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     assert_no_progress("stderr", &r.stderr);
 
