@@ -768,3 +768,126 @@ fn a_dry_run_of_a_layers_first_package_reads_once_writes_nothing_and_counts_righ
     let done = copy(&images.plan(), &images, &plain, ONE, &quiet()).unwrap();
     assert_eq!(counts(&planned), counts(&done));
 }
+
+/// Two images, one with a layer over the read-ahead's per-blob limit (teed).
+fn with_a_large_layer() -> Images {
+    let mut images = Images::default();
+    let large: Vec<u8> = (0..25u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let a = images.manifest(r#"{"a":1}"#, &[&large, b"a-small"]);
+    let b = images.manifest(r#"{"b":1}"#, &[b"b-small"]);
+    images.name(&a, "gcr.io/x/a:1");
+    images.name(&b, "gcr.io/x/b:1");
+    images
+}
+
+fn assert_holds_every_image(images: &Images, sink: &MemorySink) {
+    for image in images.plan().images {
+        for b in &image.blobs {
+            assert!(
+                sink.holds(&image.dest.repository, &b.digest),
+                "{} lacks {}",
+                image.dest.repository,
+                b.digest
+            );
+            assert_eq!(
+                sink.stored
+                    .lock()
+                    .unwrap()
+                    .get(&b.digest)
+                    .map(|s| ferry_store::Digest::sha256_of(s)),
+                Some(b.digest.clone())
+            );
+        }
+        assert_eq!(
+            sink.manifest(&image.dest.repository, "1").unwrap(),
+            images.blobs[&image.root.digest]
+        );
+    }
+}
+
+#[test]
+fn one_read_feeds_several_sinks_and_a_large_blob_is_teed_to_each() {
+    use crate::stream::{copy_stream_to_many, Target};
+    let images = with_a_large_layer();
+    for metadata_first in [true, false] {
+        let package = images.package(metadata_first);
+        let (one, two) = (MemorySink::with_holding(), MemorySink::with_holding());
+        let targets = [
+            Target {
+                sink: &one,
+                map: &map,
+                events: &quiet(),
+            },
+            Target {
+                sink: &two,
+                map: &map,
+                events: &quiet(),
+            },
+        ];
+        let results = copy_stream_to_many(
+            &package,
+            &targets,
+            CopyOptions {
+                jobs: 2,
+                force: false,
+            },
+            Arc::new(AtomicU64::new(0)),
+        );
+        assert_eq!(
+            reads(&package),
+            1,
+            "one read for both sinks (metadata first: {metadata_first})"
+        );
+        for (sink, result) in [(&one, &results[0]), (&two, &results[1])] {
+            assert!(
+                matches!(result, Ok(StreamOutcome::Copied(_))),
+                "{:?}",
+                result.as_ref().err()
+            );
+            assert_holds_every_image(&images, sink);
+        }
+    }
+}
+
+#[test]
+fn a_failing_sink_does_not_stop_the_others() {
+    use crate::stream::{copy_stream_to_many, Target};
+    let images = with_a_large_layer();
+    let package = images.package(true);
+    let good = MemorySink::default();
+    let broken = MemorySink {
+        fail: Some("UPLOAD".into()),
+        ..Default::default()
+    };
+    let targets = [
+        Target {
+            sink: &broken,
+            map: &map,
+            events: &quiet(),
+        },
+        Target {
+            sink: &good,
+            map: &map,
+            events: &quiet(),
+        },
+    ];
+    let results = copy_stream_to_many(
+        &package,
+        &targets,
+        CopyOptions {
+            jobs: 2,
+            force: false,
+        },
+        Arc::new(AtomicU64::new(0)),
+    );
+    let err = results[0].as_ref().err().expect("the broken sink failed");
+    assert!(err.to_string().contains("scripted failure"), "{err}");
+    assert!(
+        broken.manifest("ns/x/a", "1").is_none(),
+        "a failed sink got a tag"
+    );
+    assert!(matches!(results[1], Ok(StreamOutcome::Copied(_))));
+    assert_holds_every_image(&images, &good);
+}

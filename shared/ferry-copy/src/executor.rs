@@ -378,13 +378,18 @@ impl<'a> Executor<'a> {
         Ok((manifests, tags))
     }
 
-    /// The report: counts, images, tokens and wall time.
-    pub fn finish(self) -> CopyReport {
-        let mut report = self.report.into_inner().unwrap_or_else(|p| p.into_inner());
+    /// The report so far: counts, images, tokens and wall time.
+    pub fn report(&self) -> CopyReport {
+        let mut report = self.tally().clone();
         report.tokens_fetched = self.sink.tokens_fetched();
         report.seconds = self.started.elapsed().as_secs_f64();
         report.dry_run = self.sink.is_dry_run();
         report
+    }
+
+    /// The final report.
+    pub fn finish(self) -> CopyReport {
+        self.report()
     }
 }
 

@@ -9,7 +9,8 @@
 //! at once without more memory.
 //!
 //! Invariants: the bytes held (queued or delivering) never exceed
-//! [`SPOOL_BUDGET`] (they live in a capped [`ChunkPool`]); a blob is handed over
+//! [`SPOOL_BUDGET`] (they live in one capped `ChunkPool`, shared by the spools
+//! of every destination, each blob held once however many need it); a blob is handed over
 //! only after its digest was verified; after the first failure (or a cancel)
 //! no further delivery starts and queued blobs are dropped; a worker that
 //! panics is a failure, not a hang; every worker has finished before
@@ -19,7 +20,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::chunk_pool::{read_from, ChunkPool, EmptyBlob, HeldBlob, HeldBytes};
+use crate::chunk_pool::{read_from, HeldBytes};
 use crate::executor::{BlobTask, Executor};
 use crate::report::CopyError;
 use crate::sink::Body;
@@ -36,14 +37,13 @@ pub(crate) const SPOOL_BUDGET: u64 = 64 << 20;
 /// Background delivery threads.
 pub(crate) const SPOOL_WORKERS: usize = 2;
 
-type Job = (BlobTask, HeldBlob);
+type Job = (BlobTask, Arc<dyn HeldBytes>);
 
 /// A bounded set of in-memory blobs being delivered by worker threads.
 pub(crate) struct Spool<'a> {
     executor: &'a Executor<'a>,
     sender: Mutex<Option<Sender<Job>>>,
     receiver: Mutex<Receiver<Job>>,
-    memory: Arc<ChunkPool>,
     state: Mutex<SpoolState>,
 }
 
@@ -73,7 +73,6 @@ impl<'a> Spool<'a> {
             executor,
             sender: Mutex::new(Some(sender)),
             receiver: Mutex::new(receiver),
-            memory: ChunkPool::new(SPOOL_BUDGET),
             state: Mutex::new(SpoolState::default()),
         }
     }
@@ -91,14 +90,9 @@ impl<'a> Spool<'a> {
         self.close();
     }
 
-    /// Memory for a blob of `size` bytes if it fits in the budget now (never
-    /// waits); it is given back when the blob is dropped.
-    pub fn try_reserve(&self, size: u64) -> Option<EmptyBlob> {
-        self.memory.try_lend(size)
-    }
-
-    /// Queues a verified in-memory blob.
-    pub fn submit(&self, task: BlobTask, blob: HeldBlob) {
+    /// Queues a verified in-memory blob (shared with other spools: its
+    /// memory goes back to the pool when the last of them is done with it).
+    pub fn submit(&self, task: BlobTask, blob: Arc<dyn HeldBytes>) {
         if let Some(s) = lock(&self.sender).as_ref() {
             // A closed queue drops the job, which gives its memory back.
             let _ = s.send((task, blob));
@@ -115,8 +109,7 @@ impl<'a> Spool<'a> {
             if self.failed() {
                 continue; // drain: dropping the job gives its memory back
             }
-            let held: Arc<dyn HeldBytes> = Arc::new(blob);
-            let open = move |offset: u64| Ok(read_from(&held, offset));
+            let open = move |offset: u64| Ok(read_from(&blob, offset));
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.executor.deliver(&task, Body::Reopen(&open))
             }));
