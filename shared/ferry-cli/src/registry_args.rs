@@ -1,8 +1,10 @@
 //! The registry argument group shared by ferry-push and ferry-diff, with the
 //! flags users of `bmctl push images` already know.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,11 +17,23 @@ use ferry_registry::{Client, Target};
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Private registry: HOST:PORT[/NAMESPACE] (https), or http://HOST:PORT[/NAMESPACE] for plain HTTP.
-    #[arg(long, value_name = "HOST:PORT[/NAMESPACE]")]
-    pub private_registry: String,
-    /// Extra CA certificate (PEM) to trust, on top of the system store.
+    /// ferry-push takes it several times (primary and DR, one per cluster): the package is read
+    /// once and pushed to every registry at once.
+    #[arg(long, value_name = "HOST:PORT[/NAMESPACE]", required = true)]
+    pub private_registry: Vec<String>,
+    /// Extra CA certificate (PEM) to trust, on top of the system store (every registry
+    /// without its own --cacert-for).
     #[arg(long, value_name = "CA.pem")]
     pub cacert: Option<PathBuf>,
+    /// The CA certificate of one registry when several are given: HOST:PORT=CA.pem (repeatable).
+    #[arg(long, value_name = "HOST:PORT=CA.pem")]
+    pub cacert_for: Vec<String>,
+    /// The credentials of one registry when several are given: HOST:PORT=USER:PASSWORD_FILE
+    /// (the password is read from the file, never from the command line; repeatable). Registries
+    /// without one use --username/--password[-stdin] if given, else the Docker config or auth.json
+    /// entry for their host.
+    #[arg(long, value_name = "HOST:PORT=USER:PASSWORD_FILE")]
+    pub credentials_for: Vec<String>,
     /// Whether the registry needs credentials (--need-credential=false: anonymous).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub need_credential: bool,
@@ -55,51 +69,131 @@ pub struct Connection {
     pub target: Target,
     /// Where the credential came from (None: anonymous).
     pub source: Option<CredentialSource>,
+    /// The CA certificate trusted for it (besides the system store), if any.
+    pub cacert: Option<PathBuf>,
+}
+
+/// `HOST:PORT=VALUE` options (`--cacert-for`, `--credentials-for`) by host.
+fn per_host(flag: &str, values: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    values
+        .iter()
+        .map(|v| {
+            let (host, value) = v
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: expected HOST:PORT=VALUE"))?;
+            let host = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            Ok((
+                host.split('/').next().unwrap_or(host).to_owned(),
+                value.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 impl RegistryArgs {
-    /// Parses the target, resolves credentials, builds a client and checks it
-    /// can talk to the registry (`GET /v2/`).
-    /// `log` receives retry messages (already redacted).
+    /// Connects to the one registry given (`--private-registry` once); see
+    /// [`RegistryArgs::connect_all`].
     pub fn connect(
         &self,
         log: impl Fn(&str) + Send + Sync + 'static,
     ) -> anyhow::Result<Connection> {
-        let target = Target::parse(&self.private_registry)?;
-        let (credential, source) = if self.need_credential {
-            let password = match (&self.password, self.password_stdin) {
-                (Some(p), _) => Some(Secret::new(p.clone())),
-                (None, true) => {
-                    let mut s = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut s)
-                        .context("reading the password from stdin")?;
-                    Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_owned()))
-                }
-                (None, false) => None,
+        if self.private_registry.len() != 1 {
+            anyhow::bail!(
+                "--private-registry is given {} times: this tool compares one registry at a time (run it once per registry)",
+                self.private_registry.len()
+            );
+        }
+        let log = Arc::new(log);
+        let mut all = self.connect_all(move |_, msg| log(msg))?;
+        Ok(all.remove(0))
+    }
+
+    /// Parses every target, resolves each one's credentials and CA, and builds
+    /// a client for each. `log(host, message)` receives retry messages
+    /// (already redacted).
+    pub fn connect_all(
+        &self,
+        log: impl Fn(&str, &str) + Send + Sync + 'static,
+    ) -> anyhow::Result<Vec<Connection>> {
+        let log = Arc::new(log);
+        let cacert_for = per_host("--cacert-for", &self.cacert_for)?;
+        let credentials_for = per_host("--credentials-for", &self.credentials_for)?;
+        let targets = self
+            .private_registry
+            .iter()
+            .map(|r| Target::parse(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        for host in cacert_for.keys().chain(credentials_for.keys()) {
+            if !targets.iter().any(|t| &t.host == host) {
+                anyhow::bail!("{host} is not one of the --private-registry hosts");
+            }
+        }
+        // The shared password is read once, for every registry that uses it.
+        let mut shared_password: Option<Secret> = self.password.clone().map(Secret::new);
+        if self.need_credential && self.password_stdin {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from stdin")?;
+            shared_password = Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        let mut connections = Vec::new();
+        for target in targets {
+            let (credential, source) = if self.need_credential {
+                let (username, password) = match credentials_for.get(&target.host) {
+                    Some(spec) => {
+                        let (user, file) = spec.split_once(':').ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--credentials-for {}={spec}: expected USER:PASSWORD_FILE",
+                                target.host
+                            )
+                        })?;
+                        let password = std::fs::read_to_string(file).with_context(|| {
+                            format!("reading the password for {} from {file}", target.host)
+                        })?;
+                        (
+                            Some(user.to_owned()),
+                            Some(Secret::new(
+                                password.trim_end_matches(['\n', '\r']).to_owned(),
+                            )),
+                        )
+                    }
+                    None => (self.username.clone(), shared_password.clone()),
+                };
+                let opts = CredentialOptions {
+                    username,
+                    password,
+                    docker_config: self.docker_config.clone(),
+                    interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+                };
+                let (c, s) = credentials::resolve(&target.host, &opts, &Env::from_process())?;
+                (Some(c), Some(s))
+            } else {
+                (None, None)
             };
-            let opts = CredentialOptions {
-                username: self.username.clone(),
-                password,
-                docker_config: self.docker_config.clone(),
-                interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            let cacert = cacert_for
+                .get(&target.host)
+                .map(PathBuf::from)
+                .or_else(|| self.cacert.clone());
+            let transport = TransportOptions {
+                cacert: cacert.clone(),
+                insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+                stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
             };
-            let (c, s) = credentials::resolve(&target.host, &opts, &Env::from_process())?;
-            (Some(c), Some(s))
-        } else {
-            (None, None)
-        };
-        let transport = TransportOptions {
-            cacert: self.cacert.clone(),
-            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
-            stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
-        };
-        let client = Client::new(&target, &transport, credential)?.with_retry_log(log);
-        Ok(Connection {
-            client,
-            target,
-            source,
-        })
+            let host = target.host.clone();
+            let log = log.clone();
+            let client = Client::new(&target, &transport, credential)?
+                .with_retry_log(move |msg| log(&host, msg));
+            connections.push(Connection {
+                client,
+                target,
+                source,
+                cacert,
+            });
+        }
+        Ok(connections)
     }
 }
 

@@ -16,7 +16,8 @@ use ferry_cli::args::{JobsArgs, OutputArgs};
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
-use ferry_copy::stream::{copy_stream, StreamOutcome};
+use ferry_copy::plan::Destination;
+use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
 use ferry_package::package_source::PackageStream;
 use ferry_registry::credentials::CredentialSource;
@@ -92,6 +93,9 @@ struct Cli {
     jobs: JobsArgs,
 }
 
+/// How a source name maps to one registry.
+type NameMap<'a> = Box<dyn Fn(&str) -> Result<Destination, String> + Sync + 'a>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ferry_cli::run("ferry-push", || push(&cli))
@@ -106,25 +110,29 @@ fn emit_json(value: &impl serde::Serialize) {
 fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     let json = cli.output.json;
     let verbose = cli.verbose;
-    let conn = cli.registry.connect(move |msg| {
-        if json {
-            emit_json(&CopyEvent::Retry {
-                message: msg.to_owned(),
-            });
-        } else {
-            eprintln!("ferry-push: {msg}");
-        }
+    let many = cli.registry.private_registry.len() > 1;
+    let conns = cli.registry.connect_all(move |host, msg| {
+        let event = CopyEvent::Retry {
+            message: msg.to_owned(),
+        };
+        print_event(&event, json, false, false, many.then_some(host));
     })?;
     let options = CopyOptions {
         jobs: cli.jobs.jobs.unwrap_or(4) as usize,
         force: cli.force,
     };
     let tty = std::io::stderr().is_terminal();
-    let print = |e: &CopyEvent| print_event(e, json, tty, verbose);
-    let map = |name: &str| destination(&conn.target, name);
+    // Per registry: its name in output (when there are several), how names map there, events.
+    let labels: Vec<Option<&str>> = conns
+        .iter()
+        .map(|c| many.then_some(c.target.host.as_str()))
+        .collect();
+    let maps: Vec<NameMap<'_>> = conns
+        .iter()
+        .map(|c| Box::new(move |name: &str| destination(&c.target, name)) as Box<_>)
+        .collect();
 
-    // A package whose index and manifests come first is pushed straight from
-    // its stream, with no scratch copy; otherwise it is staged once.
+    // A package is pushed in one read, whatever its order, to every registry at once.
     if cli.staging.is_none() {
         if let Some(stream) = PackageStream::open(&cli.source)
             .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?
@@ -138,25 +146,52 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                 Some(sent.clone()),
                 !json && !cli.dry_run,
             );
-            let registry =
-                RegistrySink::new(&conn.client, &sent, &NoSessionLog, UploadOptions::default())
-                    .with_holding(&conn.target);
-            let dry = DryRun::new(&registry);
-            let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
-            let outcome = copy_stream(&stream, sink, options, &map, bar.counter(), &|e| print(&e));
-            bar.finish();
-            match outcome.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
-                StreamOutcome::Copied(report) => {
-                    finish(cli, &conn, &report);
-                    return Ok(Outcome::Clean);
-                }
-                StreamOutcome::NotStreamable(reason) => {
-                    if json {
-                        emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
+            let registries: Vec<RegistrySink<'_>> = conns
+                .iter()
+                .map(|c| {
+                    RegistrySink::new(&c.client, &sent, &NoSessionLog, UploadOptions::default())
+                        .with_holding(&c.target)
+                })
+                .collect();
+            let dry: Vec<DryRun<'_>> = registries.iter().map(|r| DryRun::new(r)).collect();
+            let printers: Vec<Box<dyn Fn(CopyEvent) + Sync + '_>> = labels
+                .iter()
+                .map(|label| {
+                    Box::new(move |e: CopyEvent| print_event(&e, json, tty, verbose, *label))
+                        as Box<_>
+                })
+                .collect();
+            let targets: Vec<Target<'_>> = (0..conns.len())
+                .map(|i| Target {
+                    sink: if cli.dry_run {
+                        &dry[i] as &dyn Sink
                     } else {
-                        eprintln!("ferry-push: cannot push {} as a stream ({reason}); staging it once instead", cli.source.display());
-                    }
+                        &registries[i]
+                    },
+                    map: &maps[i],
+                    events: &printers[i],
+                })
+                .collect();
+            let results = copy_stream_to_many(&stream, &targets, options, bar.counter());
+            bar.finish();
+            if let Some(Ok(StreamOutcome::NotStreamable(reason))) = results.first() {
+                if json {
+                    emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
+                } else {
+                    eprintln!("ferry-push: cannot push {} in one read ({reason}); staging it once instead", cli.source.display());
                 }
+            } else {
+                let results = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(StreamOutcome::Copied(report)) => Ok(report),
+                        Ok(StreamOutcome::NotStreamable(reason)) => {
+                            Err(anyhow::anyhow!("{reason}"))
+                        }
+                        Err(e) => Err(anyhow::anyhow!("{}: {e}", cli.source.display())),
+                    })
+                    .collect();
+                return conclude(cli, &conns, results);
             }
         }
     }
@@ -167,12 +202,12 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         cli.jobs.resolve(),
         json,
     )?;
-
     let total: u64 = source
         .store
         .walk_index()
         .map(|w| w.nodes.iter().map(|n| n.descriptor.size).sum())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        * conns.len() as u64;
     let total_sent = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(TransferMeter::with_total(total_sent.clone()));
     let bar = ByteProgress::start_with_blobs(
@@ -182,38 +217,105 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         Some(sent.clone()),
         !json && !cli.dry_run,
     );
-    let sessions = JournalSessions::replay(&source.store, &conn.target.host)?;
     let upload = UploadOptions {
         monolithic_max: cli.monolithic_max_mib << 20,
         chunk_size: cli.chunk_mib.max(1) << 20,
     };
-    let registry = RegistrySink::new(&conn.client, &sent, &sessions, upload);
-    let dry = DryRun::new(&registry);
-    let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
     let store = StoreSource::new(&source.store);
-    let result = store.plan(map).and_then(|plan| {
-        copy(&plan, &store, sink, options, &|e| {
-            // Blobs already there count as done on the total bar.
-            if let CopyEvent::BlobSkipped { size, .. } = &e {
-                sent.add(*size);
-            }
-            print(&e);
-        })
+    // A store is read at random: every registry is pushed at once from it.
+    let results: Vec<anyhow::Result<CopyReport>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = conns
+            .iter()
+            .zip(&maps)
+            .zip(&labels)
+            .map(|((conn, map), label)| {
+                let (store, sent) = (&store, &sent);
+                let source = &source;
+                scope.spawn(move || -> anyhow::Result<CopyReport> {
+                    let sessions = JournalSessions::replay(&source.store, &conn.target.host)?;
+                    let registry = RegistrySink::new(&conn.client, sent, &sessions, upload);
+                    let dry = DryRun::new(&registry);
+                    let sink: &dyn Sink = if cli.dry_run { &dry } else { &registry };
+                    let plan = store.plan(map)?;
+                    Ok(copy(&plan, store, sink, options, &|e| {
+                        // Blobs already there count as done on the total bar.
+                        if let CopyEvent::BlobSkipped { size, .. } = &e {
+                            sent.add(*size);
+                        }
+                        print_event(&e, json, tty, verbose, *label);
+                    })?)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a push thread failed")))
+            })
+            .collect()
     });
     bar.finish();
-    let report = result?;
-    finish(cli, &conn, &report);
+    conclude(cli, &conns, results)
+}
+
+/// Prints each registry's summary (and mirror configuration) and decides the
+/// outcome: with one registry its error is the tool's error; with several,
+/// each failure is named and the run fails if any did (a rerun finishes only
+/// what is missing, where it is missing).
+fn conclude(
+    cli: &Cli,
+    conns: &[ferry_cli::registry_args::Connection],
+    results: Vec<anyhow::Result<CopyReport>>,
+) -> anyhow::Result<Outcome> {
+    let many = conns.len() > 1;
+    let mut failed = Vec::new();
+    for (conn, result) in conns.iter().zip(results) {
+        match result {
+            Ok(report) => finish(cli, conn, &report),
+            Err(e) if !many => return Err(e),
+            Err(e) => {
+                let host = &conn.target.host;
+                if cli.output.json {
+                    emit_json(
+                        &serde_json::json!({"event": "error", "registry": host, "message": ferry_cli::exit::error_chain(&e)}),
+                    );
+                } else {
+                    eprintln!(
+                        "ferry-push: {host}: error: {}",
+                        ferry_cli::exit::error_chain(&e)
+                    );
+                }
+                failed.push(host.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} registries failed ({}); the others are complete. Rerun the same command: it sends only what is missing where it is missing",
+            failed.len(),
+            conns.len(),
+            failed.join(", ")
+        );
+    }
     Ok(Outcome::Clean)
 }
 
 /// Prints one event: JSON lines with --json; otherwise a line per image off a
 /// TTY (or with --verbose), a line per blob with --verbose, retries and
 /// warnings on stderr.
-fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool) {
+fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool, registry: Option<&str>) {
     if json {
-        emit_json(e);
+        match (registry, serde_json::to_value(e)) {
+            (Some(host), Ok(mut v)) => {
+                v["registry"] = serde_json::json!(host);
+                emit_json(&v);
+            }
+            _ => emit_json(e),
+        }
         return;
     }
+    let at = registry.map(|h| format!("{h}: ")).unwrap_or_default();
     match e {
         CopyEvent::ImagePushed { target, digest, .. } if !tty || verbose => {
             println!("pushed {target}@{digest}")
@@ -244,12 +346,14 @@ fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool) {
         CopyEvent::BlobSkipped {
             repository, digest, ..
         } if verbose => println!("  present {digest} in {repository}"),
-        CopyEvent::Retry { message } => eprintln!("ferry-push: {message}"),
+        CopyEvent::Retry { message } => eprintln!("ferry-push: {at}{message}"),
         CopyEvent::ReadPath { path, reason } if path != "stream" || verbose => {
-            eprintln!("ferry-push: {path}: {reason}")
+            eprintln!("ferry-push: {at}{path}: {reason}")
         }
         CopyEvent::ReferrerSkipped { digest, reason } => {
-            eprintln!("ferry-push: warning: not pushing the unnamed artifact {digest}: {reason}")
+            eprintln!(
+                "ferry-push: {at}warning: not pushing the unnamed artifact {digest}: {reason}"
+            )
         }
         _ => {}
     }
@@ -260,7 +364,13 @@ fn finish(cli: &Cli, conn: &ferry_cli::registry_args::Connection, report: &CopyR
     let json = cli.output.json;
 
     if json {
-        emit_json(&serde_json::json!({"event": "summary", "summary": report}));
+        if cli.registry.private_registry.len() > 1 {
+            emit_json(
+                &serde_json::json!({"event": "summary", "registry": conn.target.host, "summary": report}),
+            );
+        } else {
+            emit_json(&serde_json::json!({"event": "summary", "summary": report}));
+        }
     } else if cli.dry_run {
         println!(
             "dry run: {} image(s); would upload {} blob(s) ({}), mount {}, skip {} already present; {} manifest(s) and {} tag(s) to push",
@@ -311,7 +421,7 @@ fn finish(cli: &Cli, conn: &ferry_cli::registry_args::Connection, report: &CopyR
             ferry_registry::mirror::mirror_config(
                 &conn.target,
                 &upstream.into_iter().collect::<Vec<_>>(),
-                cli.registry.cacert.as_deref(),
+                conn.cacert.as_deref(),
                 cred_config.as_deref()
             )
         );

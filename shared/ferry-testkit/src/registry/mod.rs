@@ -161,6 +161,8 @@ pub struct Registry {
     storage: PathBuf,
     log_path: PathBuf,
     token: Option<token::TokenIssuer>,
+    /// TLS client config trusting the registry's CA (readiness probes).
+    probe_tls: Option<Arc<rustls::ClientConfig>>,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -238,6 +240,7 @@ impl Registry {
                         storage,
                         log_path,
                         token: prepared.token,
+                        probe_tls: client,
                         dir,
                     })
                 }
@@ -252,6 +255,26 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Kills the registry process (its storage and port are kept for
+    /// [`Registry::restart`]): a registry that goes away mid-run.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again on the same port, storage and configuration
+    /// (after [`Registry::stop`]); [`Registry::log`] reads the new log from then on.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let config_path = self.dir.path().join("config.yml");
+        let log_path = self.dir.path().join("registry-restarted.log");
+        let mut child = spawn(&config_path, &log_path)?;
+        wait_ready(&mut child, self.port, &log_path, self.probe_tls.as_ref())?;
+        self.child = child;
+        self.log_path = log_path;
+        Ok(())
     }
 
     /// `127.0.0.1:PORT`.
