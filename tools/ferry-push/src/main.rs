@@ -30,6 +30,9 @@ Examples:
   ferry-push --source bmpackages_1.30.0.tar.xz --private-registry 10.0.0.5:5000/ns \\
       --cacert /etc/ferry/ca.pem --username admin --password-stdin < pw.txt
   ferry-push --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --need-credential=false --dry-run
+  ferry-push --source bmpackages_1.30.0.tar.xz \\
+      --private-registry 10.0.0.5:5000/ns --private-registry 10.1.0.5:5000/ns --cacert ca.pem \\
+      --credentials-for 10.0.0.5:5000=admin:a.pw --credentials-for 10.1.0.5:5000=admin:b.pw
 
 Images keep their path and tag with the source host dropped and the namespace
 prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0 -> 10.0.0.5:5000/ns/anthos-baremetal-release/foo:1.30.0.
@@ -45,6 +48,10 @@ holding repository NAMESPACE/ferry-holding as they are read and are mounted into
 their images' repositories once index.json arrives (a registry that refuses
 mounts gets a second read; still no disk). The path taken is printed. Only a
 docker-archive is staged once into PACKAGE.ferry-store (--staging DIR forces staging).
+Several registries: give --private-registry once per registry; the package is
+read once and pushed to all of them at once, each with its own CA (--cacert-for
+HOST:PORT=CA.pem) and credentials (--credentials-for HOST:PORT=USER:PASSWORD_FILE);
+one that fails does not stop the others, and a rerun finishes only what is missing.
 On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
 Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
 is an image) are pushed with their image and listed under the subject's
