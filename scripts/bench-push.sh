@@ -39,8 +39,17 @@ stop_registry() {
     REG_PID=""
   fi
 }
+REG2_PID=""
+stop_second_registry() {
+  if [ -n "$REG2_PID" ]; then
+    kill "$REG2_PID" 2>/dev/null || true
+    wait "$REG2_PID" 2>/dev/null || true
+    REG2_PID=""
+  fi
+}
 cleanup() {
   stop_registry
+  stop_second_registry
   if [ "${FERRY_BENCH_KEEP:-0}" != 1 ]; then rm -rf "$PKG" "$STAGING" "$UNPACK" "$REG/storage"; fi
 }
 trap cleanup EXIT
@@ -117,6 +126,19 @@ YML
   exit 1
 }
 
+# start_second_registry: a second fresh registry (same certificate and htpasswd, its own storage
+# and port) beside the first; sets PORT2, REG2_PID.
+start_second_registry() {
+  stop_second_registry
+  local first_reg=$REG first_port=$PORT first_pid=$REG_PID
+  REG="$WORK/registry2"; REG_PID=""
+  mkdir -p "$REG"
+  cp "$first_reg/server.crt" "$first_reg/server.key" "$first_reg/htpasswd" "$REG/"
+  start_registry
+  PORT2=$PORT; REG2_PID=$REG_PID
+  REG=$first_reg; PORT=$first_port; REG_PID=$first_pid
+}
+
 LAYER_MIB=16
 LAYERS=4
 IMAGES=$(( (SIZE_MIB + LAYER_MIB * LAYERS - 1) / (LAYER_MIB * LAYERS) ))
@@ -188,6 +210,13 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ "$round" = 1 ]; then check_pushed ferry; test ! -e "$PKG_LF.ferry-store"; fi
   push_cmd "$PKG_LF"; time_cmd "ferry-push layers-first warm (round $round)" "${CMD[@]}" < "$REG/password"
 
+  # Two registries at once from one read of the package.
+  start_registry; start_second_registry
+  push_cmd; CMD+=(--private-registry "127.0.0.1:$PORT2/ferry")
+  time_cmd "ferry-push two registries cold (round $round)" "${CMD[@]}" < "$REG/password"
+  if [ "$round" = 1 ]; then check_pushed ferry; PORT_SAVE=$PORT; PORT=$PORT2; check_pushed ferry; PORT=$PORT_SAVE; fi
+  stop_second_registry
+
   start_registry
   rm -rf "$UNPACK"; sync
   skopeo_cmd cold; time_cmd "unpack + skopeo cold (round $round)" "${CMD[@]}"
@@ -200,13 +229,16 @@ stop_registry
 FC=$(bench_median "ferry-push cold"); FW=$(bench_median "ferry-push warm")
 SC=$(bench_median "unpack + skopeo cold"); SW=$(bench_median "skopeo warm")
 LC=$(bench_median "ferry-push layers-first cold"); LW=$(bench_median "ferry-push layers-first warm")
+TC=$(bench_median "ferry-push two registries cold")
 FRSS=$(printf '%s\n' "$(bench_rss_mib "ferry-push cold")" "$(bench_rss_mib "ferry-push warm")" \
-  "$(bench_rss_mib "ferry-push layers-first cold")" "$(bench_rss_mib "ferry-push layers-first warm")" | sort -n | tail -1)
+  "$(bench_rss_mib "ferry-push layers-first cold")" "$(bench_rss_mib "ferry-push layers-first warm")" \
+  "$(bench_rss_mib "ferry-push two registries cold")" | sort -n | tail -1)
 mbs() { awk -v b="$PKG_BYTES" -v s="$1" 'BEGIN{if (s > 0) printf "%.0f", b/s/1e6; else print "n/a"}'; }
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 meets() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**met**"; else print "**not met**"}'; }
 COLD_X=$(speedup "$SC" "$FC"); WARM_X=$(speedup "$SW" "$FW")
 LF_X=$(speedup "$SC" "$LC"); LF_RATIO=$(speedup "$LC" "$FC")
+TWO_X=$(speedup "$SC" "$TC"); TWO_RATIO=$(speedup "$TC" "$FC")
 at_most() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 <= t) print "**met**"; else print "**not met**"}'; }
 ROUND_RATIOS=$(for r in $(seq 1 "$ROUNDS"); do
   f=$(grep -F "ferry-push cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
@@ -225,6 +257,8 @@ Command: \`scripts/bench-push.sh $SIZE_MIB\` — machine: $(bench_machine).
 Package: \`$PKG_NAME\`, $((PKG_BYTES / 1000000)) MB ($FORMAT from \`ferry-fixture\`) of $IMAGES images x $LAYERS incompressible ${LAYER_MIB} MiB layers.$NOTE
 Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}') on 127.0.0.1, TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage on the same disk; restarted on empty storage before every cold run. Median of $ROUNDS rounds; the package is in the page cache for every run. MB/s = package bytes / seconds (10^6 bytes).
 - ferry: \`ferry-push --source $PKG_NAME --private-registry 127.0.0.1:PORT/ferry --cacert ca.crt --username $REG_USER --password-stdin\`; cold streams the package straight to the registry (its index comes first; any staging dir \`$PKG_NAME.ferry-store\` is deleted first; every blob hashed on the way); warm is the same command again (one tag HEAD per image).
+- layers-first: the same images written blobs first and \`index.json\` last (\`ferry-fixture --layers-first\`, as Hauler, Zarf and \`tar -c\` write them), pushed with the same command: one read, blobs into \`ferry/ferry-holding\` as they are read, then mounted; no staging directory (checked).
+- two registries: the index-first package with \`--private-registry\` given twice (two fresh registries, same certificate and credentials, both checked with skopeo): one read of the package for both.
 - without ferry: \`$UNPACK_CMD $PKG_NAME | tar -x -C DIR\`, then for each image \`skopeo copy --all --dest-cert-dir CERTS --dest-creds U:P oci:DIR:REF docker://127.0.0.1:PORT/skopeo/PATH:TAG\` (one after the other); warm is the copies again.
 
 | what | seconds | MB/s | peak RSS | x faster than skopeo | target |
@@ -234,6 +268,7 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 | \`skopeo copy\`, warm | $SW | $(mbs "$SW") | $(bench_rss_mib "skopeo warm") MiB | 1.00 | |
 | \`ferry-push\`, warm | $FW | $(mbs "$FW") | $(bench_rss_mib "ferry-push warm") MiB | $WARM_X | ≥ 10: $(meets "$WARM_X" 10) |
 | \`ferry-push\`, layers-first package, cold | $LC | $(mbs "$LC") | $(bench_rss_mib "ferry-push layers-first cold") MiB | $LF_X | ≥ 2: $(meets "$LF_X" 2) |
+| \`ferry-push\` to two registries at once (one read), cold | $TC | $(mbs "$TC") | $(bench_rss_mib "ferry-push two registries cold") MiB | $TWO_X (vs one skopeo pass) | ≥ 2: $(meets "$TWO_X" 2) |
 | \`ferry-push\`, layers-first package, warm | $LW | $(mbs "$LW") | $(bench_rss_mib "ferry-push layers-first warm") MiB | $(speedup "$SW" "$LW") | |
 
 | target | measured | |
@@ -241,6 +276,7 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 | cold ≥ 2x faster than unpack + skopeo | ${COLD_X}x | $(meets "$COLD_X" 2) |
 | warm ≥ 10x faster than warm skopeo | ${WARM_X}x | $(meets "$WARM_X" 10) |
 | layers-first cold within 1.15x of index-first cold (one read, holding repository, no staging) | ${LF_RATIO}x | $(at_most "$LF_RATIO" 1.15) |
+| two registries at once within 1.4x of one registry (same package, one read) | ${TWO_RATIO}x | $(at_most "$TWO_RATIO" 1.4) |
 | ferry-push peak RSS < 100 MiB | $FRSS MiB | $RSS_OK |
 
 Cold, round by round (unpack + skopeo seconds / ferry-push seconds = x): $ROUND_RATIOS.
