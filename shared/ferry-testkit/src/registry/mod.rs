@@ -17,9 +17,6 @@
 mod tls;
 mod token;
 
-#[cfg(test)]
-mod tests;
-
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -275,6 +272,16 @@ impl Registry {
         self.child = child;
         self.log_path = log_path;
         Ok(())
+    }
+
+    /// Where the token issuer listens ([`RegistryMode::TlsToken`] only).
+    pub fn token_addr(&self) -> Option<std::net::SocketAddr> {
+        self.token.as_ref().map(|t| t.addr)
+    }
+
+    /// A TLS client configuration trusting only the registry's CA (TLS modes only).
+    pub fn tls_client_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.probe_tls.clone()
     }
 
     /// `127.0.0.1:PORT`.
@@ -635,4 +642,62 @@ fn config_yaml(opts: &RegistryOptions, port: u16, storage: &Path, p: &Prepared) 
     }
     y.push_str(&p.auth_yaml);
     y
+}
+
+#[cfg(test)]
+mod unit_tests {
+    //! The harness's pure parts (no registry process, no network).
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn only_the_delete_stanza_depends_on_delete_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = RegistryOptions::default();
+        assert!(defaults.delete_enabled);
+        let disabled = RegistryOptions {
+            delete_enabled: false,
+            ..RegistryOptions::default()
+        };
+        let prepared = prepare(dir.path(), &defaults).unwrap();
+        let storage = dir.path().join("storage");
+        let on = config_yaml(&defaults, 5000, &storage, &prepared);
+        let off = config_yaml(&disabled, 5000, &storage, &prepared);
+        assert!(on.contains("\n  delete:\n    enabled: true\n"), "{on}");
+        assert!(off.contains("\n  delete:\n    enabled: false\n"), "{off}");
+        assert_eq!(
+            on.replace("delete:\n    enabled: true", "delete:\n    enabled: false"),
+            off
+        );
+    }
+
+    #[test]
+    fn registry_access_log_line_parsing() {
+        let line = r#"127.0.0.1 - - [27/Nov/2026:03:55:08 +0000] "PUT /v2/foo/bar/manifests/x HTTP/1.1" 400 82 "" "curl/7.88.1""#;
+        assert_eq!(access_line(line), Some(("PUT", "/v2/foo/bar/manifests/x")));
+        let h2 = r#"127.0.0.1 - - [27/Nov/2026:03:55:08 +0000] "HEAD /v2/a/blobs/sha256:ab HTTP/2.0" 404 157 "" "skopeo""#;
+        assert_eq!(access_line(h2), Some(("HEAD", "/v2/a/blobs/sha256:ab")));
+        let logrus = r#"time="x" level=info msg="response completed" http.request.method=PUT http.request.uri=/v2/a/manifests/x"#;
+        assert_eq!(access_line(logrus), None);
+    }
+
+    #[test]
+    fn registry_test_ca_issues_expired_and_mismatched_certs() {
+        let ca = TestCa::new().unwrap();
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let past = SystemTime::now() - Duration::from_secs(7 * 86_400);
+        let (cert, key) = ca.issue_server_cert(&["wrong.example"], past).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(key.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn registry_flag_prefixes() {
+        assert_eq!(flag_prefix("src"), "src-");
+        assert_eq!(flag_prefix("dest-"), "dest-");
+        assert_eq!(flag_prefix(""), "");
+    }
 }

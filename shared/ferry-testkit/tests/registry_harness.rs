@@ -1,17 +1,22 @@
-//! End-to-end checks of the harness with the real `docker-registry` and `skopeo`.
+//! End-to-end checks of the harness with the real `docker-registry` and `skopeo`
+//! (integration tests: `cargo test --workspace --lib` needs neither).
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use super::*;
-use crate::{generate_layout, FixtureSpec};
+use std::fs;
+
+use ferry_testkit::registry::{
+    registry_available, Registry, RegistryMode, RegistryOptions, SkopeoRole, REGISTRY_BIN,
+};
+use ferry_testkit::{generate_layout, FixtureSpec};
 
 const SKOPEO: &str = "/usr/bin/skopeo";
 
@@ -183,7 +188,7 @@ fn registry_token_copy_inspect_refuse_drop() {
     refuses_bad_credentials(&reg, &dest);
     assert_eq!(reg.token_requests(), before, "token issued for bad creds");
     let a = addr(&reg);
-    let token_addr = reg.token.as_ref().unwrap().addr;
+    let token_addr = reg.token_addr().unwrap();
     drop(reg);
     assert_stopped(a);
     assert_stopped(token_addr);
@@ -192,16 +197,8 @@ fn registry_token_copy_inspect_refuse_drop() {
 
 /// One HTTPS request to the token issuer; returns (status, body).
 fn issuer_request(reg: &Registry, request: &str) -> (u16, String) {
-    let ca = fs::read_to_string(reg.ca_cert_path().unwrap()).unwrap();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(
-            ca.lines()
-                .filter(|l| !l.starts_with("-----"))
-                .collect::<String>(),
-        )
-        .unwrap();
-    let config = tls::client_config(&der).unwrap();
-    let tcp = TcpStream::connect(reg.token.as_ref().unwrap().addr).unwrap();
+    let config = reg.tls_client_config().unwrap();
+    let tcp = TcpStream::connect(reg.token_addr().unwrap()).unwrap();
     let conn = rustls::ClientConnection::new(config, "127.0.0.1".try_into().unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     tls.write_all(request.as_bytes()).unwrap();
@@ -257,8 +254,8 @@ fn registry_token_issuer_get_post_and_refusals() {
     assert_eq!(v["expires_in"], 120);
     assert!(v["issued_at"].as_str().unwrap().ends_with('Z'));
     let c = jwt_claims(v["token"].as_str().unwrap());
-    assert_eq!(c["iss"], TOKEN_ISSUER);
-    assert_eq!(c["aud"], TOKEN_SERVICE);
+    assert_eq!(c["iss"], ferry_testkit::registry::TOKEN_ISSUER);
+    assert_eq!(c["aud"], ferry_testkit::registry::TOKEN_SERVICE);
     assert_eq!(c["sub"], "ferry");
     assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 120);
     assert_eq!(
@@ -314,51 +311,4 @@ fn registry_delete_disabled_and_config() {
         config.contains(&format!("addr: \"{}\"", reg.host())),
         "{config}"
     );
-
-    // The default options enable delete, and only the delete stanza changes.
-    let dir = tempfile::tempdir().unwrap();
-    let defaults = RegistryOptions::default();
-    assert!(defaults.delete_enabled);
-    let prepared = prepare(dir.path(), &defaults).unwrap();
-    let default_config = config_yaml(&defaults, reg.port(), reg.storage_dir(), &prepared);
-    assert!(
-        default_config.contains("\n  delete:\n    enabled: true\n"),
-        "{default_config}"
-    );
-    assert!(
-        !default_config.contains("delete:\n    enabled: false"),
-        "{default_config}"
-    );
-    assert_eq!(
-        default_config.replace("delete:\n    enabled: true", "delete:\n    enabled: false"),
-        config,
-        "delete_enabled changes only the delete stanza"
-    );
-}
-
-#[test]
-fn registry_access_log_line_parsing() {
-    let line = r#"127.0.0.1 - - [27/Nov/2026:03:55:08 +0000] "PUT /v2/foo/bar/manifests/x HTTP/1.1" 400 82 "" "curl/7.88.1""#;
-    assert_eq!(access_line(line), Some(("PUT", "/v2/foo/bar/manifests/x")));
-    let h2 = r#"127.0.0.1 - - [27/Nov/2026:03:55:08 +0000] "HEAD /v2/a/blobs/sha256:ab HTTP/2.0" 404 157 "" "skopeo""#;
-    assert_eq!(access_line(h2), Some(("HEAD", "/v2/a/blobs/sha256:ab")));
-    let logrus = r#"time="x" level=info msg="response completed" http.request.method=PUT http.request.uri=/v2/a/manifests/x"#;
-    assert_eq!(access_line(logrus), None);
-}
-
-#[test]
-fn registry_test_ca_issues_expired_and_mismatched_certs() {
-    let ca = TestCa::new().unwrap();
-    assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
-    let past = SystemTime::now() - Duration::from_secs(7 * 86_400);
-    let (cert, key) = ca.issue_server_cert(&["wrong.example"], past).unwrap();
-    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(key.contains("PRIVATE KEY"));
-}
-
-#[test]
-fn registry_flag_prefixes() {
-    assert_eq!(flag_prefix("src"), "src-");
-    assert_eq!(flag_prefix("dest-"), "dest-");
-    assert_eq!(flag_prefix(""), "");
 }
