@@ -2,6 +2,8 @@
 //! single-pass driver, against the recording in-memory sink: the exact calls
 //! (the engine's request sequence) and the order invariants.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 

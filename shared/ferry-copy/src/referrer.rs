@@ -103,6 +103,7 @@ pub fn merged_fallback_index(existing: Option<&[u8]>, referrers: &[&Referrer]) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

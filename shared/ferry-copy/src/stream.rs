@@ -179,6 +179,51 @@ fn verified<R: Read>(path: &str, verifying: VerifyingReader<R>) -> Result<(), En
     }
 }
 
+/// Reads a whole (small) entry and checks it against its digest.
+fn read_verified(
+    path: &str,
+    digest: &Digest,
+    size: u64,
+    reader: &mut dyn Read,
+) -> Result<Vec<u8>, EntryError> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
+    if bytes.len() as u64 != size {
+        return Err(EntryError::Read(format!("entry {path:?} is truncated")));
+    }
+    let actual = digest.of_same_algorithm(&bytes);
+    if actual != *digest {
+        return Err(EntryError::Mismatch {
+            entry: path.to_owned(),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// A manifest loader over the manifests held in memory (`parent` names
+/// where a missing one was expected).
+fn held_manifests<'b>(
+    buffered: &'b HashMap<Digest, Vec<u8>>,
+    parent: &'b str,
+) -> impl FnMut(&Descriptor) -> Result<Vec<u8>, StoreError> + 'b {
+    move |d| {
+        buffered
+            .get(&d.digest)
+            .cloned()
+            .ok_or_else(|| StoreError::MissingBlob {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                size: d.size,
+                parent: parent.to_owned(),
+            })
+    }
+}
+
 /// The plan from the metadata and manifests read so far: `Err(Ok(reason))`
 /// when it cannot be made yet (something comes later in the source).
 fn make_plan(
@@ -191,18 +236,7 @@ fn make_plan(
         .ok_or_else(|| Ok("index.json comes after the layers".to_owned()))?;
     let index: IndexJson =
         serde_json::from_slice(index).map_err(|e| Ok(format!("index.json: {e}")))?;
-    plan(&index.manifests, map, |d| {
-        buffered
-            .get(&d.digest)
-            .cloned()
-            .ok_or_else(|| StoreError::MissingBlob {
-                digest: d.digest.clone(),
-                media_type: d.media_type.clone(),
-                size: d.size,
-                parent: String::new(),
-            })
-    })
-    .map_err(|e| match e {
+    plan(&index.manifests, map, held_manifests(buffered, "")).map_err(|e| match e {
         PlanError::Graph { problem, .. } => {
             Ok(format!("manifests come after the layers ({problem})"))
         }
@@ -589,22 +623,7 @@ impl Reader<'_, '_> {
             && size <= MAX_MANIFEST_BYTES
             && self.buffered_bytes + size <= MAX_BUFFERED
         {
-            let mut bytes = Vec::with_capacity(size as usize);
-            reader
-                .take(size)
-                .read_to_end(&mut bytes)
-                .map_err(|e| EntryError::Read(format!("reading entry {path:?}: {e}")))?;
-            if bytes.len() as u64 != size {
-                return Err(EntryError::Read(format!("entry {path:?} is truncated")));
-            }
-            let actual = digest.of_same_algorithm(&bytes);
-            if actual != digest {
-                return Err(EntryError::Mismatch {
-                    entry: path.to_owned(),
-                    expected: digest,
-                    actual,
-                });
-            }
+            let bytes = read_verified(path, &digest, size, reader)?;
             self.buffered_bytes += size;
             self.buffered.insert(digest, bytes);
             return Ok(Flow::Continue);
@@ -950,17 +969,11 @@ pub fn read_plan(
     impl Planner<'_> {
         fn try_plan(&self) -> Option<Result<Plan, CopyError>> {
             let index: IndexJson = serde_json::from_slice(self.metadata.get("index.json")?).ok()?;
-            let planned = plan(&index.manifests, self.map, |d| {
-                self.buffered
-                    .get(&d.digest)
-                    .cloned()
-                    .ok_or_else(|| StoreError::MissingBlob {
-                        digest: d.digest.clone(),
-                        media_type: d.media_type.clone(),
-                        size: d.size,
-                        parent: String::new(),
-                    })
-            });
+            let planned = plan(
+                &index.manifests,
+                self.map,
+                held_manifests(&self.buffered, ""),
+            );
             match planned {
                 Ok(p) => Some(Ok(p)),
                 Err(PlanError::Graph { .. }) => None, // manifests still to come
@@ -983,21 +996,7 @@ pub fn read_plan(
                     reader,
                 } => {
                     if size <= MAX_MANIFEST_BYTES && self.buffered_bytes + size <= MAX_BUFFERED {
-                        let mut bytes = Vec::with_capacity(size as usize);
-                        reader.take(size).read_to_end(&mut bytes).map_err(|e| {
-                            EntryError::Read(format!("reading entry {path:?}: {e}"))
-                        })?;
-                        if bytes.len() as u64 != size {
-                            return Err(EntryError::Read(format!("entry {path:?} is truncated")));
-                        }
-                        let actual = digest.of_same_algorithm(&bytes);
-                        if actual != digest {
-                            return Err(EntryError::Mismatch {
-                                entry: path.to_owned(),
-                                expected: digest,
-                                actual,
-                            });
-                        }
+                        let bytes = read_verified(path, &digest, size, reader)?;
                         if bytes.first() == Some(&b'{') {
                             self.buffered_bytes += size;
                             self.buffered.insert(digest, bytes);
@@ -1036,17 +1035,10 @@ pub fn read_plan(
     }
     let index: IndexJson = serde_json::from_slice(&planner.metadata["index.json"])
         .map_err(|e| CopyError::Source(format!("index.json: {e}").into()))?;
-    let planned = plan(&index.manifests, map, |d| {
-        planner
-            .buffered
-            .get(&d.digest)
-            .cloned()
-            .ok_or_else(|| StoreError::MissingBlob {
-                digest: d.digest.clone(),
-                media_type: d.media_type.clone(),
-                size: d.size,
-                parent: "the package".to_owned(),
-            })
-    })?;
+    let planned = plan(
+        &index.manifests,
+        map,
+        held_manifests(&planner.buffered, "the package"),
+    )?;
     Ok(Ok(planned))
 }

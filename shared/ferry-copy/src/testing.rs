@@ -3,6 +3,8 @@
 //! every call in order (the engine's "request sequence") and can refuse
 //! mounts or fail a given call.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::AtomicU64;
