@@ -29,7 +29,7 @@ Exit codes:
 
 /// Compare a private registry with a package: what is missing, what differs.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-diff", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-diff", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
     #[arg(long, value_name = "PACKAGE_OR_STORE")]

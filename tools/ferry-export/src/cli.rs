@@ -25,7 +25,7 @@ Exit codes:
 
 /// Unpack an image package into a verified, resumable OCI layout store.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-export", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-export", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Package to read (.tar, .tar.gz, .tar.xz, .tar.zst, OCI layout dir, docker-archive).
     #[arg(long, value_name = "PACKAGE")]

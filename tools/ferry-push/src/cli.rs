@@ -39,7 +39,7 @@ Exit codes:
 
 /// Push images to a private registry (bmctl push images flags).
 #[derive(Debug, Parser)]
-#[command(name = "ferry-push", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-push", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
     #[arg(long, value_name = "PACKAGE_OR_STORE")]

@@ -27,7 +27,7 @@ Exit codes:
 
 /// Verify stores and packages: every digest, every size, the whole graph.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-verify", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-verify", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Stores (OCI layout directories) or package files to verify.
     #[arg(value_name = "PATH", required = true)]
