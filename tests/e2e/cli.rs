@@ -93,7 +93,8 @@ fn every_version_names_the_commit_it_was_built_from() {
 #[test]
 fn push_images_as_bmctl_spells_it_pushes_like_push() {
     let pkg = package(171, 64 * 1024);
-    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd))
+        .expect("start the registry");
     let mut ferry = Command::new(bin("ferry"));
     ferry.args(["push", "images"]);
     let r = run_against(ferry, &reg, &pkg.path, "bmctl", &[], &[], true);
@@ -124,13 +125,13 @@ fn completion_script(dir: &Path, shell: &str, command: &str) -> std::path::PathB
     let script = ok(Command::new(bin("ferry")).args(["completions", shell, command])).stdout;
     assert!(!script.is_empty(), "{shell} {command}: empty script");
     let path = dir.join(format!("{command}.{shell}"));
-    std::fs::write(&path, script).unwrap();
+    std::fs::write(&path, script).expect("write the script");
     path
 }
 
 #[test]
 fn bash_completes_every_flag_of_every_tool() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     for tool in &COMMANDS[1..] {
         let script = completion_script(dir.path(), "bash", tool);
         let got = bash_complete(&script, &[tool, "--"]);
@@ -154,7 +155,7 @@ fn bash_completes_every_flag_of_every_tool() {
 
 #[test]
 fn fish_and_zsh_scripts_complete_in_their_shells() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     for command in COMMANDS {
         let fish = completion_script(dir.path(), "fish", command);
         let words = if command == "ferry" {
@@ -184,7 +185,7 @@ fn fish_and_zsh_scripts_complete_in_their_shells() {
         );
 
         let zsh = completion_script(dir.path(), "zsh", command);
-        let text = std::fs::read_to_string(&zsh).unwrap();
+        let text = std::fs::read_to_string(&zsh).expect("read the zsh script");
         assert!(
             text.starts_with(&format!("#compdef {command}\n")),
             "zsh {command}: {}",
@@ -210,7 +211,7 @@ fn man_text(page: &Path) -> String {
 
 #[test]
 fn man_pages_document_every_flag_and_the_exit_codes_of_help() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let written = ok(Command::new(bin("ferry"))
         .arg("generate-man")
         .arg(dir.path()))
@@ -231,7 +232,10 @@ fn man_pages_document_every_flag_and_the_exit_codes_of_help() {
             assert!(text.contains(line), "{tool}.1 lacks {line:?}");
         }
         let version = ok(Command::new(bin(tool)).arg("--version")).stdout;
-        let version = version.trim().strip_prefix(&format!("{tool} ")).unwrap();
+        let version = version
+            .trim()
+            .strip_prefix(&format!("{tool} "))
+            .expect("NAME VERSION");
         assert!(text.contains(version), "{tool}.1 has not version {version}");
     }
     let umbrella = man_text(&dir.path().join("ferry.1"));
