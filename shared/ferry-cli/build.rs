@@ -1,10 +1,14 @@
 //! Records the git commit the tools are built from, for `--version`:
-//! `FERRY_GIT_COMMIT` is `git rev-parse --short HEAD`, with `-dirty` when tracked
-//! files differ from that commit; `unknown` outside a git checkout (a build from a
-//! source tarball), unless the builder sets `FERRY_GIT_COMMIT` itself.
+//! `FERRY_GIT_COMMIT` is `git rev-parse --short HEAD`, with `-dirty` when the
+//! tracked sources (`shared/`, `tools/`, `Cargo.toml`, `Cargo.lock`) differ from
+//! that commit; `unknown` outside a git checkout (a build from a source
+//! tarball), unless the builder sets `FERRY_GIT_COMMIT` itself.
 
 use std::path::Path;
 use std::process::Command;
+
+/// What the binaries are built from, relative to the top of the checkout.
+const SOURCES: [&str; 4] = ["shared", "tools", "Cargo.toml", "Cargo.lock"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -60,14 +64,15 @@ fn from_git() -> Option<String> {
         "--git-path",
         "packed-refs",
     ])?);
-    // An edited source file makes the build dirty: watch the sources of every crate.
+    // An edited source file of the binaries makes the build dirty: watch them all.
     let top = git(&["rev-parse", "--show-toplevel"])?;
-    for dir in ["shared", "tools", "Cargo.toml", "Cargo.lock"] {
-        watch(&format!("{top}/{dir}"));
+    for path in SOURCES {
+        watch(&format!("{top}/{path}"));
     }
-    // Exit status 1: tracked files differ from HEAD (anything else: cannot tell).
+    // Exit status 1: those sources differ from HEAD (anything else: cannot tell).
     let dirty = Command::new("git")
         .args(["diff", "--quiet", "HEAD", "--"])
+        .args(SOURCES)
         .current_dir(top)
         .status()
         .ok()?
