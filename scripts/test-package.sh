@@ -4,7 +4,8 @@
 # target/debootstrap/CODENAME, about a minute to make from the mirror apt uses, then reused),
 # and used from the installed paths only: ferry --version, man -w, a bash completion, ferry
 # export + ferry verify of a small generated package (and verify catching a corrupted blob);
-# then dpkg -r removes every file. Also checks the .tar.gz holds the same files and SHA256SUMS.
+# the .tar.gz unpacked as into /usr/local runs the same; then dpkg -r removes every file. Also
+# checks SHA256SUMS and that the .tar.gz holds the same files as the .deb (never ferry-fixture).
 #   scripts/test-package.sh [--profile dev|release]   (default dev: what scripts/test.sh built)
 # Needs root (debootstrap, chroot).
 set -euo pipefail
@@ -96,6 +97,14 @@ blob=$(find "$ROOT$WORK/store/blobs/sha256" -type f -size +32k | head -1)
 printf 'X' | dd of="$blob" bs=1 seek=100 conv=notrunc status=none
 rc=0; in_root ferry verify "$WORK/store" > /dev/null 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "ferry verify of a corrupted store exited $rc, expected 1"
+
+step "the .tar.gz, unpacked with --strip-components=1 (as into /usr/local), runs the same"
+mkdir -p "$ROOT$WORK/local"
+tar -xzf "$TARBALL" -C "$ROOT$WORK/local" --strip-components=1
+got=$(in_root "$WORK/local/bin/ferry" --version)
+[ "$got" = "$want" ] || fail "the tarball's ferry --version: '$got', expected '$want'"
+rc=0; in_root "$WORK/local/bin/ferry" verify "$WORK/store" > /dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "the tarball's ferry verify of the corrupted store exited $rc, expected 1"
 
 step "dpkg -r ferry removes every installed file"
 installed=$(in_root dpkg -L ferry)
