@@ -27,6 +27,7 @@ CARGO_DEB_VERSION=3.8.0
 # Only the Debian packages that give the base system's shared libraries.
 ALLOWED_LIBS='^(linux-vdso\.so\.1|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|/lib64/ld-linux-x86-64\.so\.2)$'
 
+bash scripts/install-deps.sh   # dpkg-dev (the .deb's Depends), python3; binutils comes with gcc
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "release: installing cargo-deb $CARGO_DEB_VERSION (once per machine)" >&2
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
