@@ -19,6 +19,11 @@ declare -A NEED=(
   [pkg-config]=pkg-config
   [/usr/bin/time]=time               # peak RSS in benchmarks
   [ping]=iputils-ping                   # round-trip check in scripts/bench-diff.sh
+  [man]=man-db                          # man -w / man -l: the generated man pages are checked
+  [zsh]=zsh                             # the generated zsh completion script is checked in zsh
+  [fish]=fish                           # the generated fish completions are run in fish
+  [debootstrap]=debootstrap             # a fresh Debian root the .deb is installed into (test-package.sh)
+  [dpkg-shlibdeps]=dpkg-dev             # cargo-deb computes the .deb's Depends with it
 )
 
 missing=()

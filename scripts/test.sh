@@ -13,3 +13,9 @@ fi
 # End-to-end tests drive the built binaries, so build them first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked -- --test-threads=2
+
+# The install path across the air gap (issue 17): the .deb from scripts/release.sh (built from
+# the binaries above, no release build), dpkg -i into a debootstrap'ed Debian root, the installed
+# commands, dpkg -r. About 25 s, plus a minute the first time (debootstrap, cached in target/)
+# and a few minutes once per machine to `cargo install cargo-deb`.
+bash scripts/test-package.sh

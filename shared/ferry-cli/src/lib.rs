@@ -12,3 +12,13 @@ pub mod progress;
 pub mod registry_args;
 
 pub use exit::{run, Outcome};
+
+/// What every tool's `--version` prints after its name: the workspace version and
+/// the git commit it was built from (`0.1.0 (1a2b3c4)`, `-dirty` when built with
+/// uncommitted changes, `unknown` when built outside a git checkout); see `build.rs`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FERRY_GIT_COMMIT"),
+    ")"
+);

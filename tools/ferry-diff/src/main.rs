@@ -4,62 +4,18 @@
 //! registry's reads). A package is read only as far as its manifests, and
 //! nothing is written (no staging copy).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
-use ferry_cli::registry_args::RegistryArgs;
+use ferry_cli::args::print_json;
 use ferry_cli::{human, Outcome};
 use ferry_copy::compare::{compare, DiffOptions, Status};
 use ferry_copy::stream::read_plan;
 use ferry_copy::StoreSource;
+use ferry_diff::cli::Cli;
 use ferry_package::package_source::PackageStream;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, RegistrySink};
-
-const AFTER_HELP: &str = "\
-Examples:
-  ferry-diff --source bmpackages_1.30.0.tar.xz --private-registry 10.0.0.5:5000/ns --cacert ca.pem \\
-      --username admin --password-stdin < pw.txt
-  ferry-diff --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --need-credential=false --json --extra
-  ferry-diff --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --deep   # re-hash the registry's copies
-
-Statuses: in-sync (tag at the package's digest, everything present), missing
-(tag or repository absent), differs (tag at another digest), incomplete (right
-digest, but a child manifest or blob is absent, or corrupt with --deep; repair
-with `ferry-push --force`, which re-checks images whose tag looks up to date).
-'push bytes' is exactly what ferry-push would upload. Same credential, TLS and
-proxy options as ferry-push.
-
-Exit codes:
-  0  every image is in sync
-  1  differences found
-  2  error (unreachable registry, TLS or auth failure, bad input)";
-
-/// Compare a private registry with a package: what is missing, what differs.
-#[derive(Debug, Parser)]
-#[command(name = "ferry-diff", version, after_help = AFTER_HELP)]
-struct Cli {
-    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
-    #[arg(long, value_name = "PACKAGE_OR_STORE")]
-    source: PathBuf,
-    #[command(flatten)]
-    registry: RegistryArgs,
-    /// Download every blob of the package's images from the registry and re-hash it.
-    #[arg(long)]
-    deep: bool,
-    /// Also list tags in the mapped repositories that the package does not have.
-    #[arg(long)]
-    extra: bool,
-    /// Where a package is staged (default: PACKAGE.ferry-store beside it).
-    #[arg(long, value_name = "DIR")]
-    staging: Option<PathBuf>,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    jobs: JobsArgs,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -10,44 +10,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
+use ferry_cli::args::print_json;
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
+use ferry_export::cli::Cli;
 use ferry_package::{estimate, import_package, ImportOptions};
 use ferry_store::Store;
 use serde::Serialize;
-
-const AFTER_HELP: &str = "\
-Example:
-  ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
-  skopeo inspect oci:/media/usb/ferry-store:gcr.io/anthos-baremetal-release/kube-apiserver:1.30.0
-
-The package may be .tar, .tar.gz, .tar.xz (multi-block files decode on several
-threads), .tar.zst, an OCI layout directory or a docker-archive; the format is
-detected from the content. DIR becomes a plain OCI image layout that skopeo,
-umoci and containerd read; every image is named by its full reference.
-Interrupted (Ctrl-C, kill -9, power loss, disk full)? Run the same command
-again: verified blobs are kept, the rest is written.
-
-Exit codes:
-  0  exported
-  2  error (unreadable, corrupt or hostile package; not enough space; store locked)";
-
-/// Unpack an image package into a verified, resumable OCI layout store.
-#[derive(Debug, Parser)]
-#[command(name = "ferry-export", version, after_help = AFTER_HELP)]
-struct Cli {
-    /// Package to read (.tar, .tar.gz, .tar.xz, .tar.zst, OCI layout dir, docker-archive).
-    #[arg(long, value_name = "PACKAGE")]
-    source: PathBuf,
-    /// Destination store directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    to: PathBuf,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    jobs: JobsArgs,
-}
 
 #[derive(Serialize)]
 struct ImageSummary {

@@ -6,99 +6,22 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use clap::Parser;
-use ferry_cli::args::{JobsArgs, OutputArgs};
 use ferry_cli::progress::ByteProgress;
-use ferry_cli::registry_args::RegistryArgs;
 use ferry_cli::{human, Outcome};
 use ferry_copy::plan::Destination;
 use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
 use ferry_package::package_source::PackageStream;
+use ferry_push::cli::Cli;
 use ferry_registry::credentials::CredentialSource;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, JournalSessions, RegistrySink};
 use ferry_registry::upload::{NoSessionLog, UploadOptions};
-
-const AFTER_HELP: &str = "\
-Examples:
-  ferry-push --source bmpackages_1.30.0.tar.xz --private-registry 10.0.0.5:5000/ns \\
-      --cacert /etc/ferry/ca.pem --username admin --password-stdin < pw.txt
-  ferry-push --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --need-credential=false --dry-run
-  ferry-push --source bmpackages_1.30.0.tar.xz \\
-      --private-registry 10.0.0.5:5000/ns --private-registry 10.1.0.5:5000/ns --cacert ca.pem \\
-      --credentials-for 10.0.0.5:5000=admin:a.pw --credentials-for 10.1.0.5:5000=admin:b.pw
-
-Images keep their path and tag with the source host dropped and the namespace
-prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0 -> 10.0.0.5:5000/ns/anthos-baremetal-release/foo:1.30.0.
-Blobs already in the repository are not sent; blobs in another repository of
-the registry are mounted; large blobs go in chunks recorded in the store's
-journal, so rerunning the same command after any interruption resumes.
-A package is pushed in one read, with no scratch copy: when its index.json and
-manifests come first, blobs go straight from its decompression stream (blobs up
-to 24 MiB verified before they are sent, larger ones hashed on the way, two or
-three uploads at once, peak memory ~64 MiB plus the decompression window); when
-index.json comes last (Hauler, Zarf, tar -c of a layout), blobs wait in the
-holding repository NAMESPACE/ferry-holding as they are read and are mounted into
-their images' repositories once index.json arrives (a registry that refuses
-mounts gets a second read; still no disk). The path taken is printed. Only a
-docker-archive is staged once into PACKAGE.ferry-store (--staging DIR forces staging).
-Several registries: give --private-registry once per registry; the package is
-read once and pushed to all of them at once, each with its own CA (--cacert-for
-HOST:PORT=CA.pem) and credentials (--credentials-for HOST:PORT=USER:PASSWORD_FILE);
-one that fails does not stop the others, and a rerun finishes only what is missing.
-On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
-Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
-is an image) are pushed with their image and listed under the subject's
-fallback tag sha256-<hex>, which oras and cosign read.
-Credentials: --username/--password[-stdin], else --docker-config / DOCKER_CONFIG /
-~/.docker/config.json (auths, credHelpers, credsStore), else containers auth.json
-(REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config/containers), else a prompt on a TTY.
-HTTPS_PROXY, HTTP_PROXY (http_proxy), NO_PROXY are honoured as curl does.
-
-Exit codes:
-  0  every image is in the registry
-  2  error (bad input, unreachable registry, TLS or auth failure, refused upload)";
-
-/// Push images to a private registry (bmctl push images flags).
-#[derive(Debug, Parser)]
-#[command(name = "ferry-push", version, after_help = AFTER_HELP)]
-struct Cli {
-    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
-    #[arg(long, value_name = "PACKAGE_OR_STORE")]
-    source: PathBuf,
-    #[command(flatten)]
-    registry: RegistryArgs,
-    /// Stage the package into DIR and push from there (by default only a docker-archive is staged, into PACKAGE.ferry-store).
-    #[arg(long, value_name = "DIR")]
-    staging: Option<PathBuf>,
-    /// Show what would be uploaded, mounted and skipped, without sending anything
-    /// (a package is read once and never staged: only as far as its manifests when they come first).
-    #[arg(long)]
-    dry_run: bool,
-    /// Re-check every blob and manifest, even of images whose tag already points
-    /// at the package's digest (by default such images are complete and skipped).
-    #[arg(long)]
-    force: bool,
-    /// Print every blob, not only every image.
-    #[arg(short, long)]
-    verbose: bool,
-    /// Blobs up to this many MiB go in one request; larger ones in resumable chunks.
-    #[arg(long, value_name = "MiB", default_value_t = 128, hide = true)]
-    monolithic_max_mib: u64,
-    /// Chunk size in MiB for large blobs.
-    #[arg(long, value_name = "MiB", default_value_t = 64, hide = true)]
-    chunk_mib: u64,
-    #[command(flatten)]
-    output: OutputArgs,
-    #[command(flatten)]
-    jobs: JobsArgs,
-}
 
 /// How a source name maps to one registry.
 type NameMap<'a> = Box<dyn Fn(&str) -> Result<Destination, String> + Sync + 'a>;

@@ -1,31 +1,20 @@
 //! ferry: git-style umbrella command. `ferry TOOL ARGS…` runs `ferry-TOOL ARGS…`,
-//! found next to this executable first, then on `PATH`. `ferry --help` lists
-//! the tools that are installed. It holds no logic of its own.
+//! found next to this executable first, then on `PATH`; `ferry push images …`
+//! (bmctl's spelling) runs `ferry-push …`. `ferry --help` lists the tools that
+//! are installed. Its own commands only print what the tools' clap definitions
+//! say: `ferry completions SHELL [COMMAND]` and, for packaging,
+//! `ferry generate-man DIR`.
+
+mod commands;
+mod generate;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-/// Known tools and what they do (shown by `ferry --help` when installed).
-const TOOLS: [(&str, &str); 4] = [
-    (
-        "export",
-        "unpack an image package into a verified OCI layout store (directory or removable media)",
-    ),
-    (
-        "verify",
-        "re-check every digest of a store or package in parallel (integrity audits)",
-    ),
-    (
-        "diff",
-        "compare a private registry with a package: what is missing or different",
-    ),
-    (
-        "push",
-        "upload what a registry is missing, resumably (bmctl push images flags)",
-    ),
-];
+use anyhow::Context;
+use ferry_cli::Outcome;
 
 fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -55,9 +44,10 @@ fn help() -> String {
          Usage: ferry <TOOL> [ARGS...]    (runs ferry-<TOOL> [ARGS...])\n\nInstalled tools:\n",
     );
     let mut any = false;
-    for (name, what) in TOOLS {
+    for (name, tool) in commands::tools() {
         if find_tool(name).is_some() {
-            s.push_str(&format!("  {name:<8} {what}\n"));
+            let about = tool.get_about().map(|a| a.to_string()).unwrap_or_default();
+            s.push_str(&format!("  {name:<8} {about}\n"));
             any = true;
         }
     }
@@ -65,11 +55,40 @@ fn help() -> String {
         s.push_str("  (none found next to ferry or on PATH)\n");
     }
     s.push_str(
-        "\nExample:\n  ferry export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store\n\n\
+        "\nAlso:\n  completions SHELL [COMMAND]   print a bash, zsh or fish completion script\n\
+         \x20 push images ...               the same as push (bmctl's spelling)\n\n\
+         Example:\n  ferry export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store\n\n\
          Run `ferry <TOOL> --help` for a tool's options and exit codes\n\
          (0 ok, 1 findings, 2 error).\n",
     );
     s
+}
+
+/// `ferry completions …` and `ferry generate-man …`, parsed with the umbrella's
+/// clap definition.
+fn own_command(args: Vec<OsString>) -> anyhow::Result<Outcome> {
+    let matches = commands::ferry_with_hidden()
+        .try_get_matches_from(std::iter::once(OsString::from("ferry")).chain(args))
+        .unwrap_or_else(|e| e.exit());
+    match matches.subcommand() {
+        Some(("completions", m)) => {
+            let shell = *m
+                .get_one::<clap_complete::Shell>("shell")
+                .context("SHELL is required")?;
+            let command = m
+                .get_one::<String>("command")
+                .context("COMMAND has a default")?;
+            generate::completions(shell, command, &mut std::io::stdout().lock())?;
+        }
+        Some((commands::GENERATE_MAN, m)) => {
+            let dir = m.get_one::<PathBuf>("dir").context("DIR is required")?;
+            for page in generate::man_pages(dir)? {
+                println!("{}", page.display());
+            }
+        }
+        _ => anyhow::bail!("not a command of ferry itself"),
+    }
+    Ok(Outcome::Clean)
 }
 
 fn main() -> ExitCode {
@@ -84,12 +103,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         "-V" | "--version" => {
-            println!("ferry {}", env!("CARGO_PKG_VERSION"));
+            println!("ferry {}", ferry_cli::VERSION);
             return ExitCode::SUCCESS;
+        }
+        "completions" | commands::GENERATE_MAN => {
+            return ferry_cli::run("ferry", || own_command(args));
         }
         _ => {}
     }
     args.remove(0);
+    if first == "push" && args.first().and_then(|a| a.to_str()) == Some(commands::PUSH_ALIAS) {
+        args.remove(0);
+    }
     let Some(tool) = find_tool(&first) else {
         eprintln!(
             "ferry: no such tool {first:?} (looked for ferry-{first} next to ferry and on PATH)\n"
