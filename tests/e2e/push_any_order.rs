@@ -219,3 +219,27 @@ fn a_dry_run_of_a_layers_first_package_writes_nothing_and_counts_what_the_push_d
         "dry run {p} vs push {d}"
     );
 }
+
+#[test]
+fn clean_holding_removes_the_held_blobs_where_the_registry_allows_deletes() {
+    let pkg = layers_first(PackageFormat::TarZst, "pkg.tar.zst", 2, 256 << 10);
+    // Deletes enabled: every held blob is removed; the images stay whole.
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let r = push(&reg, &pkg.path, "c", &["--clean-holding"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let held = reg.count_requests("PUT", "/v2/c/ferry-holding/blobs/uploads/");
+    assert!(held > 0);
+    assert!(r.stderr.contains(&format!("removed {held} blob(s) from c/ferry-holding")), "{}", r.stderr);
+    assert_eq!(reg.count_requests("DELETE", "/v2/c/ferry-holding/blobs/"), held);
+    assert_registry_has_package(&reg, "c", &pkg);
+    // Deletes disabled: said, and nothing else changes.
+    let no_delete = Registry::start(RegistryOptions {
+        delete_enabled: false,
+        ..RegistryOptions::new(RegistryMode::Plain)
+    })
+    .unwrap();
+    let r = push(&no_delete, &pkg.path, "c", &["--clean-holding"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("deletes disabled"), "{}", r.stderr);
+    assert_registry_has_package(&no_delete, "c", &pkg);
+}

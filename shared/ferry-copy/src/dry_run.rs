@@ -137,6 +137,10 @@ impl Sink for DryRun<'_> {
     fn is_dry_run(&self) -> bool {
         true
     }
+    fn remove_blob(&self, _repository: &str, _desc: &Descriptor) -> Result<bool, SinkError> {
+        self.writes.manifests.fetch_add(0, Ordering::Relaxed);
+        Ok(false)
+    }
     fn holding_repository(&self) -> Option<String> {
         self.inner.holding_repository()
     }

@@ -19,6 +19,7 @@ use crate::testing::{map, short, Images, MemorySink};
 const ONE: CopyOptions = CopyOptions {
     jobs: 1,
     force: false,
+    clean_holding: false,
 };
 
 fn quiet() -> impl Fn(CopyEvent) + Sync {
@@ -174,6 +175,7 @@ fn a_rerun_asks_one_question_and_writes_nothing() {
         CopyOptions {
             jobs: 1,
             force: true,
+            clean_holding: false,
         },
         &quiet(),
     )
@@ -361,6 +363,7 @@ fn a_failing_sink_stops_the_copy_before_any_manifest_is_written() {
         CopyOptions {
             jobs: 2,
             force: false,
+            clean_holding: false,
         },
         &quiet(),
     )
@@ -426,6 +429,7 @@ fn stream(
         CopyOptions {
             jobs: 2,
             force: false,
+            clean_holding: false,
         },
         &map,
         Arc::new(AtomicU64::new(0)),
@@ -553,6 +557,7 @@ fn a_panic_while_reporting_an_upload_ends_the_copy_with_an_error_not_a_hang() {
             CopyOptions {
                 jobs: 2,
                 force: false,
+                clean_holding: false,
             },
             &map,
             Arc::new(AtomicU64::new(0)),
@@ -600,6 +605,7 @@ fn a_panic_of_the_reading_thread_never_leaves_workers_waiting() {
             CopyOptions {
                 jobs: 2,
                 force: false,
+                clean_holding: false,
             },
             &map,
             Arc::new(AtomicU64::new(0)),
@@ -642,6 +648,7 @@ fn a_layers_first_package_goes_through_the_holding_repository_in_one_read() {
         CopyOptions {
             jobs: 2,
             force: false,
+            clean_holding: false,
         },
         &map,
         Arc::new(AtomicU64::new(0)),
@@ -834,6 +841,7 @@ fn one_read_feeds_several_sinks_and_a_large_blob_is_teed_to_each() {
             CopyOptions {
                 jobs: 2,
                 force: false,
+                clean_holding: false,
             },
             Arc::new(AtomicU64::new(0)),
         );
@@ -881,6 +889,7 @@ fn a_failing_sink_does_not_stop_the_others() {
         CopyOptions {
             jobs: 2,
             force: false,
+            clean_holding: false,
         },
         Arc::new(AtomicU64::new(0)),
     );

@@ -36,6 +36,11 @@ pub struct CopyOptions {
     /// points at the right digest (tags are set last, so such an image was
     /// complete when it was copied).
     pub force: bool,
+    /// After a complete copy, remove the blobs left in the sink's holding
+    /// repository (where the sink allows deletes). Kept by default: they cost
+    /// the registry no space (blobs are stored once) and let a rerun find
+    /// every blob with one request.
+    pub clean_holding: bool,
 }
 
 /// One leaf blob to make present.

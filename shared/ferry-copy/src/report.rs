@@ -76,6 +76,15 @@ pub enum CopyEvent {
         /// Why this path.
         reason: String,
     },
+    /// The holding repository was cleaned after a complete copy (`--clean-holding`).
+    HoldingCleaned {
+        /// The holding repository.
+        repository: String,
+        /// Blobs removed from it.
+        removed: u64,
+        /// Blobs the sink would not delete (deletes disabled).
+        kept: u64,
+    },
     /// A request or a read is being retried.
     Retry {
         /// What happened (redacted).

@@ -133,6 +133,11 @@ pub trait Sink: Sync {
     fn holding_repository(&self) -> Option<String> {
         None
     }
+    /// Removes a blob from a repository where the sink allows it: `Ok(false)`
+    /// when it does not (deletes disabled), `Ok(true)` when removed.
+    fn remove_blob(&self, _repository: &str, _desc: &Descriptor) -> Result<bool, SinkError> {
+        Ok(false)
+    }
     /// True for a sink that only counts writes ([`crate::DryRun`]): writes
     /// need no bytes (a single-pass source stops reading once the plan is
     /// known) and none is reported as done.

@@ -161,6 +161,8 @@ struct Lane<'e, 'a> {
     held: HashSet<Digest>,
     /// Blobs came before the plan in a dry run: read on, write nothing.
     reading_through: bool,
+    /// Remove the held blobs after a complete copy.
+    clean_holding: bool,
 }
 
 /// Reads what is left of a straight-through blob and checks it.
@@ -559,7 +561,28 @@ impl Lane<'_, '_> {
             Ok(bytes)
         };
         self.executor.commit(&plan, &prepared, &bytes_of)?;
+        if let (true, Some(holding)) = (self.clean_holding, &self.holding) {
+            self.clean(holding);
+        }
         Ok(StreamOutcome::Copied(self.executor.report()))
+    }
+
+    /// Removes the held blobs from the holding repository where the sink allows.
+    fn clean(&self, holding: &str) {
+        let sink = self.executor.sink();
+        let (mut removed, mut kept) = (0, 0);
+        for digest in &self.held {
+            let desc = Descriptor::new("application/octet-stream", digest.clone(), 0);
+            match sink.remove_blob(holding, &desc) {
+                Ok(true) => removed += 1,
+                Ok(false) | Err(_) => kept += 1,
+            }
+        }
+        (self.events)(CopyEvent::HoldingCleaned {
+            repository: holding.to_owned(),
+            removed,
+            kept,
+        });
     }
 }
 
@@ -842,6 +865,7 @@ pub fn copy_stream_to_many(
             holding: None,
             held: HashSet::new(),
             reading_through: false,
+            clean_holding: options.clean_holding && !t.sink.is_dry_run(),
         })
         .collect();
     let mut r = Reader {

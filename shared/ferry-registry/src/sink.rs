@@ -226,6 +226,15 @@ impl Sink for RegistrySink<'_> {
     fn holding_repository(&self) -> Option<String> {
         self.holding.clone()
     }
+
+    fn remove_blob(&self, repository: &str, desc: &Descriptor) -> Result<bool, SinkError> {
+        match self.client.delete_blob(repository, &desc.digest) {
+            Ok(()) => Ok(true),
+            // Deletes disabled (405 UNSUPPORTED), or already gone.
+            Err(e) if matches!(e.status(), Some(404 | 405)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Upload sessions kept in a store's journal, so a rerun resumes them.

@@ -51,6 +51,7 @@ fn push(reg: &FakeRegistry, store: &Store, dry_run: bool) -> CopyReport {
         CopyOptions {
             jobs: 1,
             force: false,
+            clean_holding: false,
         },
         &|_| {},
     )

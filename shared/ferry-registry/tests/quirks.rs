@@ -370,6 +370,7 @@ fn push(
     let options = ferry_copy::CopyOptions {
         jobs: 2,
         force: false,
+        clean_holding: false,
     };
     ferry_copy::copy(&plan, &source, &sink, options, &|_| {})
 }

@@ -69,6 +69,11 @@ pub struct Cli {
     /// at the package's digest (by default such images are complete and skipped).
     #[arg(long)]
     pub force: bool,
+    /// After a complete push of a package whose index.json comes last, remove its blobs from
+    /// NAMESPACE/ferry-holding where the registry allows deletes (kept by default: the registry
+    /// stores each blob once, and a rerun then finds every blob with one request).
+    #[arg(long)]
+    pub clean_holding: bool,
     /// Print every blob, not only every image.
     #[arg(short, long)]
     pub verbose: bool,

@@ -50,6 +50,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     let options = CopyOptions {
         jobs: cli.jobs.jobs.unwrap_or(4) as usize,
         force: cli.force,
+        clean_holding: cli.clean_holding,
     };
     let tty = std::io::stderr().is_terminal();
     // Per registry: its name in output (when there are several), how names map there, events.
@@ -277,6 +278,17 @@ fn print_event(e: &CopyEvent, json: bool, tty: bool, verbose: bool, registry: Op
             repository, digest, ..
         } if verbose => println!("  present {digest} in {repository}"),
         CopyEvent::Retry { message } => eprintln!("ferry-push: {at}{message}"),
+        CopyEvent::HoldingCleaned {
+            repository,
+            removed,
+            kept,
+        } => {
+            if *kept == 0 {
+                eprintln!("ferry-push: {at}removed {removed} blob(s) from {repository}")
+            } else {
+                eprintln!("ferry-push: {at}removed {removed} blob(s) from {repository}; the registry does not allow deleting the other {kept} (deletes disabled): they stay, linked only there")
+            }
+        }
         CopyEvent::ReadPath { path, reason } if path != "stream" || verbose => {
             eprintln!("ferry-push: {at}{path}: {reason}")
         }
