@@ -133,7 +133,7 @@ start_second_registry() {
   local first_reg=$REG first_port=$PORT first_pid=$REG_PID
   REG="$WORK/registry2"; REG_PID=""
   mkdir -p "$REG"
-  cp "$first_reg/server.crt" "$first_reg/server.key" "$first_reg/htpasswd" "$REG/"
+  cp "$first_reg/ca.crt" "$first_reg/server.crt" "$first_reg/server.key" "$first_reg/htpasswd" "$REG/"
   start_registry
   PORT2=$PORT; REG2_PID=$REG_PID
   REG=$first_reg; PORT=$first_port; REG_PID=$first_pid
