@@ -28,6 +28,7 @@ pub mod header_guard;
 pub mod import;
 pub mod stage;
 
+pub use collect::{PresentCheck, ReplacedBlob};
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;
 pub use import::{import_package, ImportOptions, ImportReport, ImportedImage};

@@ -13,29 +13,45 @@ use clap::Parser;
 use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
-use ferry_package::{estimate, import_package, ImportOptions};
+use ferry_package::{estimate, import_package, ImportOptions, PresentCheck};
+use ferry_store::audit::ProblemKind;
 use ferry_store::Store;
 use serde::Serialize;
 
 const AFTER_HELP: &str = "\
-Example:
+Examples:
   ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
-  skopeo inspect oci:/media/usb/ferry-store:gcr.io/anthos-baremetal-release/kube-apiserver:1.30.0
+  skopeo inspect \\
+      oci:/media/usb/ferry-store:gcr.io/anthos-baremetal-release/kube-apiserver:1.30.0
+  # re-hash every blob already in the store, replace the bad ones:
+  ferry-export --repair --source bmpackages_1.30.0.tar.xz \\
+      --to /media/usb/ferry-store
 
 The package may be .tar, .tar.gz, .tar.xz (multi-block files decode on several
 threads), .tar.zst, an OCI layout directory or a docker-archive; the format is
 detected from the content. DIR becomes a plain OCI image layout that skopeo,
 umoci and containerd read; every image is named by its full reference.
+Blobs already in the store are checked before they are kept: their size, and
+their blake3 against the record written with them (their full digest when
+there is no record); --repair checks every one's full sha256/sha512 digest.
+A blob that fails is replaced from the package, and the summary names it.
 Interrupted (Ctrl-C, kill -9, power loss, disk full)? Run the same command
 again: verified blobs are kept, the rest is written.
 
 Exit codes:
-  0  exported
-  2  error (unreadable, corrupt or hostile package; not enough space; store locked)";
+  0    exported: every image of the package is in the store, verified
+  2    error (unreadable, corrupt or hostile package; not enough space; store locked)
+  130  interrupted (Ctrl-C): rerun the same command to resume";
+
+const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
+    after_help: AFTER_HELP,
+    jobs: "Decoder threads for multi-block .tar.xz packages (default: the CPU cores)",
+    json: "Print one JSON document (the summary) on stdout instead of human text",
+};
 
 /// Unpack an image package into a verified, resumable OCI layout store.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-export", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-export", version)]
 struct Cli {
     /// Package to read (.tar, .tar.gz, .tar.xz, .tar.zst, OCI layout dir, docker-archive).
     #[arg(long, value_name = "PACKAGE")]
@@ -43,6 +59,10 @@ struct Cli {
     /// Destination store directory (created if missing).
     #[arg(long, value_name = "DIR")]
     to: PathBuf,
+    /// Check blobs already in the store by their full digest (sha256/sha512)
+    /// instead of their recorded blake3, and replace those that fail.
+    #[arg(long)]
+    repair: bool,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -66,11 +86,20 @@ struct Summary {
     blobs_present: u64,
     bytes_written: u64,
     bytes_present: u64,
+    /// Blobs that were in the store but failed their check, rewritten from the package.
+    blobs_replaced: Vec<ReplacedSummary>,
     seconds: f64,
 }
 
+#[derive(Serialize)]
+struct ReplacedSummary {
+    digest: String,
+    /// What was wrong with the store's copy.
+    found: ProblemKind,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-export", || export(&cli))
 }
 
@@ -92,6 +121,11 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
     let options = ImportOptions {
         progress: progress.counter(),
         threads: cli.jobs.resolve(),
+        present_check: if cli.repair {
+            PresentCheck::Full
+        } else {
+            PresentCheck::Recorded
+        },
     };
     let result = import_package(&cli.source, &store, &options);
     progress.finish();
@@ -107,7 +141,7 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         } else {
             String::new()
         };
-        anyhow::anyhow!("{}: {e}{hint}", cli.source.display())
+        ferry_cli::exit::about(&cli.source, format!("{e}{hint}"))
     })?;
 
     let seconds = started.elapsed().as_secs_f64();
@@ -129,6 +163,14 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         blobs_present: c.blobs_present,
         bytes_written: c.bytes_written,
         bytes_present: c.bytes_present,
+        blobs_replaced: report
+            .replaced
+            .iter()
+            .map(|r| ReplacedSummary {
+                digest: r.digest.to_string(),
+                found: r.found.clone(),
+            })
+            .collect(),
         seconds,
     };
     if cli.output.json {
@@ -147,6 +189,12 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
             seconds,
             human::rate_mb_s(c.bytes_written + c.bytes_present, seconds),
         );
+        for r in &summary.blobs_replaced {
+            println!(
+                "  replaced {} from the package: the store's copy failed its check ({})",
+                r.digest, r.found
+            );
+        }
     }
     Ok(Outcome::Clean)
 }

@@ -10,30 +10,46 @@ use clap::Parser;
 use ferry_cli::args::{print_json, JobsArgs, OutputArgs};
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
-use ferry_store::audit::{audit_store, AuditOptions, AuditReport, Problem, ProblemKind};
+use ferry_store::audit::{audit_store, AuditOptions, AuditReport, Problem};
 use serde::Serialize;
 
 const AFTER_HELP: &str = "\
 Examples:
-  ferry-verify /media/usb/ferry-store                 # full check of a store
-  ferry-verify --fast --json /media/usb/ferry-store   # cheap blake3 audit (stores written by ferry-export)
-  ferry-verify bmpackages_1.30.0.tar.xz               # a package, in one streaming pass, nothing extracted
-  ferry-verify --quarantine /media/usb/ferry-store && ferry-export --source PKG --to /media/usb/ferry-store
+  ferry-verify /media/usb/ferry-store                # full check of a store
+  ferry-verify --fast --json /media/usb/ferry-store  # cheap blake3 audit
+  ferry-verify bmpackages_1.30.0.tar.xz              # a package, streamed
+  # check; repair from the package only if damaged (exit 0: sound or repaired):
+  ferry-verify --quarantine /media/usb/ferry-store || \\
+      ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
 
 Checks every blob's digest (sha256, sha512) and size, that every descriptor
 reachable from index.json resolves to a present blob, and that manifests parse
 and agree with their descriptors' media types. Keeps going after a problem and
 reports all of them. Unreferenced blobs and leftover temp files are reported
-as information, not failures.
+as information, not failures. A store whose index.json names no image is a
+finding: an export into it did not finish (images are named last).
+--fast checks the blake3 recorded by ferry-export instead of the digests.
+In the repair line, verify exits 1 when it found damage, so `||` runs the
+export exactly then; the export replaces what is missing or fails its check
+and exits 0 once every image is whole again.
 
 Exit codes:
-  0  everything verified
-  1  something is corrupt, missing or inconsistent
-  2  could not run (unreadable path, not a store or package, store locked)";
+  0    everything verified
+  1    something is corrupt, missing or inconsistent, or the store has no image
+  2    could not run (unreadable path, not a store or package, or a writer
+       such as ferry-export holds the store: its PID is named)
+  130  interrupted (Ctrl-C)";
+
+const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
+    after_help: AFTER_HELP,
+    jobs: "Hashing threads (default: the CPU cores)",
+    json:
+        "Print one JSON document on stdout (each path's summary and problems) instead of human text",
+};
 
 /// Verify stores and packages: every digest, every size, the whole graph.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-verify", version, after_help = AFTER_HELP)]
+#[command(name = "ferry-verify", version)]
 struct Cli {
     /// Stores (OCI layout directories) or package files to verify.
     #[arg(value_name = "PATH", required = true)]
@@ -81,7 +97,7 @@ struct Document {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-verify", || verify(&cli))
 }
 
@@ -117,15 +133,15 @@ fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
                     jobs: jobs as usize,
                 },
             )
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .map_err(|e| ferry_cli::exit::about(path, e))?
         } else {
             let size = std::fs::metadata(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .map_err(|e| ferry_cli::exit::about(path, e))?
                 .len();
             let progress = ByteProgress::start("verify", size, !cli.output.json);
             let result = ferry_package::audit::audit_package(path, jobs, progress.counter());
             progress.finish();
-            let mut r = result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut r = result.map_err(|e| ferry_cli::exit::about(path, e))?;
             if cli.fast {
                 r.info.notes.push(
                     "--fast applies to stores; a package is always checked with its full digests"
@@ -219,22 +235,7 @@ fn print_human(r: &PathReport) {
 }
 
 fn describe(p: &Problem) -> String {
-    let what = match &p.kind {
-        ProblemKind::Missing => "MISSING".to_string(),
-        ProblemKind::SizeMismatch {
-            expected_size,
-            actual_size,
-        } => {
-            format!("SIZE MISMATCH: expected {expected_size} bytes, found {actual_size}")
-        }
-        ProblemKind::DigestMismatch { expected, actual } => {
-            format!("DIGEST MISMATCH: expected {expected}, content hashes to {actual}")
-        }
-        ProblemKind::Unreadable { detail } => format!("UNREADABLE: {detail}"),
-        ProblemKind::BadManifest { detail } => format!("BAD MANIFEST: {detail}"),
-        ProblemKind::CorruptPackage { detail } => format!("CORRUPT PACKAGE: {detail}"),
-        ProblemKind::UnsafeEntry { detail } => format!("UNSAFE ENTRY: {detail}"),
-    };
+    let what = p.kind.to_string();
     let mut s = match (&p.digest, &p.entry) {
         (Some(d), Some(e)) => format!("{d} (entry {e}): {what}"),
         (Some(d), None) => format!("{d}: {what}"),

@@ -3,6 +3,7 @@
 //! the tools that are installed. It holds no logic of its own.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -66,10 +67,16 @@ fn help() -> String {
     }
     s.push_str(
         "\nExample:\n  ferry export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store\n\n\
-         Run `ferry <TOOL> --help` for a tool's options and exit codes\n\
-         (0 ok, 1 findings, 2 error).\n",
+         Run `ferry help <TOOL>` or `ferry <TOOL> --help` for a tool's options\n\
+         and exit codes (0 ok, 1 findings, 2 error, 130 interrupted).\n",
     );
     s
+}
+
+/// A tool name given as `export` or `ferry-export`.
+fn args_tool_name(arg: &std::ffi::OsStr) -> String {
+    let name = arg.to_string_lossy();
+    name.strip_prefix("ferry-").unwrap_or(&name).to_owned()
 }
 
 fn main() -> ExitCode {
@@ -78,18 +85,32 @@ fn main() -> ExitCode {
         eprint!("{}", help());
         return ExitCode::from(2);
     };
+    // Write errors on stdout (a pipe closed early, `ferry --help | head -1`) end quietly.
+    let mut out = std::io::stdout();
     match first.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{}", help());
+        "-h" | "--help" => {
+            let _ = write!(out, "{}", help());
+            return ExitCode::SUCCESS;
+        }
+        "help" if args.len() == 1 => {
+            let _ = write!(out, "{}", help());
             return ExitCode::SUCCESS;
         }
         "-V" | "--version" => {
-            println!("ferry {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(out, "ferry {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         _ => {}
     }
     args.remove(0);
+    // `ferry help TOOL` is `ferry TOOL --help`.
+    let first = if first == "help" {
+        let name = args_tool_name(&args.remove(0));
+        args = vec![OsString::from("--help")];
+        name
+    } else {
+        first
+    };
     let Some(tool) = find_tool(&first) else {
         eprintln!(
             "ferry: no such tool {first:?} (looked for ferry-{first} next to ferry and on PATH)\n"
