@@ -80,6 +80,8 @@ impl ByteProgress {
                     // Leave the total where it stopped; the interrupt message follows it.
                     bar.set_position(counter.load(Ordering::Relaxed));
                     bar.abandon();
+                    // The cursor is at the end of the bar: end its line.
+                    eprintln!();
                 } else {
                     bar.finish_and_clear();
                     let _ = bars.clear();
