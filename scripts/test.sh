@@ -12,4 +12,20 @@ fi
 
 # End-to-end tests drive the built binaries, so build them first.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked -- --test-threads=2
+
+# Every test binary runs (--no-fail-fast); the last line totals their
+# "test result:" lines, and the script exits non-zero if any test failed.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ {
+       for (i = 2; i <= NF; i++) {
+         if ($i == "passed;") passed += $(i - 1)
+         if ($i == "failed;") failed += $(i - 1)
+       }
+     }
+     END { printf "%d passed, %d failed\n", passed, failed; exit (failed > 0) }' "$log" || status=1
+exit "$status"
