@@ -13,48 +13,6 @@ pub enum Outcome {
     Findings,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chain_skips_repeated_causes() {
-        let io = std::io::Error::other("disk on fire");
-        let e = anyhow::Error::new(io).context("writing blob X: disk on fire");
-        assert_eq!(error_chain(&e), "writing blob X: disk on fire");
-        let e = anyhow::Error::new(std::io::Error::other("denied")).context("cannot create /x");
-        assert_eq!(error_chain(&e), "cannot create /x: denied");
-    }
-
-    #[test]
-    fn about_names_the_path_once() {
-        let p = std::path::Path::new("README.md");
-        assert_eq!(
-            about(p, "README.md is not an image package").to_string(),
-            "README.md is not an image package"
-        );
-        assert_eq!(
-            about(p, "permission denied").to_string(),
-            "README.md: permission denied"
-        );
-    }
-
-    #[test]
-    fn only_a_closed_stdout_counts_as_a_broken_pipe() {
-        let epipe = std::io::Error::from_raw_os_error(libc::EPIPE);
-        assert!(is_stdout_broken_pipe(&format!(
-            "failed printing to stdout: {epipe}"
-        )));
-        assert!(!is_stdout_broken_pipe(&format!(
-            "failed printing to stderr: {epipe}"
-        )));
-        let other = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        assert!(!is_stdout_broken_pipe(&format!(
-            "failed printing to stdout: {other}"
-        )));
-    }
-}
-
 /// Exit code text shared by every tool's `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0  success (nothing to report)\n  1  findings (corruption, differences)\n  2  error (bad input, unreadable path, not enough space, unreachable registry)";
 
@@ -127,5 +85,47 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> anyhow::Result<Outcome>) -
             eprintln!("{tool}: error: {}", error_chain(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_skips_repeated_causes() {
+        let io = std::io::Error::other("disk on fire");
+        let e = anyhow::Error::new(io).context("writing blob X: disk on fire");
+        assert_eq!(error_chain(&e), "writing blob X: disk on fire");
+        let e = anyhow::Error::new(std::io::Error::other("denied")).context("cannot create /x");
+        assert_eq!(error_chain(&e), "cannot create /x: denied");
+    }
+
+    #[test]
+    fn about_names_the_path_once() {
+        let p = std::path::Path::new("README.md");
+        assert_eq!(
+            about(p, "README.md is not an image package").to_string(),
+            "README.md is not an image package"
+        );
+        assert_eq!(
+            about(p, "permission denied").to_string(),
+            "README.md: permission denied"
+        );
+    }
+
+    #[test]
+    fn only_a_closed_stdout_counts_as_a_broken_pipe() {
+        let epipe = std::io::Error::from_raw_os_error(libc::EPIPE);
+        assert!(is_stdout_broken_pipe(&format!(
+            "failed printing to stdout: {epipe}"
+        )));
+        assert!(!is_stdout_broken_pipe(&format!(
+            "failed printing to stderr: {epipe}"
+        )));
+        let other = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(!is_stdout_broken_pipe(&format!(
+            "failed printing to stdout: {other}"
+        )));
     }
 }
