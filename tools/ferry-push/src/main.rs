@@ -188,7 +188,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
             &events,
         );
         bar.finish();
-        match outcome.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
+        match outcome.map_err(|e| ferry_cli::exit::about(&cli.source, e))? {
             ferry_transfer::stream_push::StreamOutcome::Pushed(report) => {
                 finish(cli, &conn, &report);
                 return Ok(Outcome::Clean);
