@@ -1,7 +1,9 @@
 //! The per-entry half of an import: every file entry of a package is checked,
 //! hashed while it streams, and either stored as a verified blob, kept in
 //! memory (small metadata files), or stored under its computed digest
-//! (docker-archive files whose digest is not in their name).
+//! (docker-archive files whose digest is not in their name). A blob already
+//! at its final path is checked ([`PresentCheck`]) before it is kept; one that
+//! fails is rewritten from the package and listed in [`Collector::replaced`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;

@@ -59,7 +59,8 @@ pub struct ImportOptions {
 ///
 /// On success every image's graph is complete and verified in the store and
 /// named in `index.json`; on error nothing new is named, and a rerun resumes
-/// without rewriting blobs already at their final paths.
+/// without rewriting blobs already at their final paths that pass
+/// `options.present_check` (those that fail are replaced and reported).
 pub fn import_package(
     path: &Path,
     store: &Store,
