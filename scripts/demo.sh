@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on a generated package:
 #   generate a bmctl-style package -> export it to a store (removable media)
-#   -> verify -> diff against a private registry (all missing) -> push -> diff (all in sync).
+#   -> verify -> diff against a private registry (all missing) -> push -> diff (all in sync)
+#   -> pull an image back with skopeo copy and check its manifest digest.
 # The registry is Debian's docker-registry on 127.0.0.1 with TLS from a private
 # CA and htpasswd auth; it is stopped at the end.
 # Everything happens under ${FERRY_DEMO_DIR:-./demo-work}; nothing else is touched.
@@ -62,9 +63,20 @@ step "9. Diff after the push: every image is in sync (exit code 0)"
 "$BIN/ferry" diff --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
 echo "ferry diff exit code: $?"
 
-step "10. A real client pulls an image through the mirror path"
+step "10. A real client pulls an image back through the mirror path (skopeo copy) and gets the package's digest"
 mkdir -p "$WORK/certs.d" && cp "$REG_DIR/ca.pem" "$WORK/certs.d/ca.crt"
-skopeo inspect --cert-dir "$WORK/certs.d" --creds "ferry:$(cat "$REG_DIR/password")" \
-  "docker://$REG/bm-mirror/anthos-baremetal-release/img-0:1.8.0" | head -n 3
+rm -rf "$WORK/pulled"
+skopeo copy --all --preserve-digests --src-cert-dir "$WORK/certs.d" \
+  --src-creds "ferry:$(cat "$REG_DIR/password")" \
+  "docker://$REG/bm-mirror/anthos-baremetal-release/img-0:1.8.0" "oci:$WORK/pulled:img-0"
+PULLED="sha256:$(skopeo inspect --raw "oci:$WORK/pulled:img-0" | sha256sum | cut -d' ' -f1)"
+EXPECTED="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["images"][0]["digest"])' "$WORK/fixture.json")"
+echo "pulled manifest digest: $PULLED"
+echo "package's digest:       $EXPECTED"
+if [ "$PULLED" != "$EXPECTED" ]; then
+  echo "demo.sh: the pulled image is not the package's image" >&2
+  exit 1
+fi
+echo "the pulled image is byte for byte the package's image"
 
 step "Done. Work files are in $WORK (the registry is stopped now)"

@@ -18,7 +18,7 @@ use ferry_package::collect::EntryFailure;
 use ferry_package::detect::{detect, detect_bytes, PackageFormat};
 use ferry_package::entries::{for_each_entry, EntryHandler};
 use ferry_package::entry_rules::{check_entry, EntryAction, EntryKind};
-use ferry_package::{import_package, ImportOptions, PackageError};
+use ferry_package::{import_package, ImportOptions, PackageError, PresentCheck};
 use ferry_registry::Target;
 use ferry_store::descriptor::children_of;
 use ferry_store::layout::IndexJson;
@@ -169,6 +169,7 @@ pub fn package(data: &[u8]) {
     let options = ImportOptions {
         progress: Arc::new(AtomicU64::new(0)),
         threads: 1,
+        present_check: PresentCheck::default(),
     };
     if let Ok(report) = import_package(&path, &store, &options) {
         let named = store

@@ -181,7 +181,7 @@ fn help_has_an_example_and_exit_codes() {
         ferry_e2e::run(std::process::Command::new(ferry_e2e::bin("ferry-export")).arg("--help"));
     assert_eq!(run.code, 0);
     assert!(
-        run.stdout.contains("Example:") && run.stdout.contains("ferry-export --source"),
+        run.stdout.contains("Examples:") && run.stdout.contains("ferry-export --source"),
         "{}",
         run.stdout
     );

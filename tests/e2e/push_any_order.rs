@@ -229,8 +229,16 @@ fn clean_holding_removes_the_held_blobs_where_the_registry_allows_deletes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let held = reg.count_requests("PUT", "/v2/c/ferry-holding/blobs/uploads/");
     assert!(held > 0);
-    assert!(r.stderr.contains(&format!("removed {held} blob(s) from c/ferry-holding")), "{}", r.stderr);
-    assert_eq!(reg.count_requests("DELETE", "/v2/c/ferry-holding/blobs/"), held);
+    assert!(
+        r.stderr
+            .contains(&format!("removed {held} blob(s) from c/ferry-holding")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        reg.count_requests("DELETE", "/v2/c/ferry-holding/blobs/"),
+        held
+    );
     assert_registry_has_package(&reg, "c", &pkg);
     // Deletes disabled: said, and nothing else changes.
     let no_delete = Registry::start(RegistryOptions {

@@ -286,3 +286,50 @@ fn unreadable_or_foreign_paths_exit_2() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
 }
+
+#[test]
+fn store_held_by_a_writer_is_exit_2_naming_it_and_a_dead_holder_is_ignored() {
+    let s = setup();
+    // A live writer: this test process takes the store's lock as ferry-export does.
+    let writer = ferry_store::Store::open_for_write(&s.store).unwrap();
+    for args in [&[][..], &["--fast"][..]] {
+        let r = verify(args, &[&s.store]);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("locked") && r.stderr.contains(&std::process::id().to_string()),
+            "{}",
+            r.stderr
+        );
+    }
+    drop(writer);
+    // The lock file still names a writer that is gone (kill -9 leaves this): no holder.
+    std::fs::write(s.store.join(".ferry/lock"), "pid 999999999 (ferry-export)").unwrap();
+    let r = verify(&[], &[&s.store]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn store_naming_no_image_is_a_finding() {
+    let s = setup();
+    // What an export interrupted before naming its images leaves: blobs, an empty index.
+    std::fs::write(
+        s.store.join("index.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    let empty = s.work.join("fresh");
+    drop(ferry_store::Store::open_for_write(&empty).unwrap());
+    for store in [&s.store, &empty] {
+        let r = verify(&["--json"], &[store]);
+        assert_eq!(r.code, 1, "{}: {}{}", store.display(), r.stdout, r.stderr);
+        let p = problems(&r);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0]["problem"], "no_images");
+        let human = verify(&[], &[store]);
+        assert!(
+            human.stdout.contains("NO IMAGES") && human.stdout.contains("did not finish"),
+            "{}",
+            human.stdout
+        );
+    }
+}

@@ -5,7 +5,8 @@ use clap::Args;
 /// `--json` and `--quiet`-style output options.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Print one machine-readable JSON document on stdout instead of human text.
+    /// Machine-readable JSON on stdout instead of human text (each tool's
+    /// `--help` says whether one document or JSON lines).
     #[arg(long)]
     pub json: bool,
 }
@@ -13,8 +14,7 @@ pub struct OutputArgs {
 /// `--jobs N`.
 #[derive(Debug, Clone, Args)]
 pub struct JobsArgs {
-    /// Parallel workers (default: the CPU cores for decoding and hashing; ferry-push
-    /// uses 4 concurrent blob transfers and ferry-diff 16 concurrent requests).
+    /// Parallel workers (each tool's `--help` says which, and the default).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
 }

@@ -1,16 +1,19 @@
 //! Byte-progress bars (bytes, rate, ETA) drawn on stderr only when it is a TTY:
 //! one total bar, plus one bar per blob in flight when a [`TransferMeter`] is
 //! given. Bars follow monotonic counters, so they never go backwards on retries.
+//! The bar running is the one [`crate::interrupt`] reports on Ctrl-C; it is then
+//! left on screen at its last position (not cleared) before the message.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ferry_registry::meter::{ActiveBlob, TransferMeter};
 use std::fmt::Write as FmtWrite;
 
+use crate::interrupt::{self, ActiveProgress};
 use indicatif::{
     HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle,
 };
@@ -42,7 +45,16 @@ impl ByteProgress {
         enabled: bool,
     ) -> ByteProgress {
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = (enabled && std::io::stderr().is_terminal()).then(|| {
+        let drawn: Arc<(Mutex<bool>, Condvar)> = Arc::default();
+        let draw = enabled && std::io::stderr().is_terminal();
+        interrupt::set_active(ActiveProgress {
+            label: label.to_owned(),
+            total,
+            counter: counter.clone(),
+            stop: draw.then(|| stop.clone()),
+            drawn: drawn.clone(),
+        });
+        let thread = draw.then(|| {
             // Every bar is set once per poll; the draw rate must let all of them through.
             let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(
                 4 * (MAX_BLOB_BARS as u8 + 2),
@@ -51,7 +63,7 @@ impl ByteProgress {
                 "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             )));
             bar.set_message(label.to_owned());
-            let (counter, stop) = (counter.clone(), stop.clone());
+            let (counter, stop, drawn) = (counter.clone(), stop.clone(), drawn.clone());
             std::thread::spawn(move || {
                 let mut shown: Vec<(Arc<ActiveBlob>, ProgressBar)> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
@@ -64,8 +76,19 @@ impl ByteProgress {
                 for (_, b) in shown {
                     b.finish_and_clear();
                 }
-                bar.finish_and_clear();
-                let _ = bars.clear();
+                if interrupt::interrupted() {
+                    // Leave the total where it stopped; the interrupt message follows it.
+                    bar.set_position(counter.load(Ordering::Relaxed));
+                    bar.abandon();
+                    // The cursor is at the end of the bar: end its line.
+                    eprintln!();
+                } else {
+                    bar.finish_and_clear();
+                    let _ = bars.clear();
+                }
+                let (lock, cvar) = &*drawn;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cvar.notify_all();
             })
         });
         ByteProgress {
@@ -86,6 +109,7 @@ impl ByteProgress {
     }
 
     fn stop_thread(&mut self) {
+        interrupt::clear_active(&self.counter);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -215,5 +215,5 @@ pub fn open_source(
             }
         });
     bar.finish();
-    opened.map_err(|e| anyhow::anyhow!("{}: {e}", source.display()))
+    opened.map_err(|e| crate::exit::about(source, e))
 }

@@ -1,14 +1,17 @@
 //! The per-entry half of an import: every file entry of a package is checked,
 //! hashed while it streams, and either stored as a verified blob, kept in
 //! memory (small metadata files), or stored under its computed digest
-//! (docker-archive files whose digest is not in their name).
+//! (docker-archive files whose digest is not in their name). A blob already
+//! at its final path is checked ([`PresentCheck`]) before it is kept; one that
+//! fails is rewritten from the package and listed in [`Collector::replaced`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_store::{Algorithm, Digest, Store, StoreError};
+use ferry_store::audit::{check_stored_blob, ProblemKind};
+use ferry_store::{journal, Algorithm, Digest, Store, StoreError};
 
 use crate::error::PackageError;
 
@@ -42,6 +45,27 @@ pub struct Counts {
     pub bytes_present: u64,
 }
 
+/// A blob that was at its final path but failed its check, and was replaced
+/// by the package's copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacedBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// What was wrong with the copy that was in the store.
+    pub found: ProblemKind,
+}
+
+/// How blobs already in the store are checked before they are trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresentCheck {
+    /// Size, and blake3 against the journal's record (its full digest when it
+    /// has no record): catches bit rot at about the cost of reading it.
+    #[default]
+    Recorded,
+    /// Size and the full digest (sha256/sha512), whatever the journal says.
+    Full,
+}
+
 /// Accumulates a package's entries into a store.
 pub struct Collector<'s> {
     store: &'s Store,
@@ -58,6 +82,11 @@ pub struct Collector<'s> {
     pub counts: Counts,
     /// Bytes of input consumed (for directory sources, where no reader counts).
     pub consumed: Option<Arc<AtomicU64>>,
+    /// Blobs found bad in the store and rewritten from the package.
+    pub replaced: Vec<ReplacedBlob>,
+    present_check: PresentCheck,
+    /// The journal's blake3 records (`ferry-verify --fast`'s sidecar).
+    recorded: HashMap<Digest, (u64, String)>,
     buf: Vec<u8>,
 }
 
@@ -76,9 +105,16 @@ impl From<PackageError> for EntryFailure {
 }
 
 impl<'s> Collector<'s> {
-    /// A collector writing into `store`.
-    pub fn new(store: &'s Store) -> Collector<'s> {
+    /// A collector writing into `store`, checking blobs already there with `present_check`.
+    pub fn new(store: &'s Store, present_check: PresentCheck) -> Collector<'s> {
+        // An unreadable journal only means no records: blobs are then checked by their digest.
+        let recorded = journal::replay(&store.journal_path())
+            .map(|r| r.blobs)
+            .unwrap_or_default();
         Collector {
+            replaced: Vec::new(),
+            present_check,
+            recorded,
             store,
             seen: HashSet::new(),
             metadata: HashMap::new(),
@@ -127,8 +163,7 @@ impl<'s> Collector<'s> {
             ))
         })?;
         let digest = Digest::new(algorithm, hex).map_err(|e| bad(e.to_string()))?;
-        if self.store.has_blob(&digest, size) {
-            // Invariant: a file at a final path is complete and verified. Skip it.
+        if self.present_blob_is_sound(&digest, size) {
             self.drain(path, size, reader)?;
             self.counts.blobs_present += 1;
             self.counts.bytes_present += size;
@@ -145,6 +180,30 @@ impl<'s> Collector<'s> {
         let stored = self.stream_to_store(path, size, reader, Some(&digest))?;
         self.files.insert(path.to_owned(), stored);
         Ok(())
+    }
+
+    /// True if the blob is at its final path and passes the check; a copy that
+    /// fails it is recorded in [`Collector::replaced`] (and then rewritten).
+    /// Files at final paths were verified when written, but media rot.
+    fn present_blob_is_sound(&mut self, digest: &Digest, size: u64) -> bool {
+        if !self.store.blob_path(digest).exists() {
+            return false;
+        }
+        let record = match self.present_check {
+            PresentCheck::Recorded => self.recorded.get(digest),
+            PresentCheck::Full => None,
+        };
+        match check_stored_blob(self.store, digest, size, record) {
+            Ok(()) => true,
+            Err(ProblemKind::Missing) => false, // removed meanwhile: just write it
+            Err(found) => {
+                self.replaced.push(ReplacedBlob {
+                    digest: digest.clone(),
+                    found,
+                });
+                false
+            }
+        }
     }
 
     fn other_entry(

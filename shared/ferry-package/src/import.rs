@@ -11,7 +11,7 @@ use ferry_store::walk::walk_graph;
 use ferry_store::{media, Descriptor, Digest, Store, StoreError};
 
 use crate::assemble::named_roots;
-use crate::collect::{Collector, Counts, EntryFailure};
+use crate::collect::{Collector, Counts, EntryFailure, PresentCheck, ReplacedBlob};
 use crate::detect::{detect, PackageFormat};
 use crate::entries::{for_each_entry, EntryHandler};
 use crate::entry_rules::{check_entry, EntryAction, EntryKind};
@@ -37,6 +37,9 @@ pub struct ImportReport {
     pub referrers: usize,
     /// Blobs written / already present.
     pub counts: Counts,
+    /// Blobs that were in the store but failed their check, rewritten from
+    /// the package (counted in `counts` as written).
+    pub replaced: Vec<ReplacedBlob>,
     /// Blobs reachable from the package's images.
     pub graph_blobs: usize,
 }
@@ -48,20 +51,23 @@ pub struct ImportOptions {
     pub progress: Arc<AtomicU64>,
     /// Decoder threads for multi-block xz.
     pub threads: u32,
+    /// How blobs already in the store are checked before being kept.
+    pub present_check: PresentCheck,
 }
 
 /// Reads the package at `path` (any supported format) into `store`.
 ///
 /// On success every image's graph is complete and verified in the store and
 /// named in `index.json`; on error nothing new is named, and a rerun resumes
-/// without rewriting blobs already at their final paths.
+/// without rewriting blobs already at their final paths that pass
+/// `options.present_check` (those that fail are replaced and reported).
 pub fn import_package(
     path: &Path,
     store: &Store,
     options: &ImportOptions,
 ) -> Result<ImportReport, PackageError> {
     let format = detect(path)?;
-    let mut collector = Collector::new(store);
+    let mut collector = Collector::new(store, options.present_check);
     let progress = options.progress.clone();
     match format {
         PackageFormat::Archive(compression) => {
@@ -141,6 +147,7 @@ pub fn import_package(
             .map(|(name, descriptor)| ImportedImage { name, descriptor })
             .collect(),
         counts: collector.counts,
+        replaced: collector.replaced,
         graph_blobs: walk.nodes.len(),
     })
 }

@@ -29,6 +29,7 @@ pub mod import;
 pub mod package_source;
 pub mod stage;
 
+pub use collect::{PresentCheck, ReplacedBlob};
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;
 pub use import::{import_package, ImportOptions, ImportReport, ImportedImage};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ferry_store::Store;
 
+use crate::collect::PresentCheck;
 use crate::detect::{detect, PackageFormat};
 use crate::error::PackageError;
 use crate::estimate;
@@ -93,7 +94,15 @@ pub fn open_source(
         path: dir.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let report = import_package(source, &store, &ImportOptions { progress, threads })?;
+    let report = import_package(
+        source,
+        &store,
+        &ImportOptions {
+            progress,
+            threads,
+            present_check: PresentCheck::default(),
+        },
+    )?;
     if let Some(id) = identity {
         store.write_state_file(STAGED_MARKER, id.as_bytes())?;
     }

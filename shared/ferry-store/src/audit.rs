@@ -65,6 +65,36 @@ pub enum ProblemKind {
         /// Which rule it breaks.
         detail: String,
     },
+    /// A store whose `index.json` names no image: an export into it never
+    /// finished (images are named last) or never ran.
+    NoImages {
+        /// What that means for the operator.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProblemKind::Missing => write!(f, "MISSING"),
+            ProblemKind::SizeMismatch {
+                expected_size,
+                actual_size,
+            } => write!(
+                f,
+                "SIZE MISMATCH: expected {expected_size} bytes, found {actual_size}"
+            ),
+            ProblemKind::DigestMismatch { expected, actual } => write!(
+                f,
+                "DIGEST MISMATCH: expected {expected}, content hashes to {actual}"
+            ),
+            ProblemKind::Unreadable { detail } => write!(f, "UNREADABLE: {detail}"),
+            ProblemKind::BadManifest { detail } => write!(f, "BAD MANIFEST: {detail}"),
+            ProblemKind::CorruptPackage { detail } => write!(f, "CORRUPT PACKAGE: {detail}"),
+            ProblemKind::UnsafeEntry { detail } => write!(f, "UNSAFE ENTRY: {detail}"),
+            ProblemKind::NoImages { detail } => write!(f, "NO IMAGES: {detail}"),
+        }
+    }
 }
 
 /// One problem, with the images that are affected.
@@ -142,7 +172,10 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
     let store = if options.quarantine {
         Store::open_for_write(root)?
     } else {
-        Store::open_read_only(root)?
+        let store = Store::open_read_only(root)?;
+        // A store being written is not yet what it will be: refuse (exit 2), naming the writer.
+        store.check_no_writer()?;
+        store
     };
     let entries = store.index_entries()?;
     let roots: Vec<(String, Descriptor)> = entries
@@ -298,6 +331,22 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
         .collect();
     report.info.leftover_files = leftovers(&store);
 
+    if roots.is_empty() {
+        report.problems.push(Problem {
+            digest: None,
+            entry: None,
+            media_type: String::new(),
+            images: Vec::new(),
+            kind: ProblemKind::NoImages {
+                detail: format!(
+                    "index.json names no image: an export into this store did not finish \
+                     (rerun it; {} blob(s) already here are kept) or never ran",
+                    list_blobs(&store).len()
+                ),
+            },
+            quarantined_to: None,
+        });
+    }
     for mut p in problems.into_values() {
         p.images.sort();
         p.images.dedup();
@@ -334,6 +383,21 @@ fn manifest_problem(e: &StoreError) -> Option<(Digest, ProblemKind)> {
         }
         // Unreadable manifests are re-checked (and precisely named) by the hashing pass.
         _ => None,
+    }
+}
+
+/// Checks the blob `digest` of `size` bytes in `store` as `ferry-verify`
+/// does: presence and size, then its blake3 against `sidecar` (the journal's
+/// record) when given, else (or when they disagree) its full digest.
+pub fn check_stored_blob(
+    store: &Store,
+    digest: &Digest,
+    size: u64,
+    sidecar: Option<&(u64, String)>,
+) -> Result<(), ProblemKind> {
+    match check_blob(store, &Descriptor::new("", digest.clone(), size), sidecar) {
+        Check::Ok { .. } => Ok(()),
+        Check::Bad(kind, _) => Err(kind),
     }
 }
 
@@ -598,6 +662,40 @@ mod tests {
             }
         )));
         assert!(kinds.contains(&(layers[1].clone(), ProblemKind::Missing)));
+    }
+
+    #[test]
+    fn store_without_images_is_a_finding_and_a_locked_store_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _) = store_with_image(dir.path());
+        // What an interrupted export leaves: blobs, but nothing named yet.
+        Store::open_for_write(dir.path())
+            .unwrap()
+            .write_index(&[])
+            .unwrap();
+        let r = audit_store(dir.path(), &opts(false)).unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(
+            matches!(&r.problems[0].kind, ProblemKind::NoImages { detail } if detail.contains("4 blob(s)")),
+            "{:?}",
+            r.problems
+        );
+
+        let writer = Store::open_for_write(dir.path()).unwrap();
+        match audit_store(dir.path(), &opts(true)).unwrap_err() {
+            StoreError::Locked { holder, .. } => {
+                assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+        drop(writer);
+        assert_eq!(
+            audit_store(dir.path(), &opts(false))
+                .unwrap()
+                .problems
+                .len(),
+            1
+        );
     }
 
     #[test]

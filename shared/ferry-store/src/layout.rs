@@ -94,6 +94,12 @@ impl Store {
         })
     }
 
+    /// Fails with [`StoreError::Locked`] naming the holder while a writer
+    /// (an export, a push staging) holds the store's lock; takes nothing.
+    pub fn check_no_writer(&self) -> Result<(), StoreError> {
+        StoreLock::check_free(&self.state_dir().join("lock"), &self.root)
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root

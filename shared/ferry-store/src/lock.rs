@@ -1,4 +1,8 @@
 //! The advisory store lock: one writer per store, and the lock file says who.
+//!
+//! It is a `flock` on `.ferry/lock`: the kernel drops it when its holder exits
+//! however it exits, so a lock file left by a dead process (a stale PID inside)
+//! never blocks anyone; only a live holder counts.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,6 +17,23 @@ pub struct StoreLock {
 }
 
 impl StoreLock {
+    /// Fails with [`StoreError::Locked`] naming the holder if a live process
+    /// holds the lock at `path` (a writer is changing the store); a missing
+    /// lock file, or one left by a dead process, is free. Takes nothing, and
+    /// needs only read access (stores on read-only media can be checked).
+    pub fn check_free(path: &Path, store_root: &Path) -> Result<(), StoreError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("open lock file", path, e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(()), // released when `file` closes
+            Err(std::fs::TryLockError::WouldBlock) => Err(locked(&mut file, store_root)),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io("lock", path, e)),
+        }
+    }
+
     /// Takes the lock at `path` without waiting; fails with [`StoreError::Locked`] naming the holder.
     pub fn acquire(path: &Path, store_root: &Path) -> Result<StoreLock, StoreError> {
         let mut file = OpenOptions::new()
@@ -24,19 +45,7 @@ impl StoreLock {
             .map_err(|e| StoreError::io("open lock file", path, e))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                return Err(StoreError::Locked {
-                    path: store_root.to_path_buf(),
-                    holder: if holder.is_empty() {
-                        "unknown holder".into()
-                    } else {
-                        holder.to_owned()
-                    },
-                });
-            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(locked(&mut file, store_root)),
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", path, e)),
         }
         let who = format!(
@@ -51,6 +60,21 @@ impl StoreLock {
         file.write_all(who.as_bytes())
             .map_err(|e| StoreError::io("write lock file", path, e))?;
         Ok(StoreLock { _file: file })
+    }
+}
+
+/// The error for a lock held by someone else, naming the holder as its lock file does.
+fn locked(file: &mut File, store_root: &Path) -> StoreError {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    let holder = holder.trim();
+    StoreError::Locked {
+        path: store_root.to_path_buf(),
+        holder: if holder.is_empty() {
+            "unknown holder".into()
+        } else {
+            holder.to_owned()
+        },
     }
 }
 
@@ -72,5 +96,25 @@ mod tests {
         }
         drop(first);
         StoreLock::acquire(&lock_path, dir.path()).unwrap();
+    }
+
+    #[test]
+    fn check_free_names_a_live_holder_and_ignores_a_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("lock");
+        StoreLock::check_free(&lock_path, dir.path()).unwrap(); // no lock file yet
+        let held = StoreLock::acquire(&lock_path, dir.path()).unwrap();
+        match StoreLock::check_free(&lock_path, dir.path()).unwrap_err() {
+            StoreError::Locked { holder, .. } => {
+                assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+        // Checking takes nothing: the holder still holds it.
+        assert!(StoreLock::acquire(&lock_path, dir.path()).is_err());
+        drop(held);
+        // What a killed writer leaves: the file still names it, nobody holds it.
+        std::fs::write(&lock_path, "pid 999999999 (ferry-export)").unwrap();
+        StoreLock::check_free(&lock_path, dir.path()).unwrap();
     }
 }

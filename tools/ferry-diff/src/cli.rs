@@ -10,10 +10,14 @@ use ferry_cli::registry_args::RegistryArgs;
 /// Shown after the options by `--help` (and in the man page).
 pub const AFTER_HELP: &str = "\
 Examples:
-  ferry-diff --source bmpackages_1.30.0.tar.xz --private-registry 10.0.0.5:5000/ns --cacert ca.pem \\
+  ferry-diff --source bmpackages_1.30.0.tar.xz \\
+      --private-registry 10.0.0.5:5000/ns --cacert ca.pem \\
       --username admin --password-stdin < pw.txt
-  ferry-diff --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --need-credential=false --json --extra
-  ferry-diff --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --deep   # re-hash the registry's copies
+  ferry-diff --source /media/usb/ferry-store \\
+      --private-registry 10.0.0.5:5000 --need-credential=false --json --extra
+  # re-hash the registry's copies:
+  ferry-diff --deep --source /media/usb/ferry-store \\
+      --private-registry 10.0.0.5:5000
 
 Statuses: in-sync (tag at the package's digest, everything present), missing
 (tag or repository absent), differs (tag at another digest), incomplete (right
@@ -23,13 +27,21 @@ with `ferry-push --force`, which re-checks images whose tag looks up to date).
 proxy options as ferry-push.
 
 Exit codes:
-  0  every image is in sync
-  1  differences found
-  2  error (unreachable registry, TLS or auth failure, bad input)";
+  0    every image is in sync
+  1    differences found
+  2    error (unreachable registry, TLS or auth failure, bad input)
+  130  interrupted (Ctrl-C)";
+
+/// The tool's own help for the shared `--jobs`/`--json`, and its epilogue printed verbatim.
+pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
+    after_help: AFTER_HELP,
+    jobs: "Concurrent registry requests (default 16); also the decoder threads when a package is staged (default: the CPU cores)",
+    json: "Print one JSON document on stdout (every image's status) instead of human text",
+};
 
 /// Compare a private registry with a package: what is missing, what differs.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-diff", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
+#[command(name = "ferry-diff", version = ferry_cli::VERSION)]
 pub struct Cli {
     /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
     #[arg(long, value_name = "PACKAGE_OR_STORE")]

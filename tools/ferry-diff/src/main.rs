@@ -6,19 +6,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use ferry_cli::args::print_json;
 use ferry_cli::{human, Outcome};
 use ferry_copy::compare::{compare, DiffOptions, Status};
 use ferry_copy::stream::read_plan;
 use ferry_copy::StoreSource;
-use ferry_diff::cli::Cli;
+use ferry_diff::cli::{Cli, HELP};
 use ferry_package::package_source::PackageStream;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, RegistrySink};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-diff", || diff(&cli))
 }
 
@@ -40,14 +39,14 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
     // A package is read once, as far as its manifests: no staging copy.
     let mut planned = None;
     if cli.staging.is_none() {
-        if let Some(stream) = PackageStream::open(&cli.source)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?
+        if let Some(stream) =
+            PackageStream::open(&cli.source).map_err(|e| ferry_cli::exit::about(&cli.source, e))?
         {
             let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
             let bar = ferry_cli::progress::ByteProgress::start("reading", size, !json);
             let read = read_plan(&stream, &map, bar.counter());
             bar.finish();
-            match read.map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))? {
+            match read.map_err(|e| ferry_cli::exit::about(&cli.source, e))? {
                 Ok(plan) => planned = Some(plan),
                 Err(reason) if !json => eprintln!(
                     "ferry-diff: cannot read {} in one pass ({reason}); staging it once instead",

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 use ferry_cli::args::print_json;
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
-use ferry_export::cli::Cli;
-use ferry_package::{estimate, import_package, ImportOptions};
+use ferry_export::cli::{Cli, HELP};
+use ferry_package::{estimate, import_package, ImportOptions, PresentCheck};
+use ferry_store::audit::ProblemKind;
 use ferry_store::Store;
 use serde::Serialize;
 
@@ -35,11 +35,20 @@ struct Summary {
     blobs_present: u64,
     bytes_written: u64,
     bytes_present: u64,
+    /// Blobs that were in the store but failed their check, rewritten from the package.
+    blobs_replaced: Vec<ReplacedSummary>,
     seconds: f64,
 }
 
+#[derive(Serialize)]
+struct ReplacedSummary {
+    digest: String,
+    /// What was wrong with the store's copy.
+    found: ProblemKind,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-export", || export(&cli))
 }
 
@@ -61,6 +70,11 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
     let options = ImportOptions {
         progress: progress.counter(),
         threads: cli.jobs.resolve(),
+        present_check: if cli.repair {
+            PresentCheck::Full
+        } else {
+            PresentCheck::Recorded
+        },
     };
     let result = import_package(&cli.source, &store, &options);
     progress.finish();
@@ -76,7 +90,7 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         } else {
             String::new()
         };
-        anyhow::anyhow!("{}: {e}{hint}", cli.source.display())
+        ferry_cli::exit::about(&cli.source, format!("{e}{hint}"))
     })?;
 
     let seconds = started.elapsed().as_secs_f64();
@@ -98,6 +112,14 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         blobs_present: c.blobs_present,
         bytes_written: c.bytes_written,
         bytes_present: c.bytes_present,
+        blobs_replaced: report
+            .replaced
+            .iter()
+            .map(|r| ReplacedSummary {
+                digest: r.digest.to_string(),
+                found: r.found.clone(),
+            })
+            .collect(),
         seconds,
     };
     if cli.output.json {
@@ -116,6 +138,12 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
             seconds,
             human::rate_mb_s(c.bytes_written + c.bytes_present, seconds),
         );
+        for r in &summary.blobs_replaced {
+            println!(
+                "  replaced {} from the package: the store's copy failed its check ({})",
+                r.digest, r.found
+            );
+        }
     }
     Ok(Outcome::Clean)
 }

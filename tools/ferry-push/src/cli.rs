@@ -10,15 +10,19 @@ use ferry_cli::registry_args::RegistryArgs;
 /// Shown after the options by `--help` (and in the man page).
 pub const AFTER_HELP: &str = "\
 Examples:
-  ferry-push --source bmpackages_1.30.0.tar.xz --private-registry 10.0.0.5:5000/ns \\
-      --cacert /etc/ferry/ca.pem --username admin --password-stdin < pw.txt
-  ferry-push --source /media/usb/ferry-store --private-registry 10.0.0.5:5000 --need-credential=false --dry-run
   ferry-push --source bmpackages_1.30.0.tar.xz \\
-      --private-registry 10.0.0.5:5000/ns --private-registry 10.1.0.5:5000/ns --cacert ca.pem \\
-      --credentials-for 10.0.0.5:5000=admin:a.pw --credentials-for 10.1.0.5:5000=admin:b.pw
+      --private-registry 10.0.0.5:5000/ns --cacert /etc/ferry/ca.pem \\
+      --username admin --password-stdin < pw.txt
+  ferry-push --dry-run --source /media/usb/ferry-store \\
+      --private-registry 10.0.0.5:5000 --need-credential=false
+  ferry-push --source bmpackages_1.30.0.tar.xz \\
+      --private-registry 10.0.0.5:5000/ns --private-registry 10.1.0.5:5000/ns \\
+      --cacert ca.pem --credentials-for 10.0.0.5:5000=admin:a.pw \\
+      --credentials-for 10.1.0.5:5000=admin:b.pw
 
 Images keep their path and tag with the source host dropped and the namespace
-prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0 -> 10.0.0.5:5000/ns/anthos-baremetal-release/foo:1.30.0.
+prefixed: gcr.io/anthos-baremetal-release/foo:1.30.0
+  -> 10.0.0.5:5000/ns/anthos-baremetal-release/foo:1.30.0.
 Blobs already in the repository are not sent; blobs in another repository of
 the registry are mounted; large blobs go in chunks recorded in the store's
 journal, so rerunning the same command after any interruption resumes.
@@ -39,18 +43,27 @@ On a terminal: a total bar plus one bar per blob in flight; --json: JSON lines.
 Referrers (signatures, SBOMs, attestations: unnamed artifacts whose subject
 is an image) are pushed with their image and listed under the subject's
 fallback tag sha256-<hex>, which oras and cosign read.
-Credentials: --username/--password[-stdin], else --docker-config / DOCKER_CONFIG /
-~/.docker/config.json (auths, credHelpers, credsStore), else containers auth.json
-(REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config/containers), else a prompt on a TTY.
+Credentials: --username/--password[-stdin], else --docker-config /
+DOCKER_CONFIG / ~/.docker/config.json (auths, credHelpers, credsStore), else
+containers auth.json (REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR,
+~/.config/containers), else a prompt on a TTY.
 HTTPS_PROXY, HTTP_PROXY (http_proxy), NO_PROXY are honoured as curl does.
 
 Exit codes:
-  0  every image is in the registry
-  2  error (bad input, unreachable registry, TLS or auth failure, refused upload)";
+  0    every image is in the registry
+  2    error (bad input, unreachable registry, TLS or auth failure, refused upload)
+  130  interrupted (Ctrl-C): rerun the same command to resume";
+
+/// The tool's own help for the shared `--jobs`/`--json`, and its epilogue printed verbatim.
+pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
+    after_help: AFTER_HELP,
+    jobs: "Concurrent blob uploads (default 4); also the decoder threads when a package is staged (default: the CPU cores)",
+    json: "Print JSON lines on stdout (one event per line, the summary last) instead of human text",
+};
 
 /// Push images to a private registry (bmctl push images flags).
 #[derive(Debug, Parser)]
-#[command(name = "ferry-push", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
+#[command(name = "ferry-push", version = ferry_cli::VERSION)]
 pub struct Cli {
     /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
     #[arg(long, value_name = "PACKAGE_OR_STORE")]

@@ -10,14 +10,13 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use clap::Parser;
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
 use ferry_copy::plan::Destination;
 use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
 use ferry_package::package_source::PackageStream;
-use ferry_push::cli::Cli;
+use ferry_push::cli::{Cli, HELP};
 use ferry_registry::credentials::CredentialSource;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, JournalSessions, RegistrySink};
@@ -27,7 +26,7 @@ use ferry_registry::upload::{NoSessionLog, UploadOptions};
 type NameMap<'a> = Box<dyn Fn(&str) -> Result<Destination, String> + Sync + 'a>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-push", || push(&cli))
 }
 
@@ -65,8 +64,8 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
 
     // A package is pushed in one read, whatever its order, to every registry at once.
     if cli.staging.is_none() {
-        if let Some(stream) = PackageStream::open(&cli.source)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", cli.source.display()))?
+        if let Some(stream) =
+            PackageStream::open(&cli.source).map_err(|e| ferry_cli::exit::about(&cli.source, e))?
         {
             let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
             let sent = Arc::new(TransferMeter::new());
@@ -119,7 +118,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                         Ok(StreamOutcome::NotStreamable(reason)) => {
                             Err(anyhow::anyhow!("{reason}"))
                         }
-                        Err(e) => Err(anyhow::anyhow!("{}: {e}", cli.source.display())),
+                        Err(e) => Err(ferry_cli::exit::about(&cli.source, e)),
                     })
                     .collect();
                 return conclude(cli, &conns, results);

@@ -9,25 +9,42 @@ use ferry_cli::args::{JobsArgs, OutputArgs};
 /// Shown after the options by `--help` (and in the man page).
 pub const AFTER_HELP: &str = "\
 Examples:
-  ferry-verify /media/usb/ferry-store                 # full check of a store
-  ferry-verify --fast --json /media/usb/ferry-store   # cheap blake3 audit (stores written by ferry-export)
-  ferry-verify bmpackages_1.30.0.tar.xz               # a package, in one streaming pass, nothing extracted
-  ferry-verify --quarantine /media/usb/ferry-store && ferry-export --source PKG --to /media/usb/ferry-store
+  ferry-verify /media/usb/ferry-store                # full check of a store
+  ferry-verify --fast --json /media/usb/ferry-store  # cheap blake3 audit
+  ferry-verify bmpackages_1.30.0.tar.xz              # a package, streamed
+  # check; repair from the package only if damaged (exit 0: sound or repaired):
+  ferry-verify --quarantine /media/usb/ferry-store || \\
+      ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
 
 Checks every blob's digest (sha256, sha512) and size, that every descriptor
 reachable from index.json resolves to a present blob, and that manifests parse
 and agree with their descriptors' media types. Keeps going after a problem and
 reports all of them. Unreferenced blobs and leftover temp files are reported
-as information, not failures.
+as information, not failures. A store whose index.json names no image is a
+finding: an export into it did not finish (images are named last).
+--fast checks the blake3 recorded by ferry-export instead of the digests.
+In the repair line, verify exits 1 when it found damage, so `||` runs the
+export exactly then; the export replaces what is missing or fails its check
+and exits 0 once every image is whole again.
 
 Exit codes:
-  0  everything verified
-  1  something is corrupt, missing or inconsistent
-  2  could not run (unreadable path, not a store or package, store locked)";
+  0    everything verified
+  1    something is corrupt, missing or inconsistent, or the store has no image
+  2    could not run (unreadable path, not a store or package, or a writer
+       such as ferry-export holds the store: its PID is named)
+  130  interrupted (Ctrl-C)";
+
+/// The tool's own help for the shared `--jobs`/`--json`, and its epilogue printed verbatim.
+pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
+    after_help: AFTER_HELP,
+    jobs: "Hashing threads (default: the CPU cores)",
+    json:
+        "Print one JSON document on stdout (each path's summary and problems) instead of human text",
+};
 
 /// Verify stores and packages: every digest, every size, the whole graph.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-verify", version = ferry_cli::VERSION, after_help = AFTER_HELP)]
+#[command(name = "ferry-verify", version = ferry_cli::VERSION)]
 pub struct Cli {
     /// Stores (OCI layout directories) or package files to verify.
     #[arg(value_name = "PATH", required = true)]

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser;
 use ferry_cli::args::print_json;
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
-use ferry_store::audit::{audit_store, AuditOptions, AuditReport, Problem, ProblemKind};
-use ferry_verify::cli::Cli;
+use ferry_store::audit::{audit_store, AuditOptions, AuditReport, Problem};
+use ferry_verify::cli::{Cli, HELP};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -43,7 +42,7 @@ struct Document {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ferry_cli::parse(&HELP);
     ferry_cli::run("ferry-verify", || verify(&cli))
 }
 
@@ -79,15 +78,15 @@ fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
                     jobs: jobs as usize,
                 },
             )
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .map_err(|e| ferry_cli::exit::about(path, e))?
         } else {
             let size = std::fs::metadata(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .map_err(|e| ferry_cli::exit::about(path, e))?
                 .len();
             let progress = ByteProgress::start("verify", size, !cli.output.json);
             let result = ferry_package::audit::audit_package(path, jobs, progress.counter());
             progress.finish();
-            let mut r = result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut r = result.map_err(|e| ferry_cli::exit::about(path, e))?;
             if cli.fast {
                 r.info.notes.push(
                     "--fast applies to stores; a package is always checked with its full digests"
@@ -181,22 +180,7 @@ fn print_human(r: &PathReport) {
 }
 
 fn describe(p: &Problem) -> String {
-    let what = match &p.kind {
-        ProblemKind::Missing => "MISSING".to_string(),
-        ProblemKind::SizeMismatch {
-            expected_size,
-            actual_size,
-        } => {
-            format!("SIZE MISMATCH: expected {expected_size} bytes, found {actual_size}")
-        }
-        ProblemKind::DigestMismatch { expected, actual } => {
-            format!("DIGEST MISMATCH: expected {expected}, content hashes to {actual}")
-        }
-        ProblemKind::Unreadable { detail } => format!("UNREADABLE: {detail}"),
-        ProblemKind::BadManifest { detail } => format!("BAD MANIFEST: {detail}"),
-        ProblemKind::CorruptPackage { detail } => format!("CORRUPT PACKAGE: {detail}"),
-        ProblemKind::UnsafeEntry { detail } => format!("UNSAFE ENTRY: {detail}"),
-    };
+    let what = p.kind.to_string();
     let mut s = match (&p.digest, &p.entry) {
         (Some(d), Some(e)) => format!("{d} (entry {e}): {what}"),
         (Some(d), None) => format!("{d}: {what}"),

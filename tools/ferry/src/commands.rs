@@ -8,11 +8,29 @@ use clap::{Arg, Command, CommandFactory};
 /// command line.
 pub fn tools() -> Vec<(&'static str, Command)> {
     vec![
-        ("export", ferry_export::cli::Cli::command()),
-        ("verify", ferry_verify::cli::Cli::command()),
-        ("diff", ferry_diff::cli::Cli::command()),
-        ("push", ferry_push::cli::Cli::command()),
+        (
+            "export",
+            tool_command::<ferry_export::cli::Cli>(&ferry_export::cli::HELP),
+        ),
+        (
+            "verify",
+            tool_command::<ferry_verify::cli::Cli>(&ferry_verify::cli::HELP),
+        ),
+        (
+            "diff",
+            tool_command::<ferry_diff::cli::Cli>(&ferry_diff::cli::HELP),
+        ),
+        (
+            "push",
+            tool_command::<ferry_push::cli::Cli>(&ferry_push::cli::HELP),
+        ),
     ]
+}
+
+/// A tool's command as its `--help` shows it: its own `--jobs`/`--json` help
+/// and its epilogue (examples, notes, exit codes).
+fn tool_command<C: CommandFactory>(help: &ferry_cli::ToolHelp) -> Command {
+    ferry_cli::help::command::<C>(help).after_help(help.after_help)
 }
 
 /// The words `bmctl push images` puts between the tool and its flags:
@@ -38,7 +56,7 @@ pub fn ferry() -> Command {
     for (name, tool) in tools() {
         let mut sub = tool.name(name).bin_name(format!("ferry {name}"));
         if name == "push" {
-            let images = ferry_push::cli::Cli::command()
+            let images = tool_command::<ferry_push::cli::Cli>(&ferry_push::cli::HELP)
                 .name(PUSH_ALIAS)
                 .bin_name(format!("ferry push {PUSH_ALIAS}"))
                 .about("The same as `ferry push` (as `bmctl push images` is spelled)");

@@ -9,6 +9,7 @@ mod commands;
 mod generate;
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -58,8 +59,8 @@ fn help() -> String {
         "\nAlso:\n  completions SHELL [COMMAND]   print a bash, zsh or fish completion script\n\
          \x20 push images ...               the same as push (bmctl's spelling)\n\n\
          Example:\n  ferry export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store\n\n\
-         Run `ferry <TOOL> --help` for a tool's options and exit codes\n\
-         (0 ok, 1 findings, 2 error).\n",
+         Run `ferry help <TOOL>` or `ferry <TOOL> --help` for a tool's options\n\
+         and exit codes (0 ok, 1 findings, 2 error, 130 interrupted).\n",
     );
     s
 }
@@ -91,19 +92,31 @@ fn own_command(args: Vec<OsString>) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
+/// A tool name given as `export` or `ferry-export`.
+fn args_tool_name(arg: &std::ffi::OsStr) -> String {
+    let name = arg.to_string_lossy();
+    name.strip_prefix("ferry-").unwrap_or(&name).to_owned()
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Some(first) = args.first().and_then(|a| a.to_str()).map(str::to_owned) else {
         eprint!("{}", help());
         return ExitCode::from(2);
     };
+    // Write errors on stdout (a pipe closed early, `ferry --help | head -1`) end quietly.
+    let mut out = std::io::stdout();
     match first.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{}", help());
+        "-h" | "--help" => {
+            let _ = write!(out, "{}", help());
+            return ExitCode::SUCCESS;
+        }
+        "help" if args.len() == 1 => {
+            let _ = write!(out, "{}", help());
             return ExitCode::SUCCESS;
         }
         "-V" | "--version" => {
-            println!("ferry {}", ferry_cli::VERSION);
+            let _ = writeln!(out, "ferry {}", ferry_cli::VERSION);
             return ExitCode::SUCCESS;
         }
         "completions" | commands::GENERATE_MAN => {
@@ -112,6 +125,14 @@ fn main() -> ExitCode {
         _ => {}
     }
     args.remove(0);
+    // `ferry help TOOL` is `ferry TOOL --help`.
+    let first = if first == "help" {
+        let name = args_tool_name(&args.remove(0));
+        args = vec![OsString::from("--help")];
+        name
+    } else {
+        first
+    };
     if first == "push" && args.first().and_then(|a| a.to_str()) == Some(commands::PUSH_ALIAS) {
         args.remove(0);
     }
