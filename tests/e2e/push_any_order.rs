@@ -9,10 +9,12 @@
 use std::path::Path;
 use std::process::Command;
 
+use ferry_e2e::fault_push::{push_through, upstream};
 use ferry_e2e::registry_push::{assert_registry_has_package, push, Pkg};
 use ferry_e2e::{bin, run, spawn_with_input, summary, without_proxies};
 use ferry_store::Digest;
 use ferry_testkit::fake_registry::{FakeRegistry, Quirks};
+use ferry_testkit::faults::{FaultPlan, FaultProxy};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 use ferry_testkit::{generate_layout, write_package, FixtureSpec, PackageFormat, PackageOptions};
 
@@ -250,4 +252,35 @@ fn clean_holding_removes_the_held_blobs_where_the_registry_allows_deletes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("deletes disabled"), "{}", r.stderr);
     assert_registry_has_package(&no_delete, "c", &pkg);
+}
+
+#[test]
+fn connection_resets_during_a_layers_first_push_end_with_every_image_whole() {
+    let pkg = layers_first(PackageFormat::TarZst, "pkg.tar.zst", 3, 2 << 20);
+    let mut resets = 0;
+    for seed in [11u64, 12, 13] {
+        let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+        let plan = FaultPlan {
+            seed,
+            reset_probability: 0.3,
+            max_bytes_before_reset: 2 << 20,
+            ..FaultPlan::default()
+        };
+        let proxy = FaultProxy::start(upstream(&reg), plan).unwrap();
+        // A run may end early on a reset mid-stream (its bytes are gone); the
+        // same command run again finishes it, sending only what is missing.
+        let mut runs = 0;
+        let r = loop {
+            runs += 1;
+            let r = push_through(&proxy, &pkg.path, "r", &[]);
+            if r.code == 0 || runs == 3 {
+                break r;
+            }
+        };
+        assert_eq!(r.code, 0, "seed {seed}: {}", r.stderr);
+        resets += proxy.stats().resets;
+        assert_registry_has_package(&reg, "r", &pkg);
+        assert!(!pkg.dir.join("pkg.tar.zst.ferry-store").exists(), "staged");
+    }
+    assert!(resets > 0, "the plan injected no reset at all");
 }
