@@ -11,8 +11,9 @@ use ferry_e2e::registry_push::generated;
 use ferry_e2e::{bin, retry_events, run, without_proxies, Run};
 use ferry_testkit::FixtureSpec;
 
-/// `ferry-push --source <one small image> --private-registry TARGET --json`, anonymous.
-fn push_to(target: &str, extra: &[&str]) -> Run {
+/// `ferry-push --source <one small image> --private-registry TARGET --json`,
+/// anonymous, with no proxy but `proxy` (for `http_proxy`) when given.
+fn push_to(target: &str, extra: &[&str], proxy: Option<&str>) -> Run {
     let (_dir, layout, _) = generated(&FixtureSpec {
         seed: 18,
         images: 1,
@@ -31,16 +32,22 @@ fn push_to(target: &str, extra: &[&str]) -> Run {
         ])
         .args(extra);
     without_proxies(&mut cmd);
+    if let Some(p) = proxy {
+        cmd.env("http_proxy", p).env("no_proxy", "");
+    }
     run(&mut cmd)
 }
 
+/// `127.0.0.1:PORT` where nothing listens.
+fn closed_address() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("address").to_string()
+} // closed again on return
+
 #[test]
 fn a_closed_port_is_reported_at_once_with_the_address() {
-    let addr = {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("address").to_string()
-    }; // closed again: nothing listens there now
-    let r = push_to(&addr, &[]);
+    let addr = closed_address();
+    let r = push_to(&addr, &[], None);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr.contains(&addr) && r.stderr.contains("refused the connection"),
@@ -68,7 +75,7 @@ fn silent_server() -> String {
 fn a_server_that_never_answers_fails_after_the_stall_timeout_naming_it() {
     let addr = silent_server();
     for target in [format!("http://{addr}"), addr.clone()] {
-        let r = push_to(&target, &["--stall-timeout", "1"]);
+        let r = push_to(&target, &["--stall-timeout", "1"], None);
         assert_eq!(r.code, 2, "{target}: {r:?}");
         assert!(
             r.stderr.contains(&addr)
@@ -84,4 +91,23 @@ fn a_server_that_never_answers_fails_after_the_stall_timeout_naming_it() {
             r.stderr
         );
     }
+}
+
+#[test]
+fn a_closed_proxy_is_named_with_the_registry() {
+    let (registry, proxy) = (closed_address(), closed_address());
+    let r = push_to(
+        &format!("http://{registry}"),
+        &[],
+        Some(&format!("http://{proxy}")),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(&registry)
+            && r.stderr
+                .contains(&format!("through the proxy http://{proxy}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(retry_events(&r), Vec::<String>::new(), "{}", r.stderr);
 }

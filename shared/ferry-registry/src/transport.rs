@@ -110,6 +110,8 @@ pub struct Transport {
     /// Set once the registry's own origin has answered anything: before that,
     /// a refused or silent connection is reported at once, not retried.
     answered: std::sync::atomic::AtomicBool,
+    /// The proxy in use, as `scheme://host:port` (for first-contact errors).
+    proxy_shown: Option<String>,
 }
 
 /// How many stall timeouts the registry may take to answer once an upload's
@@ -147,10 +149,13 @@ impl Transport {
             .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
             .disable_verification(opts.insecure_skip_tls_verify)
             .build();
-        let proxy =
+        let proxy_url =
             crate::proxy::proxy_for(&target.scheme, target.hostname(), target.port(), &|k| {
                 std::env::var(k).ok()
-            })
+            });
+        // scheme://host:port only: a proxy URL may carry credentials.
+        let proxy_shown = proxy_url.as_deref().map(origin_of);
+        let proxy = proxy_url
             .map(|p| {
                 ureq::Proxy::new(&p)
                     .map_err(|e| RegistryError::Usage(format!("proxy {}: {e}", redact(&p))))
@@ -174,6 +179,7 @@ impl Transport {
             cacert: opts.cacert.clone(),
             stall_timeout: opts.stall_timeout,
             answered: std::sync::atomic::AtomicBool::new(false),
+            proxy_shown,
         })
     }
 
@@ -325,6 +331,10 @@ impl Transport {
                  Raise --stall-timeout if the registry is this slow to answer"
             )
         };
+        let through = match &self.proxy_shown {
+            Some(p) => format!(" (through the proxy {p}: check it too)"),
+            None => String::new(),
+        };
         let detail = match e {
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
                 "{address} refused the connection: nothing listens there (check the host and port of --private-registry)"
@@ -346,7 +356,7 @@ impl Transport {
         Some(RegistryError::Unreachable {
             address,
             what: what.to_owned(),
-            detail,
+            detail: detail + &through,
         })
     }
 }

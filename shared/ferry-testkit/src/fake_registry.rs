@@ -100,12 +100,16 @@ struct State {
     rules: Vec<Rule>,
 }
 
-/// An in-process registry on `127.0.0.1:0`; stops accepting on drop.
+/// An in-process registry on `127.0.0.1:0`; on drop it stops accepting and
+/// closes every connection.
 pub struct FakeRegistry {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// Every accepted connection, shut down on drop (a dropped registry is gone,
+    /// keep-alive connections included).
+    connections: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl FakeRegistry {
@@ -123,15 +127,23 @@ impl FakeRegistry {
             ..State::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let accept = {
             let state = Arc::clone(&state);
             let stop = Arc::clone(&stop);
+            let connections = Arc::clone(&connections);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let Ok(stream) = stream else { continue };
+                    if let Ok(clone) = stream.try_clone() {
+                        connections
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(clone);
+                    }
                     let state = Arc::clone(&state);
                     std::thread::spawn(move || serve_connection(stream, &state, addr));
                 }
@@ -142,6 +154,7 @@ impl FakeRegistry {
             state,
             stop,
             accept: Some(accept),
+            connections,
         }
     }
 
@@ -217,6 +230,14 @@ impl Drop for FakeRegistry {
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(t) = self.accept.take() {
             let _ = t.join();
+        }
+        for c in self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -309,9 +330,12 @@ fn serve_connection(stream: TcpStream, state: &Mutex<State>, addr: SocketAddr) {
         let head = req.method == "HEAD";
         let reply = handle(state, req, addr);
         if write_reply(&mut writer, &reply, head).is_err() || close {
-            return;
+            break;
         }
     }
+    // The registry keeps a clone of every stream (to close them on drop):
+    // dropping this one alone would not close the connection.
+    let _ = writer.shutdown(std::net::Shutdown::Both);
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {

@@ -282,3 +282,25 @@ fn a_lying_registry_and_referrers() {
         404
     );
 }
+
+#[test]
+fn a_dropped_registry_closes_its_keep_alive_connections() {
+    let reg = FakeRegistry::start();
+    let mut stream = TcpStream::connect(reg.addr()).expect("connect to the fake");
+    stream
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.ends_with(b"\r\n\r\n{}") {
+        let n = stream.read(&mut buf).expect("read the answer");
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    drop(reg);
+    assert_eq!(
+        stream.read(&mut buf).expect("read after drop"),
+        0,
+        "still open"
+    );
+}
