@@ -10,18 +10,16 @@ use std::path::Path;
 use std::process::Command;
 
 use ferry_e2e::fault_push::{push_through, upstream};
-use ferry_e2e::registry_push::{assert_registry_has_package, push, Pkg};
+use ferry_e2e::registry_push::{assert_registry_has_package, packaged_with, push, Pkg};
 use ferry_e2e::{bin, run, spawn_with_input, summary, without_proxies};
 use ferry_store::Digest;
 use ferry_testkit::fake_registry::{FakeRegistry, Quirks};
 use ferry_testkit::faults::{FaultPlan, FaultProxy};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
-use ferry_testkit::{generate_layout, write_package, FixtureSpec, PackageFormat, PackageOptions};
+use ferry_testkit::{FixtureSpec, PackageFormat};
 
 /// A layers-first package of `images` images x 2 incompressible layers of `layer_size`.
 fn layers_first(format: PackageFormat, name: &str, images: usize, layer_size: u64) -> Pkg {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
     let spec = FixtureSpec {
         seed: 41,
         images,
@@ -32,20 +30,7 @@ fn layers_first(format: PackageFormat, name: &str, images: usize, layer_size: u6
         docker_schema2_every: 2,
         ..Default::default()
     };
-    let fixture = generate_layout(&spec, &layout).unwrap();
-    let path = dir.path().join(name);
-    let options = PackageOptions {
-        layers_first: true,
-        ..Default::default()
-    };
-    write_package(&layout, format, &options, &path).unwrap();
-    std::fs::remove_dir_all(&layout).unwrap(); // only the package is left beside it
-    Pkg {
-        dir: dir.path().to_path_buf(),
-        tempdir: dir,
-        path,
-        fixture,
-    }
+    packaged_with(&spec, format, true, name)
 }
 
 /// Bytes of the files under `dir`.

@@ -7,14 +7,12 @@
 
 use std::process::{Command, Stdio};
 
-use ferry_e2e::registry_push::{assert_registry_has_package, target, Pkg};
+use ferry_e2e::registry_push::{assert_registry_has_package, packaged_with, target, Pkg};
 use ferry_e2e::{bin, without_proxies, Run};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
-use ferry_testkit::{generate_layout, write_package, FixtureSpec, PackageFormat, PackageOptions};
+use ferry_testkit::{FixtureSpec, PackageFormat};
 
 fn package(layers_first: bool) -> Pkg {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("layout");
     let spec = FixtureSpec {
         seed: 57,
         images: 4,
@@ -24,19 +22,7 @@ fn package(layers_first: bool) -> Pkg {
         multi_arch_every: 3,
         ..Default::default()
     };
-    let fixture = generate_layout(&spec, &layout).unwrap();
-    let path = dir.path().join("pkg.tar.zst");
-    let options = PackageOptions {
-        layers_first,
-        ..Default::default()
-    };
-    write_package(&layout, PackageFormat::TarZst, &options, &path).unwrap();
-    Pkg {
-        dir: dir.path().to_path_buf(),
-        tempdir: dir,
-        path,
-        fixture,
-    }
+    packaged_with(&spec, PackageFormat::TarZst, layers_first, "pkg.tar.zst")
 }
 
 /// The ferry-push command line for `regs` (namespace `m`), each with its own CA and credentials.

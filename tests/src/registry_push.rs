@@ -79,6 +79,31 @@ pub fn generated(spec: &FixtureSpec) -> (tempfile::TempDir, PathBuf, Fixture) {
     (dir, layout, fixture)
 }
 
+/// A package generated from `spec` in a fresh temporary directory: `format`,
+/// index-first or (with `layers_first`) blobs first and `index.json` last, as
+/// most packagers write; the layout it came from is removed.
+pub fn packaged_with(
+    spec: &FixtureSpec,
+    format: PackageFormat,
+    layers_first: bool,
+    name: &str,
+) -> Pkg {
+    let (dir, layout, fixture) = generated(spec);
+    let path = dir.path().join(name);
+    let options = PackageOptions {
+        layers_first,
+        ..Default::default()
+    };
+    write_package(&layout, format, &options, &path).unwrap();
+    std::fs::remove_dir_all(&layout).unwrap();
+    Pkg {
+        dir: dir.path().to_path_buf(),
+        tempdir: dir,
+        path,
+        fixture,
+    }
+}
+
 /// Packages `layout` as an index-first `.tar.zst` named `name` beside it.
 pub fn packaged(dir: tempfile::TempDir, layout: &Path, fixture: Fixture, name: &str) -> Pkg {
     let path = dir.path().join(name);

@@ -31,7 +31,8 @@ use std::sync::Arc;
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
 use ferry_store::layout::IndexJson;
 use ferry_store::verify_reader::{Mismatch, VerifyingReader};
-use ferry_store::{Descriptor, Digest, StoreError};
+use ferry_store::walk::memory_loader;
+use ferry_store::{Descriptor, Digest};
 
 use crate::chunk_pool::{ChunkPool, FillError, HeldBytes};
 use crate::executor::{BlobTask, CopyOptions, Executor, Prepared};
@@ -207,25 +208,6 @@ fn read_verified(
     Ok(bytes)
 }
 
-/// A manifest loader over the manifests held in memory (`parent` names
-/// where a missing one was expected).
-fn held_manifests<'b>(
-    buffered: &'b HashMap<Digest, Vec<u8>>,
-    parent: &'b str,
-) -> impl FnMut(&Descriptor) -> Result<Vec<u8>, StoreError> + 'b {
-    move |d| {
-        buffered
-            .get(&d.digest)
-            .cloned()
-            .ok_or_else(|| StoreError::MissingBlob {
-                digest: d.digest.clone(),
-                media_type: d.media_type.clone(),
-                size: d.size,
-                parent: parent.to_owned(),
-            })
-    }
-}
-
 /// The plan from the metadata and manifests read so far: `Err(Ok(reason))`
 /// when it cannot be made yet (something comes later in the source).
 fn make_plan(
@@ -238,7 +220,7 @@ fn make_plan(
         .ok_or_else(|| Ok("index.json comes after the layers".to_owned()))?;
     let index: IndexJson =
         serde_json::from_slice(index).map_err(|e| Ok(format!("index.json: {e}")))?;
-    plan(&index.manifests, map, held_manifests(buffered, "")).map_err(|e| match e {
+    plan(&index.manifests, map, memory_loader(buffered, "")).map_err(|e| match e {
         PlanError::Graph { problem, .. } => {
             Ok(format!("manifests come after the layers ({problem})"))
         }
@@ -996,7 +978,7 @@ pub fn read_plan(
             let planned = plan(
                 &index.manifests,
                 self.map,
-                held_manifests(&self.buffered, ""),
+                memory_loader(&self.buffered, ""),
             );
             match planned {
                 Ok(p) => Some(Ok(p)),
@@ -1062,7 +1044,7 @@ pub fn read_plan(
     let planned = plan(
         &index.manifests,
         map,
-        held_manifests(&planner.buffered, "the package"),
+        memory_loader(&planner.buffered, "the package"),
     )?;
     Ok(Ok(planned))
 }

@@ -223,23 +223,7 @@ impl<'s> Collector<'s> {
         size: u64,
         reader: &mut dyn Read,
     ) -> Result<(), EntryFailure> {
-        if size > MAX_METADATA_BYTES {
-            return Err(PackageError::TooLarge {
-                entry: path.to_owned(),
-                size,
-                limit: MAX_METADATA_BYTES,
-                what: "a metadata file",
-            }
-            .into());
-        }
-        let mut bytes = Vec::with_capacity(size as usize);
-        reader
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
-        if bytes.len() as u64 != size {
-            return Err(short_entry(path, size, bytes.len() as u64));
-        }
+        let bytes = read_metadata(path, size, reader)?;
         self.metadata.insert(path.to_owned(), bytes);
         Ok(())
     }
@@ -357,4 +341,31 @@ fn short_entry(path: &str, expected: u64, got: u64) -> EntryFailure {
     EntryFailure::Input(format!(
         "entry {path:?} is truncated: header says {expected} bytes, only {got} present"
     ))
+}
+
+/// Reads a metadata file (`index.json`, `manifest.json`, …) whole, refusing
+/// one larger than [`MAX_METADATA_BYTES`] before reading it.
+pub(crate) fn read_metadata(
+    path: &str,
+    size: u64,
+    reader: &mut dyn Read,
+) -> Result<Vec<u8>, EntryFailure> {
+    if size > MAX_METADATA_BYTES {
+        return Err(PackageError::TooLarge {
+            entry: path.to_owned(),
+            size,
+            limit: MAX_METADATA_BYTES,
+            what: "a metadata file",
+        }
+        .into());
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+    if bytes.len() as u64 != size {
+        return Err(short_entry(path, size, bytes.len() as u64));
+    }
+    Ok(bytes)
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ferry_copy::stream::{Entry, EntryError, Flow, SinglePassSource};
 use ferry_store::{Algorithm, Digest, StoreError};
 
-use crate::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
+use crate::collect::{read_metadata, EntryFailure, METADATA_FILES};
 use crate::detect::{detect, Compression, PackageFormat};
 use crate::entries::{for_each_entry, EntryHandler};
 use crate::error::PackageError;
@@ -84,23 +84,7 @@ impl Visitor<'_> {
 impl EntryHandler for Visitor<'_> {
     fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
         if METADATA_FILES.contains(&path) {
-            if size > MAX_METADATA_BYTES {
-                return Err(PackageError::TooLarge {
-                    entry: path.to_owned(),
-                    size,
-                    limit: MAX_METADATA_BYTES,
-                    what: "a metadata file",
-                }
-                .into());
-            }
-            let mut bytes = Vec::with_capacity(size as usize);
-            reader
-                .take(size)
-                .read_to_end(&mut bytes)
-                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
-            if bytes.len() as u64 != size {
-                return Err(EntryFailure::Input(format!("entry {path:?} is truncated")));
-            }
+            let bytes = read_metadata(path, size, reader)?;
             let flow = (self.visit)(Entry::Metadata { path, bytes });
             return self.flow(flow);
         }

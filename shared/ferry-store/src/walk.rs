@@ -36,7 +36,16 @@ pub fn walk_in_memory(
     roots: &[(String, Descriptor)],
     blobs: &std::collections::HashMap<crate::Digest, Vec<u8>>,
 ) -> Walk {
-    walk_graph(roots, |d| {
+    walk_graph(roots, memory_loader(blobs, ""))
+}
+
+/// A manifest loader over manifests held in memory (keyed by digest); one
+/// that is absent is a [`StoreError::MissingBlob`] whose parent is `parent`.
+pub fn memory_loader<'b>(
+    blobs: &'b std::collections::HashMap<crate::Digest, Vec<u8>>,
+    parent: &'b str,
+) -> impl FnMut(&Descriptor) -> Result<Vec<u8>, StoreError> + 'b {
+    move |d| {
         blobs
             .get(&d.digest)
             .cloned()
@@ -44,9 +53,9 @@ pub fn walk_in_memory(
                 digest: d.digest.clone(),
                 media_type: d.media_type.clone(),
                 size: d.size,
-                parent: String::new(),
+                parent: parent.to_owned(),
             })
-    })
+    }
 }
 
 /// Walks the graphs under `roots` (name, descriptor), reading manifest and index
