@@ -13,7 +13,7 @@ use ferry_e2e::fault_push::{push_through, upstream};
 use ferry_e2e::registry_push::{assert_registry_has_package, packaged_with, push, Pkg};
 use ferry_e2e::{bin, run, spawn_with_input, summary, without_proxies};
 use ferry_store::Digest;
-use ferry_testkit::fake_registry::{FakeRegistry, Quirks};
+use ferry_testkit::fake_registry::{FakeRegistry, Quirks, Rule};
 use ferry_testkit::faults::{FaultPlan, FaultProxy};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 use ferry_testkit::{FixtureSpec, PackageFormat};
@@ -105,6 +105,11 @@ fn a_registry_that_refuses_mounts_gets_a_second_read_and_every_image_whole() {
         r.stderr
     );
     assert!(!pkg.dir.join("pkg.tar.zst.ferry-store").exists());
+    assert_fake_holds(&reg, "ns", &pkg);
+}
+
+/// Every image of `pkg` is in the fake registry under `ns`, byte for byte.
+fn assert_fake_holds(reg: &FakeRegistry, ns: &str, pkg: &Pkg) {
     for image in &pkg.fixture.images {
         let (repo, tag) = image
             .reference
@@ -113,7 +118,7 @@ fn a_registry_that_refuses_mounts_gets_a_second_read_and_every_image_whole() {
             .1
             .rsplit_once(':')
             .unwrap();
-        let repo = format!("ns/{repo}");
+        let repo = format!("{ns}/{repo}");
         let (_, bytes) = reg
             .manifest(&repo, tag)
             .unwrap_or_else(|| panic!("{repo}:{tag} missing"));
@@ -126,6 +131,37 @@ fn a_registry_that_refuses_mounts_gets_a_second_read_and_every_image_whole() {
             assert_eq!(Digest::sha256_of(&held), b.digest);
         }
     }
+}
+
+#[test]
+fn a_registry_that_refuses_the_holding_repository_gets_a_second_read() {
+    // As Harbor or Quay do for a repository nobody created: DENIED.
+    let reg = FakeRegistry::start();
+    reg.script(Rule {
+        method: "POST".into(),
+        path_contains: "/ferry-holding/blobs/uploads/".into(),
+        status: 403,
+        times: 1000,
+        body: r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#.into(),
+        headers: Vec::new(),
+    });
+    let pkg = layers_first(PackageFormat::TarZst, "pkg.tar.zst", 2, 256 << 10);
+    let mut cmd = Command::new(bin("ferry-push"));
+    cmd.arg("--source").arg(&pkg.path).args([
+        "--private-registry",
+        &format!("http://{}/ns", reg.addr()),
+        "--need-credential=false",
+    ]);
+    let r = run(without_proxies(&mut cmd));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("second-read: the registry refused the holding repository ns/ferry-holding"),
+        "{}",
+        r.stderr
+    );
+    assert!(!pkg.dir.join("pkg.tar.zst.ferry-store").exists());
+    assert_fake_holds(&reg, "ns", &pkg);
 }
 
 #[test]

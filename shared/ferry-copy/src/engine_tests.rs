@@ -902,3 +902,48 @@ fn a_failing_sink_does_not_stop_the_others() {
     assert!(matches!(results[1], Ok(StreamOutcome::Copied(_))));
     assert_holds_every_image(&images, &good);
 }
+
+#[test]
+fn a_refused_holding_repository_falls_back_to_a_second_read() {
+    let images = with_a_large_layer();
+    let package = images.package(false);
+    let sink = MemorySink {
+        fail: Some("UPLOAD ns/ferry-holding".into()),
+        ..MemorySink::with_holding()
+    };
+    let paths = Mutex::new(Vec::new());
+    let events = |e: CopyEvent| {
+        if let CopyEvent::ReadPath { path, .. } = e {
+            paths.lock().unwrap().push(path);
+        }
+    };
+    let outcome = copy_stream(
+        &package,
+        &sink,
+        CopyOptions {
+            jobs: 2,
+            force: false,
+            clean_holding: false,
+        },
+        &map,
+        Arc::new(AtomicU64::new(0)),
+        &events,
+    );
+    assert!(
+        matches!(outcome, Ok(StreamOutcome::Copied(_))),
+        "{:?}",
+        outcome.err()
+    );
+    assert_eq!(reads(&package), 2, "a second read, no disk");
+    assert_eq!(*paths.lock().unwrap(), ["holding", "second-read"]);
+    let holding_uploads = sink
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("UPLOAD ns/ferry-holding"))
+        .count();
+    assert_eq!(
+        holding_uploads, 1,
+        "one refused probe, then nothing more to the holding repository"
+    );
+    assert_holds_every_image(&images, &sink);
+}

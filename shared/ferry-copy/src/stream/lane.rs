@@ -26,6 +26,12 @@ pub(super) struct Lane<'e, 'a> {
     pub(super) held: HashSet<Digest>,
     /// Blobs came before the plan in a dry run: read on, write nothing.
     pub(super) reading_through: bool,
+    /// The first delivery to the holding repository went through (the sink
+    /// takes blobs there); until then deliveries there are not queued.
+    pub(super) holding_probed: bool,
+    /// The sink refused the holding repository: every blob is sent from a
+    /// second read, once the plan is known.
+    pub(super) holding_refused: bool,
     /// Remove the held blobs after a complete copy.
     pub(super) clean_holding: bool,
 }
@@ -232,6 +238,9 @@ impl Lane<'_, '_> {
             return None;
         }
         if self.plan.is_none() {
+            if self.holding_refused {
+                return None; // sent from the second read
+            }
             let holding = self.holding.clone()?; // reading through: nothing to write
             if buffered.contains_key(digest) || self.held.contains(digest) {
                 return None;
@@ -248,10 +257,11 @@ impl Lane<'_, '_> {
                 }
                 Ok(false) => Some(task),
                 Err(e) => {
-                    self.failure = Some(CopyError::Sink {
+                    let e = CopyError::Sink {
                         context: format!("blob {digest} in {holding}"),
                         source: e,
-                    });
+                    };
+                    self.failed_delivery(digest.clone(), e);
                     None
                 }
             };
@@ -271,9 +281,16 @@ impl Lane<'_, '_> {
         self.task_for(digest).cloned()
     }
 
+    /// True while deliveries to the holding repository must go straight (the
+    /// first one tells whether the sink takes them).
+    pub(super) fn probing_holding(&self) -> bool {
+        self.plan.is_none() && self.holding.is_some() && !self.holding_probed
+    }
+
     /// Records a blob as handed over (queued, or delivered straight).
     pub(super) fn delivered(&mut self, digest: Digest) {
         if self.plan.is_none() {
+            self.holding_probed = true;
             self.held.insert(digest);
         } else {
             self.done.insert(digest);
@@ -285,6 +302,19 @@ impl Lane<'_, '_> {
 
     /// Records a straight delivery that failed.
     pub(super) fn failed_delivery(&mut self, digest: Digest, e: CopyError) {
+        if self.plan.is_none() && self.holding.is_some() && !e.is_transient() {
+            // The sink will not take blobs before their images are known
+            // (a registry that limits which repositories may be created).
+            self.holding_refused = true;
+            (self.events)(CopyEvent::ReadPath {
+                path: "second-read".into(),
+                reason: format!(
+                    "the registry refused the holding repository {} ({e}): reading on to index.json, then reading the package again to send the blobs (nothing is written to disk)",
+                    self.holding.as_deref().unwrap_or_default()
+                ),
+            });
+            return;
+        }
         if e.is_transient() {
             // Its bytes are gone: sent again from the next read.
             self.deferred.insert(digest);
@@ -352,6 +382,18 @@ impl Lane<'_, '_> {
             });
         }
         self.deliver_buffered(buffered)?;
+        if self.holding_refused {
+            let unsent: Vec<Digest> = self
+                .plan
+                .iter()
+                .flat_map(|(_, p)| p.tasks.keys())
+                .filter(|d| !self.done.contains(*d))
+                .cloned()
+                .collect();
+            for d in unsent {
+                self.needs_read(&d);
+            }
+        }
         if let Some((d, t)) = self
             .plan
             .iter()

@@ -198,6 +198,8 @@ pub fn copy_stream_to_many(
             holding: None,
             held: HashSet::new(),
             reading_through: false,
+            holding_probed: false,
+            holding_refused: false,
             clean_holding: options.clean_holding && !t.sink.is_dry_run(),
         })
         .collect();

@@ -87,7 +87,8 @@ impl Reader<'_, '_> {
             return Ok(Flow::Continue);
         }
         // Small: read once into the shared read-ahead memory, verified, queued for each sink.
-        if size <= SPOOL_MAX_BLOB {
+        let probing = takers.iter().any(|(i, _)| self.lanes[*i].probing_holding());
+        if size <= SPOOL_MAX_BLOB && !probing {
             if let Some(memory) = self.memory.try_lend(size) {
                 let blob = memory.fill(reader, size, &digest).map_err(|e| match e {
                     FillError::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
