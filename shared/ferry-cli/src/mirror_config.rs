@@ -312,7 +312,7 @@ fn cri_o(spec: &MirrorSpec) -> Result<Vec<ConfigFile>, MirrorConfigError> {
 /// k3s / RKE2: a path in `endpoint` does not work (k3s #2161), so a namespace is a `rewrite`.
 fn k3s(spec: &MirrorSpec) -> ConfigFile {
     let mut s = String::from(
-        "# k3s: /etc/rancher/k3s/registries.yaml (RKE2: /etc/rancher/rke2/registries.yaml); restart k3s / rke2-server to apply\n",
+        "# RKE2: the same file at /etc/rancher/rke2/registries.yaml; restart k3s (or rke2-server) to apply\n",
     );
     if spec.air_gap {
         s.push_str("# Air gap: also start k3s / RKE2 with --disable-default-registry-endpoint (the upstream host is otherwise tried last)\n");
