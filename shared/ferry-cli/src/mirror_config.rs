@@ -239,7 +239,9 @@ fn upstream_server(host: &str) -> String {
 
 /// containerd appends `/v2` to a host path unless `override_path` is set, so a
 /// namespace goes into the endpoint as `/v2/NS` with `override_path = true`.
-/// Air gap: the mirror is the `server` itself, so nothing else is ever asked.
+/// Air gap: the mirror is the `server` itself, so nothing else is ever asked;
+/// it is listed as a `[host]` too, since containerd 1.6 rejects a hosts.toml
+/// without a `host` table ("invalid `host` tree") and falls back to upstream.
 fn containerd(spec: &MirrorSpec) -> Vec<ConfigFile> {
     let endpoint = spec.target.mirror_endpoint();
     let host_fields = |s: &mut String, indent: &str| {
@@ -258,11 +260,12 @@ fn containerd(spec: &MirrorSpec) -> Vec<ConfigFile> {
             if spec.air_gap {
                 let _ = writeln!(s, "server = {}", q(&endpoint));
                 host_fields(&mut s, "");
+                s.push('\n');
             } else {
                 let _ = writeln!(s, "server = {}\n", q(&upstream_server(h)));
-                let _ = writeln!(s, "[host.{}]", q(&endpoint));
-                host_fields(&mut s, "  ");
             }
+            let _ = writeln!(s, "[host.{}]", q(&endpoint));
+            host_fields(&mut s, "  ");
             ConfigFile {
                 path: Path::new("etc/containerd/certs.d").join(h).join("hosts.toml"),
                 contents: s,
@@ -486,7 +489,13 @@ mod tests {
         assert_eq!(t["override_path"].as_bool(), Some(true));
         assert_eq!(t["ca"].as_str(), Some(ca(&s).as_str()));
         assert_eq!(t["capabilities"][0].as_str(), Some("pull"));
-        assert!(!t.contains_key("host"), "air gap lists no other host: {t:?}");
+        // containerd 1.6 needs a `host` table: the mirror again, nothing upstream.
+        let hosts = t["host"].as_table().unwrap();
+        assert_eq!(hosts.len(), 1, "{hosts:?}");
+        let host = hosts["https://10.0.0.5:5000/v2/ns"].as_table().unwrap();
+        for key in ["capabilities", "ca", "override_path"] {
+            assert_eq!(host[key], t[key], "{key}");
+        }
     }
 
     #[test]

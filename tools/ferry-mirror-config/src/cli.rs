@@ -37,7 +37,8 @@ package or store). --air-gap: the runtime never falls back to the upstream
 host (containerd: the mirror is the server; CRI-O: the prefix is rewritten;
 Talos: skipFallback; OpenShift: NeverContactSource; k3s: start it with
 --disable-default-registry-endpoint). Credentials never go into these files:
-give them to the runtime (kubelet pull secrets, ctr --user, podman --creds).
+give them to the runtime (kubelet pull secrets, ctr --user; Podman: podman
+login HOST:PORT, as --creds is sent to the upstream host only, never a mirror).
 Docker's registry-mirrors works for Docker Hub only and rejects paths: no
 Docker daemon configuration can mirror gcr.io.
 
