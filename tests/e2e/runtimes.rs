@@ -308,7 +308,13 @@ fn podman_pulls_through_registries_conf(ns: &str, air_gap: bool, seed: u64) {
                 &name,
             ]);
             assert_eq!(r.code, 0, "podman pull {name}: {}\n{}", r.stderr, r.stdout);
-            let r = podman(&["image", "inspect", "--format", "{{json .RepoDigests}}", &name]);
+            let r = podman(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoDigests}}",
+                &name,
+            ]);
             assert_eq!(r.code, 0, "{}", r.stderr);
             let want = by_digest(&image.reference, &image.descriptor.digest);
             assert!(

@@ -267,7 +267,9 @@ fn containerd(spec: &MirrorSpec) -> Vec<ConfigFile> {
             let _ = writeln!(s, "[host.{}]", q(&endpoint));
             host_fields(&mut s, "  ");
             ConfigFile {
-                path: Path::new("etc/containerd/certs.d").join(h).join("hosts.toml"),
+                path: Path::new("etc/containerd/certs.d")
+                    .join(h)
+                    .join("hosts.toml"),
                 contents: s,
             }
         })
@@ -322,9 +324,18 @@ fn k3s(spec: &MirrorSpec) -> ConfigFile {
     }
     s.push_str("mirrors:\n");
     for h in &spec.upstream {
-        let _ = writeln!(s, "  {}:\n    endpoint:\n      - {}", q(h), q(&spec.target.base_url()));
+        let _ = writeln!(
+            s,
+            "  {}:\n    endpoint:\n      - {}",
+            q(h),
+            q(&spec.target.base_url())
+        );
         if let Some(ns) = &spec.target.namespace {
-            let _ = writeln!(s, "    rewrite:\n      \"^(.*)$\": {}", q(&format!("{ns}/$1")));
+            let _ = writeln!(
+                s,
+                "    rewrite:\n      \"^(.*)$\": {}",
+                q(&format!("{ns}/$1"))
+            );
         }
     }
     if let Some(ca) = &spec.cacert {
@@ -343,7 +354,9 @@ fn k3s(spec: &MirrorSpec) -> ConfigFile {
 
 /// Talos machine-config documents: the endpoint as containerd takes it, the CA inline.
 fn talos(spec: &MirrorSpec) -> Result<ConfigFile, MirrorConfigError> {
-    let mut s = String::from("# Talos machine config patch: talosctl patch mc --patch @talos/registry-mirrors.yaml\n");
+    let mut s = String::from(
+        "# Talos machine config patch: talosctl patch mc --patch @talos/registry-mirrors.yaml\n",
+    );
     for (i, h) in spec.upstream.iter().enumerate() {
         if i > 0 {
             s.push_str("---\n");
@@ -456,14 +469,19 @@ mod tests {
     }
 
     fn toml(f: &ConfigFile) -> toml::Table {
-        f.contents.parse().unwrap_or_else(|e| panic!("{e}\n{}", f.contents))
+        f.contents
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}\n{}", f.contents))
     }
 
     #[test]
     fn containerd_namespace_is_a_v2_path_with_override_path() {
         let (_d, s) = spec("10.0.0.5:5000/ns", false);
         let f = one(&s, Format::Containerd);
-        assert_eq!(f.path, Path::new("etc/containerd/certs.d/gcr.io/hosts.toml"));
+        assert_eq!(
+            f.path,
+            Path::new("etc/containerd/certs.d/gcr.io/hosts.toml")
+        );
         let t = toml(&f);
         assert_eq!(t["server"].as_str(), Some("https://gcr.io"));
         let host = t["host"]["https://10.0.0.5:5000/v2/ns"].as_table().unwrap();
@@ -476,8 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn containerd_without_namespace_has_no_override_path_and_air_gap_makes_the_mirror_the_server()
-    {
+    fn containerd_without_namespace_has_no_override_path_and_air_gap_makes_the_mirror_the_server() {
         let (_d, s) = spec("10.0.0.5:5000", false);
         let t = toml(&one(&s, Format::Containerd));
         let host = t["host"]["https://10.0.0.5:5000"].as_table().unwrap();
@@ -537,7 +554,10 @@ mod tests {
         );
         let files = render(&plain, Format::CriO).unwrap();
         assert_eq!(files.len(), 1, "no CA, no certs.d file");
-        assert_eq!(toml(&files[0])["registry"][0]["mirror"][0]["insecure"].as_bool(), Some(true));
+        assert_eq!(
+            toml(&files[0])["registry"][0]["mirror"][0]["insecure"].as_bool(),
+            Some(true)
+        );
     }
 
     #[test]
