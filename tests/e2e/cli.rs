@@ -43,10 +43,7 @@ fn help_flags(tool: &str) -> BTreeSet<String> {
         })
         .filter(|f| f != "--help" && f != "--version")
         .collect();
-    assert!(
-        flags.contains("--json"),
-        "{tool}: no flags found in\n{help}"
-    );
+    assert!(!flags.is_empty(), "{tool}: no flags found in\n{help}");
     flags
 }
 
