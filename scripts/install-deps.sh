@@ -24,6 +24,8 @@ declare -A NEED=(
   [fish]=fish                           # the generated fish completions are run in fish
   [debootstrap]=debootstrap             # a fresh Debian root the .deb is installed into (test-package.sh)
   [dpkg-shlibdeps]=dpkg-dev             # cargo-deb computes the .deb's Depends with it
+  [containerd]=containerd               # a real runtime pulls through ferry's printed hosts.toml (tests/e2e/runtimes.rs)
+  [podman]=podman                       # a real runtime pulls through ferry's printed registries.conf + certs.d
 )
 
 missing=()

@@ -29,7 +29,7 @@ step "the .deb and the .tar.gz hold the same files, and not ferry-fixture"
 deb_files=$(dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ {print $NF}' | sed -E 's,^\./usr/,,; s,^share/doc/ferry/,,' | grep -v '^copyright$' | sort)
 tar_files=$(tar -tzf "$TARBALL" | grep -v '/$' | sed -E 's,^[^/]+/,,' | sort)
 [ "$deb_files" = "$tar_files" ] || fail "the .deb and the .tar.gz differ: $(diff <(echo "$deb_files") <(echo "$tar_files"))"
-for cmd in ferry ferry-export ferry-verify ferry-diff ferry-push; do
+for cmd in ferry ferry-export ferry-verify ferry-diff ferry-push ferry-mirror-config; do
   grep -qx "bin/$cmd" <<< "$deb_files" || fail "$cmd is not in the .deb"
 done
 if grep -q fixture <<< "$deb_files"; then fail "the test-only ferry-fixture is in the .deb"; fi

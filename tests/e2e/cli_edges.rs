@@ -9,13 +9,17 @@ use std::process::{Command, Stdio};
 use ferry_e2e::{bin, export, run, without_proxies, Run};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 
-const TOOLS: [&str; 5] = [
+const TOOLS: [&str; 6] = [
     "ferry",
     "ferry-export",
     "ferry-verify",
     "ferry-push",
     "ferry-diff",
+    "ferry-mirror-config",
 ];
+
+/// The tools with a `--jobs` option (all but the umbrella and ferry-mirror-config).
+const TOOLS_WITH_JOBS: [&str; 4] = ["ferry-export", "ferry-verify", "ferry-push", "ferry-diff"];
 
 fn help(tool: &str, columns: u32) -> String {
     let r = run(Command::new(bin(tool))
@@ -73,7 +77,7 @@ fn shared_options_are_described_for_each_tool() {
             .unwrap_or_else(|| panic!("{tool}: no {option}\n{text}"));
         line.trim_start()[option.len()..].trim().to_owned()
     };
-    let jobs: Vec<String> = TOOLS[1..]
+    let jobs: Vec<String> = TOOLS_WITH_JOBS
         .iter()
         .map(|t| option_help(t, "--jobs <N>"))
         .collect();

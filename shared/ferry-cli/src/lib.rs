@@ -10,6 +10,8 @@ pub mod exit;
 pub mod help;
 pub mod human;
 pub mod interrupt;
+#[cfg(feature = "registry")]
+pub mod mirror_config;
 pub mod progress;
 #[cfg(feature = "registry")]
 pub mod registry_args;

@@ -21,7 +21,6 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod meter;
-pub mod mirror;
 pub mod proxy;
 pub mod retry;
 pub mod sink;

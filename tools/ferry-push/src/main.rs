@@ -357,14 +357,13 @@ fn finish(cli: &Cli, conn: &ferry_cli::registry_args::Connection, report: &CopyR
             Some(CredentialSource::CredHelper { config, .. }) => Some(config.clone()),
             _ => None,
         };
-        println!(
-            "\n{}",
-            ferry_registry::mirror::mirror_config(
-                &conn.target,
-                &upstream.into_iter().collect::<Vec<_>>(),
-                conn.cacert.as_deref(),
-                cred_config.as_deref()
-            )
+        let spec = ferry_cli::mirror_config::MirrorSpec::new(
+            conn.target.clone(),
+            upstream,
+            conn.cacert.as_deref(),
+            cred_config.as_deref(),
+            false,
         );
+        println!("\n{}", ferry_cli::mirror_config::push_summary(&spec));
     }
 }

@@ -24,6 +24,10 @@ pub fn tools() -> Vec<(&'static str, Command)> {
             "push",
             tool_command::<ferry_push::cli::Cli>(&ferry_push::cli::HELP),
         ),
+        (
+            "mirror-config",
+            tool_command::<ferry_mirror_config::cli::Cli>(&ferry_mirror_config::cli::HELP),
+        ),
     ]
 }
 
@@ -78,12 +82,13 @@ pub const GENERATE_MAN: &str = "generate-man";
 
 /// Every command `ferry completions` and the man pages cover: `ferry`, then the
 /// tools (the names of [`tools`]' definitions).
-pub const COMMANDS: [&str; 5] = [
+pub const COMMANDS: [&str; 6] = [
     "ferry",
     "ferry-export",
     "ferry-verify",
     "ferry-diff",
     "ferry-push",
+    "ferry-mirror-config",
 ];
 
 /// `ferry completions SHELL [COMMAND]`.
