@@ -895,6 +895,12 @@ mod tests {
         assert_eq!(request(&mut c, "PUT", "/v2/a/manifests/t", b"{}").0, 200);
         let st = proxy.stats();
         assert_eq!((st.connections, st.http_faults, st.resets), (4, 3, 0));
+        // The upstream counts a request after answering it: wait for the last
+        // count (bounded; a deadlock detector, not a timing assertion).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while served.load(Ordering::SeqCst) < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert_eq!(served.load(Ordering::SeqCst), 5);
         assert_eq!(proxy.count_requests("PUT", "/manifests/"), 2);
     }

@@ -35,8 +35,8 @@ Without --out the files are printed, each under a '# FORMAT: PATH' line; with
 Upstream hosts come from --upstream, or from the image names of --source (a
 package or store). --air-gap: the runtime never falls back to the upstream
 host (containerd: the mirror is the server; CRI-O: the prefix is rewritten;
-Talos: skipFallback; OpenShift: NeverContactSource; k3s: start it with
---disable-default-registry-endpoint). Credentials never go into these files:
+Talos: skipFallback; OpenShift: NeverContactSource; k3s: start it with its
+disable-default-registry-endpoint option). Credentials never go into these files:
 give them to the runtime (kubelet pull secrets, ctr --user; Podman: podman
 login HOST:PORT, as --creds is sent to the upstream host only, never a mirror).
 Docker's registry-mirrors works for Docker Hub only and rejects paths: no
