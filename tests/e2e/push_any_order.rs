@@ -90,13 +90,7 @@ fn a_registry_that_refuses_mounts_gets_a_second_read_and_every_image_whole() {
         ..Quirks::default()
     });
     let pkg = layers_first(PackageFormat::TarZst, "pkg.tar.zst", 3, 256 << 10);
-    let mut cmd = Command::new(bin("ferry-push"));
-    cmd.arg("--source").arg(&pkg.path).args([
-        "--private-registry",
-        &format!("http://{}/ns", reg.addr()),
-        "--need-credential=false",
-    ]);
-    let r = run(without_proxies(&mut cmd));
+    let r = push_to_fake(&reg, &pkg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
@@ -106,6 +100,17 @@ fn a_registry_that_refuses_mounts_gets_a_second_read_and_every_image_whole() {
     );
     assert!(!pkg.dir.join("pkg.tar.zst.ferry-store").exists());
     assert_fake_holds(&reg, "ns", &pkg);
+}
+
+/// `ferry-push` of `pkg` to the fake registry under `ns` (plain HTTP, anonymous).
+fn push_to_fake(reg: &FakeRegistry, pkg: &Pkg) -> ferry_e2e::Run {
+    let mut cmd = Command::new(bin("ferry-push"));
+    cmd.arg("--source").arg(&pkg.path).args([
+        "--private-registry",
+        &format!("http://{}/ns", reg.addr()),
+        "--need-credential=false",
+    ]);
+    run(without_proxies(&mut cmd))
 }
 
 /// Every image of `pkg` is in the fake registry under `ns`, byte for byte.
@@ -146,13 +151,7 @@ fn a_registry_that_refuses_the_holding_repository_gets_a_second_read() {
         headers: Vec::new(),
     });
     let pkg = layers_first(PackageFormat::TarZst, "pkg.tar.zst", 2, 256 << 10);
-    let mut cmd = Command::new(bin("ferry-push"));
-    cmd.arg("--source").arg(&pkg.path).args([
-        "--private-registry",
-        &format!("http://{}/ns", reg.addr()),
-        "--need-credential=false",
-    ]);
-    let r = run(without_proxies(&mut cmd));
+    let r = push_to_fake(&reg, &pkg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr

@@ -618,6 +618,24 @@ fn a_panic_of_the_reading_thread_never_leaves_workers_waiting() {
     );
 }
 
+/// The read paths (`stream`, `holding`, `second-read`…) a copy reports.
+#[derive(Default)]
+struct Paths(Mutex<Vec<String>>);
+
+impl Paths {
+    fn record(&self) -> impl Fn(CopyEvent) + Sync + '_ {
+        move |e| {
+            if let CopyEvent::ReadPath { path, .. } = e {
+                self.0.lock().unwrap().push(path);
+            }
+        }
+    }
+
+    fn taken(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
 fn reads(p: &crate::testing::MemoryPackage) -> u64 {
     p.reads.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -636,12 +654,8 @@ fn a_layers_first_package_goes_through_the_holding_repository_in_one_read() {
     let images = two_images_sharing_a_layer();
     let package = images.package(false);
     let sink = MemorySink::with_holding();
-    let paths = Mutex::new(Vec::new());
-    let events = |e: CopyEvent| {
-        if let CopyEvent::ReadPath { path, .. } = e {
-            paths.lock().unwrap().push(path);
-        }
-    };
+    let paths = Paths::default();
+    let events = paths.record();
     let outcome = copy_stream(
         &package,
         &sink,
@@ -659,7 +673,7 @@ fn a_layers_first_package_goes_through_the_holding_repository_in_one_read() {
         panic!("not copied")
     };
     assert_eq!(reads(&package), 1, "one read of the package");
-    assert_eq!(*paths.lock().unwrap(), ["holding"]);
+    assert_eq!(paths.taken(), ["holding"]);
     let calls = sink.calls();
     // Layers went to the holding repository before index.json was read, then were mounted.
     let layers: Vec<_> = images
@@ -721,12 +735,8 @@ fn refused_mounts_from_holding_take_a_second_read_and_the_images_still_arrive_wh
         refuse_mounts: true,
         ..MemorySink::with_holding()
     };
-    let paths = Mutex::new(Vec::new());
-    let events = |e: CopyEvent| {
-        if let CopyEvent::ReadPath { path, .. } = e {
-            paths.lock().unwrap().push(path);
-        }
-    };
+    let paths = Paths::default();
+    let events = paths.record();
     let StreamOutcome::Copied(_) = copy_stream(
         &package,
         &sink,
@@ -739,7 +749,7 @@ fn refused_mounts_from_holding_take_a_second_read_and_the_images_still_arrive_wh
         panic!()
     };
     assert_eq!(reads(&package), 2, "a second read, no disk");
-    assert_eq!(*paths.lock().unwrap(), ["holding", "second-read"]);
+    assert_eq!(paths.taken(), ["holding", "second-read"]);
     for image in two_images_sharing_a_layer().plan().images {
         for b in &image.blobs {
             assert!(
@@ -911,12 +921,8 @@ fn a_refused_holding_repository_falls_back_to_a_second_read() {
         fail: Some("UPLOAD ns/ferry-holding".into()),
         ..MemorySink::with_holding()
     };
-    let paths = Mutex::new(Vec::new());
-    let events = |e: CopyEvent| {
-        if let CopyEvent::ReadPath { path, .. } = e {
-            paths.lock().unwrap().push(path);
-        }
-    };
+    let paths = Paths::default();
+    let events = paths.record();
     let outcome = copy_stream(
         &package,
         &sink,
@@ -935,7 +941,7 @@ fn a_refused_holding_repository_falls_back_to_a_second_read() {
         outcome.err()
     );
     assert_eq!(reads(&package), 2, "a second read, no disk");
-    assert_eq!(*paths.lock().unwrap(), ["holding", "second-read"]);
+    assert_eq!(paths.taken(), ["holding", "second-read"]);
     let holding_uploads = sink
         .calls()
         .iter()
