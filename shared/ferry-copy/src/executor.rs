@@ -102,6 +102,11 @@ impl<'a> Executor<'a> {
         self.report.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Concurrent transfers this executor runs (`--jobs`).
+    pub fn jobs(&self) -> usize {
+        self.options.jobs.max(1)
+    }
+
     /// Blobs uploaded or mounted so far.
     pub fn blobs_written(&self) -> u64 {
         let t = self.tally();

@@ -355,9 +355,15 @@ impl Lane<'_, '_> {
             .filter(|t| !self.done.contains(&t.desc.digest) && self.held.contains(&t.desc.digest))
             .cloned()
             .collect();
+        // Mounts need no bytes: they go on the copy's workers at once.
+        let executor = self.executor;
+        let outcomes = crate::pool::parallel(&held, executor.jobs(), |task| {
+            Ok::<_, std::convert::Infallible>(executor.deliver(task, Body::Gone))
+        })
+        .unwrap_or_else(|never| match never {});
         let mut refused = 0;
-        for task in held {
-            match self.executor.deliver(&task, Body::Gone) {
+        for (task, outcome) in held.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(()) => {
                     self.done.insert(task.desc.digest.clone());
                 }
