@@ -1,0 +1,225 @@
+//! Package formats from the field, made by the real tools: images built from
+//! scratch (offline) with Debian's `buildah`, saved with `podman save` as a
+//! multi-image docker-archive (`-m`), an oci-archive and a docker-archive, and
+//! pushed by `buildah` itself into an oci-archive. Each is exported, verified,
+//! pushed to a real registry and diffed; what landed is checked with skopeo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_e2e::registry_push::{mapped, push, registry_tool, skopeo};
+use ferry_e2e::{assert_all_blobs_verify, assert_store_complete, bin, export, run, skopeo_ok};
+use ferry_store::Digest;
+use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
+
+/// The images the tests build: (reference, file content seed).
+const IMAGES: [&str; 2] = ["localhost/ferry/field-a:1.0", "localhost/ferry/field-b:2.0"];
+
+/// A private container storage (vfs driver, own root and run root in a temp
+/// dir) holding [`IMAGES`], built from scratch with buildah.
+struct Images {
+    dir: tempfile::TempDir,
+    /// Image IDs (config digests) by reference, in [`IMAGES`] order.
+    ids: Vec<Digest>,
+}
+
+impl Images {
+    fn build() -> Images {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-field-")
+            .tempdir()
+            .unwrap();
+        let mut images = Images {
+            dir,
+            ids: Vec::new(),
+        };
+        for (i, reference) in IMAGES.iter().enumerate() {
+            let container = images.ok("buildah", &["from", "scratch"]);
+            let files = images.dir.path().join(format!("files-{i}"));
+            std::fs::create_dir_all(files.join("etc")).unwrap();
+            std::fs::write(
+                files.join("etc/field.conf"),
+                format!("image {i}\n").repeat(2000),
+            )
+            .unwrap();
+            std::fs::write(files.join("hello"), format!("hello from {reference}\n")).unwrap();
+            images.ok(
+                "buildah",
+                &["copy", &container, files.to_str().unwrap(), "/"],
+            );
+            images.ok("buildah", &["config", "--cmd", "/hello", &container]);
+            let id = images.ok("buildah", &["commit", "-q", &container, reference]);
+            images.ids.push(format!("sha256:{id}").parse().unwrap());
+        }
+        images
+    }
+
+    /// Runs `tool` (buildah or podman) on this storage; its trimmed stdout.
+    fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let root = self.dir.path().join("root");
+        let runroot = self.dir.path().join("runroot");
+        let r = run(Command::new(tool)
+            .args(["--storage-driver", "vfs", "--root"])
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args(args));
+        assert_eq!(r.code, 0, "{tool} {args:?}: {}", r.stderr);
+        r.stdout.trim().to_owned()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// `ferry-verify` on `paths`.
+fn verify(paths: &[&Path]) -> ferry_e2e::Run {
+    run(Command::new(bin("ferry-verify")).args(paths))
+}
+
+/// The config digest of the image `reference` pushed under `ns` of `reg`.
+fn pushed_config(reg: &Registry, ns: &str, reference: &str) -> Digest {
+    let raw = skopeo(
+        reg,
+        SkopeoRole::Inspect,
+        &["inspect", "--raw", &mapped(reg, ns, reference)],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["config"]["digest"].as_str().unwrap().parse().unwrap()
+}
+
+/// Exports, verifies, pushes and diffs `package`, which must hold the images
+/// `expected` (indices into [`IMAGES`]): names, image IDs (config digests) and
+/// the pulled content are checked with skopeo.
+fn round_trip(images: &Images, package: &Path, expected: &[usize]) {
+    let label = package.display().to_string();
+    let store = images.path("store");
+    let _ = std::fs::remove_dir_all(&store);
+    let r = export(package, &store, &[]);
+    assert_eq!(r.code, 0, "export {label}: {}\n{}", r.stderr, r.stdout);
+    let mut names = assert_store_complete(&store);
+    names.sort();
+    let mut want: Vec<String> = expected.iter().map(|&i| IMAGES[i].to_owned()).collect();
+    want.sort();
+    assert_eq!(names, want, "{label}");
+    assert_all_blobs_verify(&store);
+    let r = verify(&[package, &store]);
+    assert_eq!(r.code, 0, "verify {label}: {}\n{}", r.stderr, r.stdout);
+
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let diff = |extra: &[&str]| registry_tool("ferry-diff", &reg, package, "f", extra, &[], true);
+    let before = diff(&[]);
+    assert_eq!(
+        before.code, 1,
+        "diff before push {label}: {}",
+        before.stderr
+    );
+    let r = push(&reg, package, "f", &[]);
+    assert_eq!(r.code, 0, "push {label}: {}\n{}", r.stderr, r.stdout);
+    for &i in expected {
+        assert_eq!(
+            pushed_config(&reg, "f", IMAGES[i]),
+            images.ids[i],
+            "{label}: {} landed with another image ID",
+            IMAGES[i]
+        );
+        let pulled = images.path(&format!("pulled-{i}"));
+        let _ = std::fs::remove_dir_all(&pulled);
+        skopeo(
+            &reg,
+            SkopeoRole::Src,
+            &[
+                "copy",
+                &mapped(&reg, "f", IMAGES[i]),
+                &format!("oci:{}:x", pulled.display()),
+            ],
+        );
+        assert_all_blobs_verify(&pulled);
+    }
+    let after = diff(&[]);
+    assert_eq!(
+        after.code, 0,
+        "diff after push {label}: {}{}",
+        after.stdout, after.stderr
+    );
+}
+
+#[test]
+fn podman_and_buildah_archives_export_verify_push_and_diff() {
+    let images = Images::build();
+    let storage_ref = |i: usize| IMAGES[i].to_owned();
+
+    // podman save -m: one docker-archive holding both images.
+    let multi = images.path("multi.docker-archive.tar");
+    images.ok(
+        "podman",
+        &[
+            "save",
+            "-m",
+            "-o",
+            multi.to_str().unwrap(),
+            &storage_ref(0),
+            &storage_ref(1),
+        ],
+    );
+    round_trip(&images, &multi, &[0, 1]);
+
+    // podman save --format docker-archive (one image).
+    let docker = images.path("b.docker-archive.tar");
+    images.ok(
+        "podman",
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            docker.to_str().unwrap(),
+            &storage_ref(1),
+        ],
+    );
+    round_trip(&images, &docker, &[1]);
+
+    // podman save --format oci-archive: the manifest is kept byte for byte.
+    let oci = images.path("a.oci-archive.tar");
+    images.ok(
+        "podman",
+        &[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            oci.to_str().unwrap(),
+            &storage_ref(0),
+        ],
+    );
+    round_trip(&images, &oci, &[0]);
+
+    // buildah push IMAGE oci-archive:FILE:NAME.
+    let bah = images.path("b.buildah.oci-archive.tar");
+    images.ok(
+        "buildah",
+        &[
+            "push",
+            "-q",
+            &storage_ref(1),
+            &format!("oci-archive:{}:{}", bah.display(), IMAGES[1]),
+        ],
+    );
+    round_trip(&images, &bah, &[1]);
+    // Byte-identical: the registry holds the manifest skopeo reads from the archive.
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let r = push(&reg, &bah, "f", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let in_archive = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", bah.display()),
+    ]);
+    let landed = skopeo(
+        &reg,
+        SkopeoRole::Inspect,
+        &["inspect", "--raw", &mapped(&reg, "f", IMAGES[1])],
+    );
+    assert_eq!(Digest::sha256_of(&landed), Digest::sha256_of(&in_archive));
+}
