@@ -13,7 +13,11 @@ use ferry_store::Digest;
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
 
 /// The images the tests build: (reference, file content seed).
-const IMAGES: [&str; 2] = ["localhost/ferry/field-a:1.0", "localhost/ferry/field-b:2.0"];
+const IMAGES: [&str; 3] = [
+    "localhost/ferry/field-a:1.0",
+    "localhost/ferry/field-b:2.0",
+    "localhost/ferry/field-c:3.0",
+];
 
 /// A private container storage (vfs driver, own root and run root in a temp
 /// dir) holding [`IMAGES`], built from scratch with buildah.
@@ -91,8 +95,9 @@ fn pushed_config(reg: &Registry, ns: &str, reference: &str) -> Digest {
 
 /// Exports, verifies, pushes and diffs `package`, which must hold the images
 /// `expected` (indices into [`IMAGES`]): names, image IDs (config digests) and
-/// the pulled content are checked with skopeo.
-fn round_trip(images: &Images, package: &Path, expected: &[usize]) {
+/// the pulled content are checked with skopeo. `ferry-verify` reads the
+/// package too when `verify_package`, and the exported store always.
+fn round_trip(images: &Images, package: &Path, expected: &[usize], verify_package: bool) {
     let label = package.display().to_string();
     let store = images.path("store");
     let _ = std::fs::remove_dir_all(&store);
@@ -104,7 +109,11 @@ fn round_trip(images: &Images, package: &Path, expected: &[usize]) {
     want.sort();
     assert_eq!(names, want, "{label}");
     assert_all_blobs_verify(&store);
-    let r = verify(&[package, &store]);
+    let r = if verify_package {
+        verify(&[package, &store])
+    } else {
+        verify(&[&store])
+    };
     assert_eq!(r.code, 0, "verify {label}: {}\n{}", r.stderr, r.stdout);
 
     let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
@@ -163,7 +172,7 @@ fn podman_and_buildah_archives_export_verify_push_and_diff() {
             &storage_ref(1),
         ],
     );
-    round_trip(&images, &multi, &[0, 1]);
+    round_trip(&images, &multi, &[0, 1], true);
 
     // podman save --format docker-archive (one image).
     let docker = images.path("b.docker-archive.tar");
@@ -178,7 +187,7 @@ fn podman_and_buildah_archives_export_verify_push_and_diff() {
             &storage_ref(1),
         ],
     );
-    round_trip(&images, &docker, &[1]);
+    round_trip(&images, &docker, &[1], true);
 
     // podman save --format oci-archive: the manifest is kept byte for byte.
     let oci = images.path("a.oci-archive.tar");
@@ -193,7 +202,7 @@ fn podman_and_buildah_archives_export_verify_push_and_diff() {
             &storage_ref(0),
         ],
     );
-    round_trip(&images, &oci, &[0]);
+    round_trip(&images, &oci, &[0], true);
 
     // buildah push IMAGE oci-archive:FILE:NAME.
     let bah = images.path("b.buildah.oci-archive.tar");
@@ -206,7 +215,7 @@ fn podman_and_buildah_archives_export_verify_push_and_diff() {
             &format!("oci-archive:{}:{}", bah.display(), IMAGES[1]),
         ],
     );
-    round_trip(&images, &bah, &[1]);
+    round_trip(&images, &bah, &[1], true);
     // Byte-identical: the registry holds the manifest skopeo reads from the archive.
     let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
     let r = push(&reg, &bah, "f", &[]);
@@ -222,4 +231,121 @@ fn podman_and_buildah_archives_export_verify_push_and_diff() {
         &["inspect", "--raw", &mapped(&reg, "f", IMAGES[1])],
     );
     assert_eq!(Digest::sha256_of(&landed), Digest::sha256_of(&in_archive));
+}
+
+/// Compresses `file` with `tool` (`gzip`, `zstd`, `xz`) into `out`.
+fn compress(tool: &str, file: &Path, out: &Path) {
+    let r = run(Command::new(tool)
+        .args(["-c", "-q"])
+        .arg(file)
+        .stdout(std::fs::File::create(out).unwrap()));
+    assert_eq!(r.code, 0, "{tool}: {}", r.stderr);
+}
+
+/// `tar -C dir -cf OUT [-z] .`
+fn tar_dir(dir: &Path, out: &Path, gzip: bool) {
+    let r = run(Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg(if gzip { "-czf" } else { "-cf" })
+        .arg(out)
+        .arg("."));
+    assert_eq!(r.code, 0, "tar: {}", r.stderr);
+}
+
+/// A vendor's "push each image file" package: a directory holding one archive
+/// per image (a docker-archive as .tar.gz, a podman oci-archive as .tar.zst, a
+/// buildah oci-archive as .tar.xz) and a README; the directory itself, a tar
+/// of it and a tar.gz of it are each exported, verified, pushed and diffed.
+#[test]
+fn a_package_of_image_archives_exports_verifies_pushes_and_diffs() {
+    let images = Images::build();
+    let vendor = images.path("vendor");
+    std::fs::create_dir_all(vendor.join("images")).unwrap();
+    std::fs::write(vendor.join("README.txt"), "podman load -i each file\n").unwrap();
+    let saved = |format: &str, i: usize| {
+        let out = images.path(&format!("{i}.{format}.tar"));
+        images.ok(
+            "podman",
+            &[
+                "save",
+                "--format",
+                format,
+                "-o",
+                out.to_str().unwrap(),
+                IMAGES[i],
+            ],
+        );
+        out
+    };
+    compress(
+        "gzip",
+        &saved("docker-archive", 0),
+        &vendor.join("images/a.tar.gz"),
+    );
+    compress("zstd", &saved("oci-archive", 1), &vendor.join("b.tar.zst"));
+    let bah = images.path("c.buildah.tar");
+    images.ok(
+        "buildah",
+        &[
+            "push",
+            "-q",
+            IMAGES[2],
+            &format!("oci-archive:{}:{}", bah.display(), IMAGES[2]),
+        ],
+    );
+    compress("xz", &bah, &vendor.join("c.tar.xz"));
+
+    round_trip(&images, &vendor, &[0, 1, 2], false);
+    for gzip in [false, true] {
+        let outer = images.path(if gzip { "vendor.tgz" } else { "vendor.tar" });
+        tar_dir(&vendor, &outer, gzip);
+        round_trip(&images, &outer, &[0, 1, 2], true);
+    }
+}
+
+/// Hostile image archives inside a package (the testkit's hostile corpus):
+/// traversal entries, a truncated archive; each refused with exit 2 naming the
+/// outer and the inner entry, and nothing named (the good archive beside it is
+/// not exported alone).
+#[test]
+fn hostile_image_archives_inside_a_package_are_refused_naming_both_entries() {
+    let work = tempfile::tempdir().unwrap();
+    let corpus = work.path().join("corpus");
+    let cases = ferry_testkit::write_hostile_corpus(&corpus).unwrap();
+    let good = std::fs::read(corpus.join(ferry_testkit::hostile::VALID_PACKAGE)).unwrap();
+    let case = |name: &str| {
+        let c = cases.iter().find(|c| c.name == name).unwrap();
+        (std::fs::read(&c.path).unwrap(), c.must_mention.clone())
+    };
+    let mut hostile = vec![
+        case("path-traversal"),
+        case("path-traversal-nested"),
+        case("absolute-path"),
+    ];
+    hostile.push((good[..good.len() / 2].to_vec(), "truncated".to_owned()));
+
+    for (i, (inner, says)) in hostile.iter().enumerate() {
+        let dir = work.path().join(format!("case-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("1-good.tar"), &good).unwrap();
+        std::fs::write(dir.join("2-bad.tar"), inner).unwrap();
+        let outer = work.path().join(format!("case-{i}.tar.gz"));
+        tar_dir(&dir, &outer, true);
+        for source in [&dir, &outer] {
+            let store = work.path().join(format!("store-{i}"));
+            let r = export(source, &store, &[]);
+            assert_eq!(r.code, 2, "{says}: {}\n{}", r.stderr, r.stdout);
+            assert!(
+                r.stderr.contains("2-bad.tar") && r.stderr.contains(says.as_str()),
+                "{says}: the error names the outer and inner entry: {}",
+                r.stderr
+            );
+            let named = ferry_store::Store::open_read_only(&store)
+                .ok()
+                .and_then(|s| s.index_entries().ok())
+                .map_or(0, |e| e.len());
+            assert_eq!(named, 0, "{says}: an image was named");
+        }
+    }
 }

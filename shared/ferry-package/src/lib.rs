@@ -26,6 +26,7 @@ pub mod error;
 pub mod estimate;
 pub mod header_guard;
 pub mod import;
+pub mod nested;
 pub mod package_source;
 pub mod stage;
 

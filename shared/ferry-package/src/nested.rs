@@ -1,0 +1,131 @@
+//! Nested image archives: a package (a tar, compressed or not, or a directory)
+//! holding one `docker save` / `podman save` docker-archive or oci-archive per
+//! image, each possibly compressed. An entry is taken for an image archive by
+//! its content, never its name: the first tar header of its (decompressed)
+//! head must name an image archive's top-level file (`blobs/`, `oci-layout`,
+//! `index.json`, `manifest.json`, `repositories`, or a docker-archive's
+//! `<64 hex>.tar`/`.json`/`<64 hex>/`). A docker-archive's own layers are
+//! `.tar` files too, but they start with root filesystem paths.
+
+use std::io::Read;
+
+use crate::decompress::Decompressed;
+use crate::detect::{detect_bytes, Compression, PackageFormat};
+
+/// Raw bytes of an entry read ahead (in memory) to decide whether it is an
+/// image archive; the decision never needs more.
+pub const HEAD_BYTES: usize = 64 << 10;
+
+/// How deep image archives may nest: a package holding image archives, never
+/// an image archive holding another.
+pub const MAX_NESTING: u32 = 1;
+
+/// The compression of the image archive whose first raw bytes are `head`, or
+/// `None` when `head` does not start one.
+pub fn image_archive(head: &[u8]) -> Option<Compression> {
+    let Some(PackageFormat::Archive(compression)) = detect_bytes(&head[..head.len().min(512)])
+    else {
+        return None;
+    };
+    let tar_head = decompressed_head(head, compression, 1024);
+    if detect_bytes(&tar_head[..tar_head.len().min(512)])
+        != Some(PackageFormat::Archive(Compression::None))
+    {
+        return None;
+    }
+    let first = header_name(&tar_head[..512]);
+    let first = first.trim_start_matches("./");
+    if first.is_empty() || first == "." {
+        // `tar -C DIR -cf - .`: the root directory first, then the real entries.
+        return (tar_head.len() >= 1024
+            && starts_image_archive(header_name(&tar_head[512..1024]).trim_start_matches("./")))
+        .then_some(compression);
+    }
+    starts_image_archive(first).then_some(compression)
+}
+
+/// Up to `want` decompressed bytes of `head` (fewer when `head` holds fewer).
+fn decompressed_head(head: &[u8], compression: Compression, want: usize) -> Vec<u8> {
+    let mut out = vec![0u8; want];
+    let Ok(mut decoder) = Decompressed::over(head, compression, 1) else {
+        return Vec::new();
+    };
+    let mut n = 0;
+    while n < want {
+        match decoder.read(&mut out[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+/// The entry name in a 512-byte tar header (with the ustar prefix).
+fn header_name(block: &[u8]) -> String {
+    let header = tar::Header::from_byte_slice(block);
+    String::from_utf8_lossy(&header.path_bytes()).into_owned()
+}
+
+/// Whether an archive whose first entry is `name` is an image archive.
+fn starts_image_archive(name: &str) -> bool {
+    let top = name.split('/').next().unwrap_or_default();
+    if matches!(
+        top,
+        "blobs" | "oci-layout" | "index.json" | "manifest.json" | "repositories"
+    ) {
+        return true;
+    }
+    let stem = top
+        .strip_suffix(".tar")
+        .or_else(|| top.strip_suffix(".json"))
+        .unwrap_or(top);
+    stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for name in names {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &b"abc"[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn image_archives_are_told_from_layers_by_content() {
+        let hex = "a".repeat(64);
+        for first in [
+            "blobs/sha256/x".to_owned(),
+            "oci-layout".to_owned(),
+            "manifest.json".to_owned(),
+            format!("{hex}.tar"),
+            format!("{hex}/layer.tar"),
+            format!("./{hex}.json"),
+        ] {
+            let t = tar_of(&[&first, "etc/x"]);
+            assert_eq!(image_archive(&t), Some(Compression::None), "{first}");
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &t).unwrap();
+            assert_eq!(
+                image_archive(&gz.finish().unwrap()),
+                Some(Compression::Gzip)
+            );
+            let zst = zstd::encode_all(&t[..], 1).unwrap();
+            assert_eq!(image_archive(&zst), Some(Compression::Zstd));
+        }
+        // A layer: root filesystem paths, even when named like an archive.
+        for first in ["etc/passwd", "./usr/bin/x", "layer.tar", "hello"] {
+            assert_eq!(image_archive(&tar_of(&[first])), None, "{first}");
+        }
+        assert_eq!(image_archive(b"not a tar at all"), None);
+        assert_eq!(image_archive(&[0x1f, 0x8b, 8, 0]), None, "truncated gzip");
+    }
+}
