@@ -347,5 +347,14 @@ fn hostile_image_archives_inside_a_package_are_refused_naming_both_entries() {
                 .map_or(0, |e| e.len());
             assert_eq!(named, 0, "{says}: an image was named");
         }
+        // ferry-verify reads the same package through and reports the problem
+        // (exit 1) under both entries.
+        let r = verify(&[&outer]);
+        assert_eq!(r.code, 1, "{says}: {}\n{}", r.stderr, r.stdout);
+        let text = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            text.contains("2-bad.tar") && text.contains(says.as_str()),
+            "{says}: {text}"
+        );
     }
 }

@@ -6,19 +6,16 @@
 //! fails is rewritten from the package and listed in [`Collector::replaced`].
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferry_store::audit::{check_stored_blob, ProblemKind};
 use ferry_store::{journal, Algorithm, Digest, Store, StoreError};
 
-use crate::decompress::Decompressed;
 use crate::detect::Compression;
-use crate::entries::{format_name, walk_archive};
 use crate::error::PackageError;
-use crate::header_guard::HeaderGuard;
-use crate::nested::{image_archive, HEAD_BYTES, MAX_NESTING};
+use crate::nested::{image_archive, read_head, walk_image_archive, MAX_NESTING};
 
 /// Metadata files kept in memory, and their size limit.
 pub const METADATA_FILES: [&str; 4] = ["oci-layout", "index.json", "manifest.json", "repositories"];
@@ -238,7 +235,7 @@ impl<'s> Collector<'s> {
     }
 
     /// A file that is neither a blob nor metadata: an image archive
-    /// ([`crate::nested`], decided from its first [`HEAD_BYTES`]) is walked in
+    /// ([`crate::nested`], decided from its first bytes) is walked in
     /// place; anything else is stored under its computed digest when
     /// `keep_other_files` (docker-archive layers and configs), else skipped.
     fn other_entry(
@@ -247,15 +244,7 @@ impl<'s> Collector<'s> {
         size: u64,
         reader: &mut dyn Read,
     ) -> Result<(), EntryFailure> {
-        let want = size.min(HEAD_BYTES as u64);
-        let mut head = Vec::with_capacity(want as usize);
-        (&mut *reader)
-            .take(want)
-            .read_to_end(&mut head)
-            .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
-        if (head.len() as u64) < want {
-            return Err(short_entry(path, size, head.len() as u64));
-        }
+        let head = read_head(path, size, reader)?;
         let archive = image_archive(&head);
         let rest = size - head.len() as u64;
         let mut whole = Cursor::new(head).chain((&mut *reader).take(rest));
@@ -298,26 +287,7 @@ impl<'s> Collector<'s> {
             std::mem::take(&mut self.buf),
             self.depth + 1,
         );
-        let format = format_name(compression);
-        let read = Arc::new(AtomicU64::new(0));
-        let corrupt = |cause: String| PackageError::Corrupt {
-            path: path.into(),
-            format,
-            offset: read.load(Ordering::Relaxed),
-            cause,
-        };
-        let counted = crate::decompress::CountingReader::new(reader, read.clone());
-        let result = Decompressed::over(BufReader::new(counted), compression, 1)
-            .map_err(|e| corrupt(e.to_string()))
-            .and_then(|decoder| {
-                let mut archive = tar::Archive::new(HeaderGuard::new(decoder));
-                walk_archive(&mut archive, &mut inner, &corrupt)?;
-                archive
-                    .into_inner()
-                    .into_inner()
-                    .finish()
-                    .map_err(|e| corrupt(e.to_string()))
-            });
+        let result = walk_image_archive(path, compression, reader, &mut inner);
         self.recorded = std::mem::take(&mut inner.recorded);
         self.buf = std::mem::take(&mut inner.buf);
         self.counts.blobs_written += inner.counts.blobs_written;

@@ -7,10 +7,16 @@
 //! `<64 hex>.tar`/`.json`/`<64 hex>/`). A docker-archive's own layers are
 //! `.tar` files too, but they start with root filesystem paths.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::decompress::Decompressed;
+use crate::collect::EntryFailure;
+use crate::decompress::{CountingReader, Decompressed};
 use crate::detect::{detect_bytes, Compression, PackageFormat};
+use crate::entries::{format_name, walk_archive, EntryHandler};
+use crate::error::PackageError;
+use crate::header_guard::HeaderGuard;
 
 /// Raw bytes of an entry read ahead (in memory) to decide whether it is an
 /// image archive; the decision never needs more.
@@ -42,6 +48,58 @@ pub fn image_archive(head: &[u8]) -> Option<Compression> {
         .then_some(compression);
     }
     starts_image_archive(first).then_some(compression)
+}
+
+/// Reads the first [`HEAD_BYTES`] (or all, when smaller) of the entry `path`
+/// of `size` bytes: what [`image_archive`] decides from.
+pub(crate) fn read_head(
+    path: &str,
+    size: u64,
+    reader: &mut dyn Read,
+) -> Result<Vec<u8>, EntryFailure> {
+    let want = size.min(HEAD_BYTES as u64);
+    let mut head = Vec::with_capacity(want as usize);
+    reader
+        .take(want)
+        .read_to_end(&mut head)
+        .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+    if (head.len() as u64) < want {
+        return Err(EntryFailure::Input(format!(
+            "entry {path:?} is truncated: header says {size} bytes, only {} present",
+            head.len()
+        )));
+    }
+    Ok(head)
+}
+
+/// Walks the image archive in entry `path` (its whole content from `reader`)
+/// with the package's safety rules, entries to `handler`, and checks that its
+/// stream ends cleanly. A corrupt or truncated archive is
+/// [`PackageError::Corrupt`] naming the entry.
+pub(crate) fn walk_image_archive(
+    path: &str,
+    compression: Compression,
+    reader: &mut dyn Read,
+    handler: &mut dyn EntryHandler,
+) -> Result<(), PackageError> {
+    let format = format_name(compression);
+    let read = Arc::new(AtomicU64::new(0));
+    let corrupt = |cause: String| PackageError::Corrupt {
+        path: path.into(),
+        format,
+        offset: read.load(Ordering::Relaxed),
+        cause,
+    };
+    let counted = CountingReader::new(reader, read.clone());
+    let decoder = Decompressed::over(BufReader::new(counted), compression, 1)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let mut archive = tar::Archive::new(HeaderGuard::new(decoder));
+    walk_archive(&mut archive, handler, &corrupt)?;
+    archive
+        .into_inner()
+        .into_inner()
+        .finish()
+        .map_err(|e| corrupt(e.to_string()))
 }
 
 /// Up to `want` decompressed bytes of `head` (fewer when `head` holds fewer).
