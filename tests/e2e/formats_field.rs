@@ -358,3 +358,149 @@ fn hostile_image_archives_inside_a_package_are_refused_naming_both_entries() {
         );
     }
 }
+
+/// The event `name` of a `--json` run (which must be there, once per image).
+fn events_named(r: &ferry_e2e::Run, name: &str) -> Vec<serde_json::Value> {
+    ferry_e2e::events(r)
+        .into_iter()
+        .filter(|e| e["event"] == name)
+        .collect()
+}
+
+/// A docker-archive's layers are plain tar: ferry-push says how many bytes
+/// that costs; with `--compress-layers gzip|zstd` the registry gets compressed
+/// layers under the printed new manifest, whose layers decompress to the
+/// config's diff_ids (same image ID).
+#[test]
+fn docker_archive_layers_cost_is_printed_and_compress_layers_compresses_them() {
+    let images = Images::build();
+    let multi = images.path("multi.tar");
+    images.ok(
+        "podman",
+        &[
+            "save",
+            "-m",
+            "-o",
+            multi.to_str().unwrap(),
+            IMAGES[0],
+            IMAGES[1],
+        ],
+    );
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::Plain)).unwrap();
+    let staging = |n: &str| images.path(&format!("staging-{n}"));
+
+    // Plain: the cost is printed, and is what the registry then holds.
+    let r = push(
+        &reg,
+        &multi,
+        "plain",
+        &["--json", "--staging", staging("plain").to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let cost = events_named(&r, "uncompressed_layers");
+    assert_eq!(cost.len(), 1, "{}", r.stdout);
+    let mut layer_bytes = 0;
+    for reference in &IMAGES[..2] {
+        let raw = skopeo(
+            &reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &mapped(&reg, "plain", reference)],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        for l in v["layers"].as_array().unwrap() {
+            assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+            layer_bytes += l["size"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(cost[0]["bytes"].as_u64().unwrap(), layer_bytes);
+    assert_eq!(cost[0]["images"], 2);
+    let human = push(
+        &reg,
+        &multi,
+        "plain",
+        &["--staging", staging("plain").to_str().unwrap()],
+    );
+    assert!(
+        human.stderr.contains("uncompressed tar") && human.stderr.contains("--compress-layers"),
+        "{}",
+        human.stderr
+    );
+
+    for (how, media_type, tool) in [
+        (
+            "gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "gzip",
+        ),
+        (
+            "zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "zstd",
+        ),
+    ] {
+        let r = push(
+            &reg,
+            &multi,
+            how,
+            &[
+                "--json",
+                "--compress-layers",
+                how,
+                "--staging",
+                staging(how).to_str().unwrap(),
+            ],
+        );
+        assert_eq!(r.code, 0, "{how}: {}\n{}", r.stderr, r.stdout);
+        let done = events_named(&r, "compressed_layers");
+        assert_eq!(done.len(), 2, "{how}: {}", r.stdout);
+        for (i, reference) in IMAGES[..2].iter().enumerate() {
+            let event = done.iter().find(|e| e["image"] == *reference).unwrap();
+            let raw = skopeo(
+                &reg,
+                SkopeoRole::Inspect,
+                &["inspect", "--raw", &mapped(&reg, how, reference)],
+            );
+            assert_eq!(
+                Digest::sha256_of(&raw).to_string(),
+                event["manifest"].as_str().unwrap(),
+                "{how}: the printed manifest is the one in the registry"
+            );
+            assert_eq!(pushed_config(&reg, how, reference), images.ids[i]);
+            let pulled = images.path(&format!("pulled-{how}-{i}"));
+            skopeo(
+                &reg,
+                SkopeoRole::Src,
+                &[
+                    "copy",
+                    &mapped(&reg, how, reference),
+                    &format!("oci:{}:x", pulled.display()),
+                ],
+            );
+            let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            let blob = |d: &str| pulled.join("blobs/sha256").join(&d["sha256:".len()..]);
+            let config: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+            )
+            .unwrap();
+            for (layer, diff_id) in manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(config["rootfs"]["diff_ids"].as_array().unwrap())
+            {
+                assert_eq!(layer["mediaType"], media_type);
+                let out = Command::new(tool)
+                    .args(["-dc"])
+                    .arg(blob(layer["digest"].as_str().unwrap()))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{tool} -dc");
+                assert_eq!(
+                    Digest::sha256_of(&out.stdout).to_string(),
+                    diff_id.as_str().unwrap(),
+                    "{how}: a compressed layer decompresses to its diff_id"
+                );
+            }
+        }
+    }
+}

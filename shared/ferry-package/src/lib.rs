@@ -18,6 +18,7 @@
 mod assemble;
 pub mod audit;
 pub mod collect;
+pub mod compress_layers;
 pub mod decompress;
 pub mod detect;
 pub mod entries;
