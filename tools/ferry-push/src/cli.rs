@@ -34,7 +34,8 @@ index.json comes last (Hauler, Zarf, tar -c of a layout), blobs wait in the
 holding repository NAMESPACE/ferry-holding as they are read and are mounted into
 their images' repositories once index.json arrives (a registry that refuses
 mounts gets a second read; still no disk). The path taken is printed. Only a
-docker-archive is staged once into PACKAGE.ferry-store (--staging DIR forces staging);
+docker-archive, or a package of image archives (one per image), is staged once
+into PACKAGE.ferry-store (--staging DIR forces staging);
 its layers are plain tar: the bytes that costs are printed, and --compress-layers
 gzip|zstd compresses them before the push (new manifests, digests printed).
 Several registries: give --private-registry once per registry; the package is
