@@ -186,4 +186,98 @@ mod tests {
         assert_eq!(image_archive(b"not a tar at all"), None);
         assert_eq!(image_archive(&[0x1f, 0x8b, 8, 0]), None, "truncated gzip");
     }
+
+    /// An oci-archive naming `name` an image whose config is `config`.
+    fn oci_archive(name: &str, config: &[u8]) -> Vec<u8> {
+        use ferry_store::{media, Descriptor, Digest};
+        let config_desc = Descriptor::new(
+            media::OCI_CONFIG,
+            Digest::sha256_of(config),
+            config.len() as u64,
+        );
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": config_desc, "layers": [],
+        }))
+        .unwrap();
+        let digest = Digest::sha256_of(&manifest);
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": digest.to_string(),
+                "size": manifest.len(),
+                "annotations": {"org.opencontainers.image.ref.name": name}}],
+        }))
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            (
+                "oci-layout".to_owned(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            (
+                format!("blobs/sha256/{}", config_desc.digest.hex()),
+                config.to_vec(),
+            ),
+            (format!("blobs/sha256/{}", digest.hex()), manifest),
+            ("index.json".to_owned(), index),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn import_dir(
+        archives: &[(&str, Vec<u8>)],
+    ) -> (tempfile::TempDir, Result<Vec<String>, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("pkg");
+        std::fs::create_dir_all(&pkg).unwrap();
+        for (name, bytes) in archives {
+            std::fs::write(pkg.join(name), bytes).unwrap();
+        }
+        let store = ferry_store::Store::open_for_write(&dir.path().join("store")).unwrap();
+        let options = crate::ImportOptions {
+            progress: Default::default(),
+            threads: 1,
+            present_check: Default::default(),
+        };
+        let result = crate::import_package(&pkg, &store, &options)
+            .map(|r| {
+                let mut names: Vec<String> = r.images.into_iter().map(|i| i.name).collect();
+                names.sort();
+                names
+            })
+            .map_err(|e| e.to_string());
+        let named = store.index_entries().unwrap().len();
+        if result.is_err() {
+            assert_eq!(named, 0, "a failed import named images");
+        }
+        (dir, result)
+    }
+
+    #[test]
+    fn image_archives_are_named_together_and_a_name_means_one_image() {
+        let a = oci_archive("example.com/a:1", b"{\"a\":1}");
+        let b = oci_archive("example.com/b:1", b"{\"b\":1}");
+        let (_d, names) = import_dir(&[("a.tar", a.clone()), ("b.tar", b)]);
+        assert_eq!(
+            names.unwrap(),
+            vec!["example.com/a:1".to_owned(), "example.com/b:1".to_owned()]
+        );
+        // The same image in two archives is one image.
+        let (_d, names) = import_dir(&[("a.tar", a.clone()), ("a-again.tar", a.clone())]);
+        assert_eq!(names.unwrap(), vec!["example.com/a:1".to_owned()]);
+        // The same name for two different images: refused, nothing named.
+        let other = oci_archive("example.com/a:1", b"{\"other\":1}");
+        let (_d, names) = import_dir(&[("a.tar", a), ("z.tar", other)]);
+        let err = names.unwrap_err();
+        assert!(
+            err.contains("z.tar") && err.contains("example.com/a:1"),
+            "{err}"
+        );
+    }
 }
