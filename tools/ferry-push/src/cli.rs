@@ -102,7 +102,12 @@ pub struct Cli {
     /// Compress the layers a docker-archive carries as plain tar (docker save, podman save)
     /// with gzip or zstd before pushing, so that the registry does not store them uncompressed;
     /// the package is staged, and each such image gets a new manifest, whose digest is printed.
-    #[arg(long, value_name = "gzip|zstd", value_enum, hide_possible_values = true)]
+    #[arg(
+        long,
+        value_name = "gzip|zstd",
+        value_enum,
+        hide_possible_values = true
+    )]
     pub compress_layers: Option<CompressLayers>,
     /// Print every blob, not only every image.
     #[arg(short, long)]
