@@ -25,7 +25,8 @@ declare -A NEED=(
   [debootstrap]=debootstrap             # a fresh Debian root the .deb is installed into (test-package.sh)
   [dpkg-shlibdeps]=dpkg-dev             # cargo-deb computes the .deb's Depends with it
   [containerd]=containerd               # a real runtime pulls through ferry's printed hosts.toml (tests/e2e/runtimes.rs)
-  [podman]=podman                       # a real runtime pulls through ferry's printed registries.conf + certs.d
+  [podman]=podman                       # a real runtime pulls through ferry's printed registries.conf + certs.d; podman save writes the field formats (tests/e2e/formats_field.rs)
+  [buildah]=buildah                     # builds small images from scratch offline for the field-format tests (tests/e2e/formats_field.rs)
 )
 
 missing=()

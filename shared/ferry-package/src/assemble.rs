@@ -35,7 +35,45 @@ pub struct Roots {
     pub referrers: Vec<Descriptor>,
 }
 
-/// Builds the package's named roots from what the collector saw.
+/// Builds the named roots of the whole package: its own (when it is an image
+/// layout or archive itself, or holds no image archive), then each image
+/// archive's inside it, assembled on its own (a failure names the archive).
+/// The same name twice must mean the same image.
+pub fn package_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, PackageError> {
+    let own = collector.metadata.contains_key("index.json")
+        || collector.metadata.contains_key("manifest.json")
+        || collector.nested.is_empty();
+    let mut roots = if own {
+        named_roots(collector, store)?
+    } else {
+        Roots::default()
+    };
+    for (entry, inner) in &collector.nested {
+        let inner_roots = named_roots(inner, store).map_err(|e| PackageError::Nested {
+            entry: entry.clone(),
+            inner: Box::new(e),
+        })?;
+        for (name, desc) in inner_roots.named {
+            match roots.named.iter().find(|(n, _)| *n == name) {
+                Some((_, d)) if d.digest == desc.digest => {}
+                Some((_, d)) => {
+                    return Err(PackageError::Malformed {
+                        entry: entry.clone(),
+                        why: format!(
+                            "it names {name} as {}, another image archive of the package as {}",
+                            desc.digest, d.digest
+                        ),
+                    })
+                }
+                None => roots.named.push((name, desc)),
+            }
+        }
+        roots.referrers.extend(inner_roots.referrers);
+    }
+    Ok(roots)
+}
+
+/// Builds the named roots of one layout or archive from what the collector saw.
 pub fn named_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, PackageError> {
     if let Some(layout) = collector.metadata.get("oci-layout") {
         serde_json::from_slice::<serde_json::Value>(layout).map_err(|e| {
@@ -68,7 +106,7 @@ pub fn named_roots(collector: &Collector<'_>, store: &Store) -> Result<Roots, Pa
         Some(entries) => docker_archive_roots(&entries, collector, store),
         None => Err(PackageError::NotAPackage {
             path: "package".into(),
-            why: "it has neither an OCI index.json nor a docker-archive manifest.json".into(),
+            why: "it has neither an OCI index.json nor a docker-archive manifest.json, nor image archives inside".into(),
         }),
     }
 }

@@ -2,7 +2,7 @@
 //! extracting nothing to disk. Problems are collected, not fatal.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::collect::{EntryFailure, MAX_METADATA_BYTES, METADATA_FILES};
 use crate::detect::{detect, PackageFormat};
 use crate::entries::{for_each_entry, EntryHandler};
 use crate::error::PackageError;
+use crate::nested::{image_archive, read_head, walk_image_archive, MAX_NESTING};
 
 const CHUNK: usize = 1 << 20;
 
@@ -32,6 +33,10 @@ struct Auditor {
     bytes: u64,
     count: u64,
     buf: Vec<u8>,
+    /// Image archives inside the package, audited on their own: (entry, auditor).
+    nested: Vec<(String, Auditor)>,
+    /// 0 for the package, 1 inside one of its image archives.
+    depth: u32,
 }
 
 fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Problem {
@@ -45,17 +50,65 @@ fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Pr
     }
 }
 
-impl EntryHandler for Auditor {
-    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
-        if METADATA_FILES.contains(&path) && size <= MAX_METADATA_BYTES {
-            let mut bytes = Vec::new();
-            reader
-                .take(size)
-                .read_to_end(&mut bytes)
-                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
-            self.metadata.insert(path.to_owned(), bytes);
+impl Auditor {
+    /// Audits the image archive in entry `path` on its own; a corrupt or
+    /// truncated one is a problem of the package naming the entry.
+    fn nested_archive(
+        &mut self,
+        path: &str,
+        compression: crate::detect::Compression,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
+        if self.depth >= MAX_NESTING {
+            self.problems.push(problem(
+                Some(path),
+                None,
+                ProblemKind::UnsafeEntry {
+                    detail:
+                        "an image archive inside an image archive (one level of nesting at most)"
+                            .into(),
+                },
+            ));
             return Ok(());
         }
+        let mut inner = Auditor {
+            depth: self.depth + 1,
+            buf: std::mem::take(&mut self.buf),
+            ..Auditor::default()
+        };
+        match walk_image_archive(path, compression, reader, &mut inner) {
+            Ok(()) => {}
+            Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
+                inner.problems.push(problem(
+                    None,
+                    None,
+                    ProblemKind::CorruptPackage {
+                        detail: e.to_string(),
+                    },
+                ));
+            }
+            Err(e) => {
+                return Err(PackageError::Nested {
+                    entry: path.to_owned(),
+                    inner: Box::new(e),
+                }
+                .into())
+            }
+        }
+        self.buf = std::mem::take(&mut inner.buf);
+        self.bytes += inner.bytes;
+        self.count += inner.count;
+        self.nested.push((path.to_owned(), inner));
+        Ok(())
+    }
+
+    /// Hashes a file entry, checking a `blobs/` entry against its name.
+    fn hash_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
         let named = path
             .strip_prefix("blobs/")
             .and_then(|rest| rest.split_once('/'))
@@ -125,6 +178,31 @@ impl EntryHandler for Auditor {
         }
         Ok(())
     }
+}
+
+impl EntryHandler for Auditor {
+    fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if METADATA_FILES.contains(&path) && size <= MAX_METADATA_BYTES {
+            let mut bytes = Vec::new();
+            reader
+                .take(size)
+                .read_to_end(&mut bytes)
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            self.metadata.insert(path.to_owned(), bytes);
+            return Ok(());
+        }
+        if path.starts_with("blobs/") {
+            return self.hash_entry(path, size, reader);
+        }
+        let head = read_head(path, size, reader)?;
+        let archive = image_archive(&head);
+        let rest = size - head.len() as u64;
+        let mut whole = Cursor::new(head).chain(reader.take(rest));
+        match archive {
+            Some(compression) => self.nested_archive(path, compression, &mut whole),
+            None => self.hash_entry(path, size, &mut whole),
+        }
+    }
 
     fn link(&mut self, _path: String, _target: String) -> Result<(), PackageError> {
         Ok(())
@@ -184,16 +262,56 @@ pub fn audit_package(
         }
         Err(e) => return Err(e),
     }
-    let mut report = AuditReport {
+    let mut report = empty_report(a.count, a.bytes);
+    let nested = std::mem::take(&mut a.nested);
+    let own = a.metadata.contains_key("index.json")
+        || a.metadata.contains_key("manifest.json")
+        || nested.is_empty();
+    if own {
+        check_graphs(a, &mut report);
+    } else {
+        report.problems = a.problems;
+    }
+    for (entry, inner) in nested {
+        let mut part = empty_report(0, 0);
+        check_graphs(inner, &mut part);
+        report.images += part.images;
+        for note in part.info.notes {
+            if !report.info.notes.contains(&note) {
+                report.info.notes.push(note);
+            }
+        }
+        report
+            .problems
+            .extend(part.problems.into_iter().map(|mut p| {
+                p.entry = Some(match p.entry {
+                    Some(inner_entry) => format!("{entry}: {inner_entry}"),
+                    None => entry.clone(),
+                });
+                p
+            }));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A report of `blobs` blobs of `bytes` bytes, nothing else yet.
+fn empty_report(blobs: u64, bytes: u64) -> AuditReport {
+    AuditReport {
         images: 0,
-        blobs: a.count,
-        bytes: a.bytes,
+        blobs,
+        bytes,
         fast_checked_blobs: 0,
         fast_fallback_blobs: 0,
         problems: Vec::new(),
         info: AuditInfo::default(),
         seconds: 0.0,
-    };
+    }
+}
+
+/// Checks the image graphs of one layout or archive (`index.json`), adding
+/// its images, notes and problems (those of its stream first) to `report`.
+fn check_graphs(mut a: Auditor, report: &mut AuditReport) {
     let Some(index) = a.metadata.get("index.json") else {
         if a.metadata.contains_key("manifest.json") {
             report.info.notes.push("docker-archive without index.json: file digests are not in their names, so only the stream was checked".into());
@@ -206,9 +324,8 @@ pub fn audit_package(
                 },
             ));
         }
-        report.problems = a.problems;
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        report.problems.extend(a.problems);
+        return;
     };
     let index: IndexJson = match serde_json::from_slice(index) {
         Ok(i) => i,
@@ -220,12 +337,11 @@ pub fn audit_package(
                     detail: format!("not an OCI index: {e}"),
                 },
             ));
-            report.problems = a.problems;
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
+            report.problems.extend(a.problems);
+            return;
         }
     };
-    report.images = index.manifests.len();
+    report.images += index.manifests.len();
     let mut by_digest: BTreeMap<Digest, Problem> = BTreeMap::new();
     for root in &index.manifests {
         let name = ferry_store::layout::image_name(root)
@@ -296,8 +412,6 @@ pub fn audit_package(
         report.problems.push(p);
     }
     report.problems.extend(by_digest.into_values());
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 fn digest_of(m: &ferry_store::descriptor::ManifestError) -> Digest {

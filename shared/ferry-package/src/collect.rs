@@ -6,14 +6,16 @@
 //! fails is rewritten from the package and listed in [`Collector::replaced`].
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferry_store::audit::{check_stored_blob, ProblemKind};
 use ferry_store::{journal, Algorithm, Digest, Store, StoreError};
 
+use crate::detect::Compression;
 use crate::error::PackageError;
+use crate::nested::{image_archive, read_head, walk_image_archive, MAX_NESTING};
 
 /// Metadata files kept in memory, and their size limit.
 pub const METADATA_FILES: [&str; 4] = ["oci-layout", "index.json", "manifest.json", "repositories"];
@@ -84,6 +86,11 @@ pub struct Collector<'s> {
     pub consumed: Option<Arc<AtomicU64>>,
     /// Blobs found bad in the store and rewritten from the package.
     pub replaced: Vec<ReplacedBlob>,
+    /// Image archives found inside the package ([`crate::nested`]), each
+    /// collected on its own: (entry path, what it held).
+    pub nested: Vec<(String, Collector<'s>)>,
+    /// 0 for the package, 1 inside one of its image archives.
+    depth: u32,
     present_check: PresentCheck,
     /// The journal's blake3 records (`ferry-verify --fast`'s sidecar).
     recorded: HashMap<Digest, (u64, String)>,
@@ -111,8 +118,20 @@ impl<'s> Collector<'s> {
         let recorded = journal::replay(&store.journal_path())
             .map(|r| r.blobs)
             .unwrap_or_default();
+        Collector::with_records(store, present_check, recorded, vec![0; CHUNK], 0)
+    }
+
+    fn with_records(
+        store: &'s Store,
+        present_check: PresentCheck,
+        recorded: HashMap<Digest, (u64, String)>,
+        buf: Vec<u8>,
+        depth: u32,
+    ) -> Collector<'s> {
         Collector {
             replaced: Vec::new(),
+            nested: Vec::new(),
+            depth,
             present_check,
             recorded,
             store,
@@ -123,8 +142,17 @@ impl<'s> Collector<'s> {
             keep_other_files: true,
             counts: Counts::default(),
             consumed: None,
-            buf: vec![0; CHUNK],
+            buf,
         }
+    }
+
+    /// Every file stored by this collector and by those of its image archives.
+    pub fn all_files(&self) -> Box<dyn Iterator<Item = &StoredFile> + '_> {
+        Box::new(
+            self.files
+                .values()
+                .chain(self.nested.iter().flat_map(|(_, c)| c.all_files())),
+        )
     }
 
     /// The stored file at `path`, following in-archive links (at most 16 hops).
@@ -206,14 +234,69 @@ impl<'s> Collector<'s> {
         }
     }
 
+    /// A file that is neither a blob nor metadata: an image archive
+    /// ([`crate::nested`], decided from its first bytes) is walked in
+    /// place; anything else is stored under its computed digest when
+    /// `keep_other_files` (docker-archive layers and configs), else skipped.
     fn other_entry(
         &mut self,
         path: &str,
         size: u64,
         reader: &mut dyn Read,
     ) -> Result<(), EntryFailure> {
-        let stored = self.stream_to_store(path, size, reader, None)?;
+        let head = read_head(path, size, reader)?;
+        let archive = image_archive(&head);
+        let rest = size - head.len() as u64;
+        let mut whole = Cursor::new(head).chain((&mut *reader).take(rest));
+        if let Some(compression) = archive {
+            return self.nested_archive(path, compression, &mut whole);
+        }
+        if !self.keep_other_files {
+            return self.drain(path, size, &mut whole);
+        }
+        let stored = self.stream_to_store(path, size, &mut whole, None)?;
         self.files.insert(path.to_owned(), stored);
+        Ok(())
+    }
+
+    /// Walks the image archive at entry `path` with the same safety rules,
+    /// collecting it on its own into [`Collector::nested`]. Any failure names
+    /// the entry ([`PackageError::Nested`]).
+    fn nested_archive(
+        &mut self,
+        path: &str,
+        compression: Compression,
+        reader: &mut dyn Read,
+    ) -> Result<(), EntryFailure> {
+        let nested = |inner: PackageError| PackageError::Nested {
+            entry: path.to_owned(),
+            inner: Box::new(inner),
+        };
+        if self.depth >= MAX_NESTING {
+            return Err(nested(PackageError::UnsafeEntry {
+                entry: path.to_owned(),
+                why: "an image archive inside an image archive (one level of nesting at most)"
+                    .into(),
+            })
+            .into());
+        }
+        let mut inner = Collector::with_records(
+            self.store,
+            self.present_check,
+            std::mem::take(&mut self.recorded),
+            std::mem::take(&mut self.buf),
+            self.depth + 1,
+        );
+        let result = walk_image_archive(path, compression, reader, &mut inner);
+        self.recorded = std::mem::take(&mut inner.recorded);
+        self.buf = std::mem::take(&mut inner.buf);
+        self.counts.blobs_written += inner.counts.blobs_written;
+        self.counts.bytes_written += inner.counts.bytes_written;
+        self.counts.blobs_present += inner.counts.blobs_present;
+        self.counts.bytes_present += inner.counts.bytes_present;
+        self.replaced.append(&mut inner.replaced);
+        result.map_err(nested)?;
+        self.nested.push((path.to_owned(), inner));
         Ok(())
     }
 
@@ -316,10 +399,8 @@ impl crate::entries::EntryHandler for Collector<'_> {
             self.blob_entry(path, rest, size, reader)
         } else if METADATA_FILES.contains(&path) {
             self.metadata_entry(path, size, reader)
-        } else if self.keep_other_files {
-            self.other_entry(path, size, reader)
         } else {
-            Ok(())
+            self.other_entry(path, size, reader)
         };
         if let Some(c) = &self.consumed {
             c.fetch_add(size, Ordering::Relaxed);

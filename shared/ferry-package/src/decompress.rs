@@ -22,6 +22,13 @@ pub struct CountingReader<R> {
     count: Arc<AtomicU64>,
 }
 
+impl<R> CountingReader<R> {
+    /// Counts what is read from `inner` into `count`.
+    pub fn new(inner: R, count: Arc<AtomicU64>) -> CountingReader<R> {
+        CountingReader { inner, count }
+    }
+}
+
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -32,19 +39,20 @@ impl<R: Read> Read for CountingReader<R> {
 
 type Raw = BufReader<CountingReader<File>>;
 
-/// A decompressing reader over a package file.
-pub enum Decompressed {
+/// A decompressing reader over a package file (or, for a nested archive, over
+/// an entry of one).
+pub enum Decompressed<R: BufRead = Raw> {
     /// Plain tar.
-    Plain(Raw),
+    Plain(R),
     /// gzip, all members.
-    Gzip(flate2::bufread::MultiGzDecoder<Raw>),
+    Gzip(flate2::bufread::MultiGzDecoder<R>),
     /// xz, threaded decoder.
-    Xz(liblzma::bufread::XzDecoder<Raw>),
+    Xz(liblzma::bufread::XzDecoder<R>),
     /// zstd, all frames.
-    Zstd(zstd::stream::read::Decoder<'static, Raw>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
-impl Read for Decompressed {
+impl<R: BufRead> Read for Decompressed<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Decompressed::Plain(r) => r.read(buf),
@@ -55,7 +63,7 @@ impl Read for Decompressed {
     }
 }
 
-impl Decompressed {
+impl Decompressed<Raw> {
     /// Opens `path` for one decompressing pass; `count` receives raw bytes read.
     /// `xz_threads` decoder threads are used for multi-block xz; 1 picks the
     /// single-threaded decoder (memory: the dictionary only).
@@ -70,12 +78,20 @@ impl Decompressed {
             source,
         })?;
         let raw = BufReader::with_capacity(1 << 20, CountingReader { inner: file, count });
-        let corrupt = |e: &dyn std::fmt::Display| PackageError::Corrupt {
+        Decompressed::over(raw, compression, xz_threads).map_err(|e| PackageError::Corrupt {
             path: path.into(),
             format: "tar.xz",
             offset: 0,
             cause: e.to_string(),
-        };
+        })
+    }
+}
+
+impl<R: BufRead> Decompressed<R> {
+    /// A decompressing reader over `raw` (see [`Decompressed::open`] for `xz_threads`).
+    pub fn over(raw: R, compression: Compression, xz_threads: u32) -> io::Result<Decompressed<R>> {
+        let corrupt =
+            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
         Ok(match compression {
             Compression::None => Decompressed::Plain(raw),
             Compression::Gzip => Decompressed::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
@@ -124,7 +140,7 @@ impl Decompressed {
     }
 }
 
-fn has_more(r: &mut Raw) -> io::Result<bool> {
+fn has_more<R: BufRead>(r: &mut R) -> io::Result<bool> {
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {

@@ -38,12 +38,7 @@ pub fn for_each_entry(
     progress: Arc<AtomicU64>,
     handler: &mut dyn EntryHandler,
 ) -> Result<(), PackageError> {
-    let format = match compression {
-        Compression::None => "tar",
-        Compression::Gzip => "tar.gz",
-        Compression::Xz => "tar.xz",
-        Compression::Zstd => "tar.zst",
-    };
+    let format = format_name(compression);
     let corrupt = |cause: String| PackageError::Corrupt {
         path: path.into(),
         format,
@@ -52,6 +47,31 @@ pub fn for_each_entry(
     };
     let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
     let mut archive = tar::Archive::new(HeaderGuard::new(decompressed));
+    walk_archive(&mut archive, handler, &corrupt)?;
+    archive
+        .into_inner()
+        .into_inner()
+        .finish()
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+/// The name of a tar's format with `compression`, for messages.
+pub fn format_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "tar",
+        Compression::Gzip => "tar.gz",
+        Compression::Xz => "tar.xz",
+        Compression::Zstd => "tar.zst",
+    }
+}
+
+/// Streams every entry of `archive` to `handler` with the safety rules
+/// applied; `corrupt` turns a tar or decoder failure into the caller's error.
+pub(crate) fn walk_archive<R: Read>(
+    archive: &mut tar::Archive<R>,
+    handler: &mut dyn EntryHandler,
+    corrupt: &dyn Fn(String) -> PackageError,
+) -> Result<(), PackageError> {
     let entries = archive.entries().map_err(|e| corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
@@ -78,9 +98,5 @@ pub fn for_each_entry(
             }
         }
     }
-    archive
-        .into_inner()
-        .into_inner()
-        .finish()
-        .map_err(|e| corrupt(e.to_string()))
+    Ok(())
 }

@@ -86,6 +86,14 @@ pub enum PackageError {
         /// Where it was listed.
         entry: String,
     },
+    /// An image archive inside the package is unreadable or unsafe.
+    #[error("in image archive {entry:?} of the package: {inner}")]
+    Nested {
+        /// The archive's entry in the package.
+        entry: String,
+        /// What is wrong inside it (naming the inner entry).
+        inner: Box<PackageError>,
+    },
     /// Problems in the image graphs (missing blobs, size mismatches, bad manifests).
     #[error("{}", format_problems(.0))]
     Graph(Vec<StoreError>),
@@ -106,7 +114,10 @@ fn format_problems(problems: &[StoreError]) -> String {
 impl PackageError {
     /// True when the failure is a full disk (rerun after freeing space resumes).
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, PackageError::Store(StoreError::DiskFull { .. }))
+        match self {
+            PackageError::Nested { inner, .. } => inner.is_disk_full(),
+            other => matches!(other, PackageError::Store(StoreError::DiskFull { .. })),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use ferry_store::layout::named_entry;
 use ferry_store::walk::walk_graph;
 use ferry_store::{media, Descriptor, Digest, Store, StoreError};
 
-use crate::assemble::named_roots;
+use crate::assemble::package_roots;
 use crate::collect::{Collector, Counts, EntryFailure, PresentCheck, ReplacedBlob};
 use crate::detect::{detect, PackageFormat};
 use crate::entries::{for_each_entry, EntryHandler};
@@ -75,7 +75,7 @@ pub fn import_package(
         }
         PackageFormat::LayoutDir => read_dir(path, &mut collector, progress)?,
     }
-    let roots = named_roots(&collector, store).map_err(|e| match e {
+    let roots = package_roots(&collector, store).map_err(|e| match e {
         PackageError::NotAPackage { why, .. } => PackageError::NotAPackage {
             path: path.into(),
             why,
@@ -125,7 +125,7 @@ pub fn import_package(
     // Files written by this run that no image uses (stray blobs, docker-archive
     // leftovers such as legacy per-layer json files): remove them.
     let reachable: HashSet<&Digest> = walk.nodes.iter().map(|n| &n.descriptor.digest).collect();
-    for file in collector.files.values() {
+    for file in collector.all_files() {
         if file.written_now && !reachable.contains(&file.digest) {
             let _ = std::fs::remove_file(store.blob_path(&file.digest));
         }

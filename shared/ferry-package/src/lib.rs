@@ -2,8 +2,10 @@
 //!
 //! Owns format detection by content (tar, tar.gz, tar.xz single- and
 //! multi-block with threaded decoding, tar.zst, OCI layout directories,
-//! docker-archive legacy and Docker 25+ layouts), the tar safety rules, image
-//! naming, and the free-space estimate.
+//! docker-archive legacy and Docker 25+ layouts, packages holding one image
+//! archive per image: [`nested`]), the tar safety rules, image naming, the
+//! free-space estimate, and compressing a staging store's plain-tar layers
+//! ([`compress_layers`]).
 //!
 //! Invariants:
 //! 1. One streaming pass over the package; memory does not grow with its size.
@@ -18,6 +20,7 @@
 mod assemble;
 pub mod audit;
 pub mod collect;
+pub mod compress_layers;
 pub mod decompress;
 pub mod detect;
 pub mod entries;
@@ -26,6 +29,7 @@ pub mod error;
 pub mod estimate;
 pub mod header_guard;
 pub mod import;
+pub mod nested;
 pub mod package_source;
 pub mod stage;
 

@@ -34,7 +34,10 @@ index.json comes last (Hauler, Zarf, tar -c of a layout), blobs wait in the
 holding repository NAMESPACE/ferry-holding as they are read and are mounted into
 their images' repositories once index.json arrives (a registry that refuses
 mounts gets a second read; still no disk). The path taken is printed. Only a
-docker-archive is staged once into PACKAGE.ferry-store (--staging DIR forces staging).
+docker-archive, or a package of image archives (one per image), is staged once
+into PACKAGE.ferry-store (--staging DIR forces staging);
+its layers are plain tar: the bytes that costs are printed, and --compress-layers
+gzip|zstd compresses them before the push (new manifests, digests printed).
 Several registries: give --private-registry once per registry; the package is
 read once and pushed to all of them at once, each with its own CA (--cacert-for
 HOST:PORT=CA.pem) and credentials (--credentials-for HOST:PORT=USER:PASSWORD_FILE);
@@ -60,6 +63,15 @@ pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
     jobs: "Concurrent blob uploads (default 4); also the decoder threads when a package is staged (default: the CPU cores)",
     json: "Print JSON lines on stdout (one event per line, the summary last) instead of human text",
 };
+
+/// `--compress-layers`: how uncompressed layers are compressed before a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressLayers {
+    /// gzip: read by every runtime.
+    Gzip,
+    /// zstd: smaller, faster to pull; containerd 1.5+, Podman 3+.
+    Zstd,
+}
 
 /// Push images to a private registry (bmctl push images flags).
 #[derive(Debug, Parser)]
@@ -87,6 +99,16 @@ pub struct Cli {
     /// stores each blob once, and a rerun then finds every blob with one request).
     #[arg(long)]
     pub clean_holding: bool,
+    /// Compress the layers a docker-archive carries as plain tar (docker save, podman save)
+    /// with gzip or zstd before pushing, so that the registry does not store them uncompressed;
+    /// the package is staged, and each such image gets a new manifest, whose digest is printed.
+    #[arg(
+        long,
+        value_name = "gzip|zstd",
+        value_enum,
+        hide_possible_values = true
+    )]
+    pub compress_layers: Option<CompressLayers>,
     /// Print every blob, not only every image.
     #[arg(short, long)]
     pub verbose: bool,

@@ -16,7 +16,7 @@ use ferry_copy::plan::Destination;
 use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
 use ferry_package::package_source::PackageStream;
-use ferry_push::cli::{Cli, HELP};
+use ferry_push::cli::{Cli, CompressLayers, HELP};
 use ferry_registry::credentials::CredentialSource;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, JournalSessions, RegistrySink};
@@ -63,7 +63,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         .collect();
 
     // A package is pushed in one read, whatever its order, to every registry at once.
-    if cli.staging.is_none() {
+    if cli.staging.is_none() && cli.compress_layers.is_none() {
         if let Some(stream) =
             PackageStream::open(&cli.source).map_err(|e| ferry_cli::exit::about(&cli.source, e))?
         {
@@ -132,6 +132,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         cli.jobs.resolve(),
         json,
     )?;
+    uncompressed_layers(cli, &source, json)?;
     let total: u64 = source
         .store
         .walk_index()
@@ -187,6 +188,64 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
     });
     bar.finish();
     conclude(cli, &conns, results)
+}
+
+/// Docker-archive layers are plain tar: says what that costs, or (with
+/// `--compress-layers`) compresses them in the staging store, printing each
+/// image's new manifest digest. A store given as the source is never rewritten.
+fn uncompressed_layers(
+    cli: &Cli,
+    source: &ferry_package::stage::Source,
+    json: bool,
+) -> anyhow::Result<()> {
+    use ferry_package::compress_layers::{compress_layers, uncompressed_layers, LayerCompression};
+    let about = |e| ferry_cli::exit::about(&cli.source, e);
+    let Some(how) = cli.compress_layers else {
+        let u = uncompressed_layers(&source.store).map_err(about)?;
+        if u.layers > 0 {
+            if json {
+                emit_json(&serde_json::json!({"event": "uncompressed_layers",
+                    "images": u.images, "layers": u.layers, "bytes": u.bytes}));
+            } else {
+                eprintln!(
+                    "ferry-push: {} layer(s) of {} image(s) are uncompressed tar ({}), stored so by the registry; --compress-layers gzip|zstd compresses them first (new manifests)",
+                    u.layers,
+                    u.images,
+                    human::bytes(u.bytes)
+                );
+            }
+        }
+        return Ok(());
+    };
+    if source.path == cli.source {
+        anyhow::bail!(
+            "--compress-layers rewrites a package staged by ferry-push; {} is a store: export the package again or push without it",
+            cli.source.display()
+        );
+    }
+    let how = match how {
+        CompressLayers::Gzip => LayerCompression::Gzip,
+        CompressLayers::Zstd => LayerCompression::Zstd,
+    };
+    for r in compress_layers(&source.store, how).map_err(about)? {
+        if json {
+            emit_json(
+                &serde_json::json!({"event": "compressed_layers", "image": r.name,
+                "manifest": r.after.to_string(), "was": r.before.to_string(),
+                "bytes_before": r.bytes_before, "bytes_after": r.bytes_after}),
+            );
+        } else {
+            eprintln!(
+                "ferry-push: {}: layers compressed ({} -> {}), new manifest {} (was {})",
+                r.name,
+                human::bytes(r.bytes_before),
+                human::bytes(r.bytes_after),
+                r.after,
+                r.before
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Prints each registry's summary (and mirror configuration) and decides the
