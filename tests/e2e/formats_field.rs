@@ -296,7 +296,7 @@ fn a_package_of_image_archives_exports_verifies_pushes_and_diffs() {
     );
     compress("xz", &bah, &vendor.join("c.tar.xz"));
 
-    round_trip(&images, &vendor, &[0, 1, 2], false);
+    round_trip(&images, &vendor, &[0, 1, 2], true);
     for gzip in [false, true] {
         let outer = images.path(if gzip { "vendor.tgz" } else { "vendor.tar" });
         tar_dir(&vendor, &outer, gzip);
@@ -347,15 +347,17 @@ fn hostile_image_archives_inside_a_package_are_refused_naming_both_entries() {
                 .map_or(0, |e| e.len());
             assert_eq!(named, 0, "{says}: an image was named");
         }
-        // ferry-verify reads the same package through and reports the problem
-        // (exit 1) under both entries.
-        let r = verify(&[&outer]);
-        assert_eq!(r.code, 1, "{says}: {}\n{}", r.stderr, r.stdout);
-        let text = format!("{}{}", r.stdout, r.stderr);
-        assert!(
-            text.contains("2-bad.tar") && text.contains(says.as_str()),
-            "{says}: {text}"
-        );
+        // ferry-verify reads the same package (the tar and the directory)
+        // through and reports the problem (exit 1) under both entries.
+        for source in [&outer, &dir] {
+            let r = verify(&[source]);
+            assert_eq!(r.code, 1, "{says}: {}\n{}", r.stderr, r.stdout);
+            let text = format!("{}{}", r.stdout, r.stderr);
+            assert!(
+                text.contains("2-bad.tar") && text.contains(says.as_str()),
+                "{says}: {text}"
+            );
+        }
     }
 }
 

@@ -440,3 +440,77 @@ fn leaf_problem(a: &Auditor, d: &Descriptor) -> Option<ProblemKind> {
         None => Some(ProblemKind::Missing),
     }
 }
+
+/// True for a directory that is not a store (no `oci-layout`, no `index.json`)
+/// but holds image archives: a vendor's "one file per image" package.
+pub fn is_archive_dir(dir: &Path) -> bool {
+    dir.is_dir()
+        && !dir.join("oci-layout").exists()
+        && !dir.join("index.json").exists()
+        && !archive_files(dir).is_empty()
+}
+
+/// The image archives directly in `dir`, by name (other files are left out).
+fn archive_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && file_is_image_archive(p))
+        .collect();
+    files.sort();
+    files
+}
+
+fn file_is_image_archive(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(crate::nested::HEAD_BYTES as u64)
+                .read_to_end(&mut head)
+        })
+        .is_ok()
+        && crate::nested::image_archive(&head).is_some()
+}
+
+/// Audits every image archive of a directory package ([`is_archive_dir`]),
+/// one after the other, as one report: a problem names its archive.
+pub fn audit_archive_dir(
+    dir: &Path,
+    threads: u32,
+    progress: Arc<AtomicU64>,
+) -> Result<AuditReport, PackageError> {
+    let started = Instant::now();
+    let mut total = AuditReport {
+        images: 0,
+        blobs: 0,
+        bytes: 0,
+        fast_checked_blobs: 0,
+        fast_fallback_blobs: 0,
+        problems: Vec::new(),
+        info: Default::default(),
+        seconds: 0.0,
+    };
+    for file in archive_files(dir) {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let r = audit_package(&file, threads, progress.clone())?;
+        total.images += r.images;
+        total.blobs += r.blobs;
+        total.bytes += r.bytes;
+        total.problems.extend(r.problems.into_iter().map(|mut p| {
+            p.entry = Some(match &p.entry {
+                Some(inner) => format!("{name}: {inner}"),
+                None => name.clone(),
+            });
+            p
+        }));
+        total.info.notes.extend(r.info.notes);
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}

@@ -68,7 +68,9 @@ fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
     let jobs = cli.jobs.resolve();
     let mut reports = Vec::new();
     for path in &cli.paths {
-        let is_store = path.is_dir();
+        // A directory of image archives (one file per image) is a package, not a store.
+        let archive_dir = ferry_package::audit::is_archive_dir(path);
+        let is_store = path.is_dir() && !archive_dir;
         let report = if is_store {
             audit_store(
                 path,
@@ -80,11 +82,19 @@ fn verify(cli: &Cli) -> anyhow::Result<Outcome> {
             )
             .map_err(|e| ferry_cli::exit::about(path, e))?
         } else {
-            let size = std::fs::metadata(path)
-                .map_err(|e| ferry_cli::exit::about(path, e))?
-                .len();
+            let size = if archive_dir {
+                0
+            } else {
+                std::fs::metadata(path)
+                    .map_err(|e| ferry_cli::exit::about(path, e))?
+                    .len()
+            };
             let progress = ByteProgress::start("verify", size, !cli.output.json);
-            let result = ferry_package::audit::audit_package(path, jobs, progress.counter());
+            let result = if archive_dir {
+                ferry_package::audit::audit_archive_dir(path, jobs, progress.counter())
+            } else {
+                ferry_package::audit::audit_package(path, jobs, progress.counter())
+            };
             progress.finish();
             let mut r = result.map_err(|e| ferry_cli::exit::about(path, e))?;
             if cli.fast {
