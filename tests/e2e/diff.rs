@@ -357,9 +357,26 @@ fn a_layers_first_package_is_diffed_without_a_staging_copy() {
     assert!(!after.stderr.contains("staging"), "{}", after.stderr);
 }
 
-/// `ferry-export` (package → store) does not link the HTTP/TLS stack.
+/// `ferry-export` (package → store) does not link the HTTP/TLS stack, and
+/// builds on its own (without the features other tools turn on).
 #[test]
 fn ferry_export_and_verify_do_not_depend_on_the_http_or_tls_stack() {
+    let built = run(Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--offline",
+            "--quiet",
+            "-p",
+            "ferry-export",
+            "-p",
+            "ferry-verify",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR")));
+    assert_eq!(
+        built.code, 0,
+        "ferry-export/ferry-verify alone: {}",
+        built.stderr
+    );
     for tool in ["ferry-export", "ferry-verify"] {
         let r = run(Command::new(env!("CARGO"))
             .args([

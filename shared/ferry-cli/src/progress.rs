@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ferry_registry::meter::{ActiveBlob, TransferMeter};
+use ferry_copy::meter::{ActiveBlob, TransferMeter};
 use std::fmt::Write as FmtWrite;
 
 use crate::interrupt::{self, ActiveProgress};

@@ -27,6 +27,7 @@
 pub mod compare;
 pub mod dry_run;
 pub mod executor;
+pub mod meter;
 pub mod plan;
 pub mod pool;
 pub mod referrer;

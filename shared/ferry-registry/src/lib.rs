@@ -20,7 +20,7 @@ pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod error;
-pub mod meter;
+pub use ferry_copy::meter;
 pub mod proxy;
 pub mod retry;
 pub mod sink;
