@@ -203,11 +203,16 @@ check_pushed() {
 }
 
 cat "$PKG" "$PKG_LF" > /dev/null   # every side reads its package from a warm page cache
+# Registry CPU (user + system) spent during a run: /proc/PID/stat ticks before and after.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CPU_LOG="$WORK/registry-cpu.txt"; : > "$CPU_LOG"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round" >&2
   start_registry
   rm -rf "$STAGING"; sync
+  c0=$(cpu_ticks "$REG_PID")
   push_cmd; time_cmd "ferry-push cold (round $round)" "${CMD[@]}" < "$REG/password"
+  echo "one $(( $(cpu_ticks "$REG_PID") - c0 ))" >> "$CPU_LOG"
   if [ "$round" = 1 ]; then check_pushed ferry; fi
   push_cmd; time_cmd "ferry-push warm (round $round)" "${CMD[@]}" < "$REG/password"
 
@@ -219,8 +224,10 @@ for round in $(seq 1 "$ROUNDS"); do
 
   # Two registries at once from one read of the package.
   start_registry; start_second_registry
+  a0=$(cpu_ticks "$REG_PID"); b0=$(cpu_ticks "$REG2_PID")
   push_cmd; CMD+=(--private-registry "127.0.0.1:$PORT2/ferry")
   time_cmd "ferry-push two registries cold (round $round)" "${CMD[@]}" < "$REG/password"
+  echo "two $(( $(cpu_ticks "$REG_PID") - a0 + $(cpu_ticks "$REG2_PID") - b0 ))" >> "$CPU_LOG"
   if [ "$round" = 1 ]; then check_pushed ferry; PORT_SAVE=$PORT; PORT=$PORT2; check_pushed ferry; PORT=$PORT_SAVE; fi
   stop_second_registry
 
@@ -254,6 +261,11 @@ meets() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**
 COLD_X=$(speedup "$SC" "$FC"); WARM_X=$(speedup "$SW" "$FW")
 LF_X=$(speedup "$SC" "$LC"); LF_RATIO=$(speedup "$LC" "$FC")
 TWO_X=$(speedup "$STC" "$TC"); TWO_RATIO=$(speedup "$TC" "$FC")
+CLK=$(getconf CLK_TCK); CORES=$(nproc)
+reg_cpu() { grep "^$1 " "$CPU_LOG" | awk '{print $2}' | sort -n | awk -v c="$CLK" '{v[NR]=$1} END{if (NR) printf "%.2f", v[int((NR+1)/2)]/c}'; }
+RC1=$(reg_cpu one); RC2=$(reg_cpu two)
+FLOOR=$(awk -v r="$RC2" -v n="$CORES" 'BEGIN{printf "%.2f", r/n}')
+FLOOR_X=$(speedup "$FLOOR" "$FC")
 at_most() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 <= t) print "**met**"; else print "**not met**"}'; }
 ROUND_RATIOS=$(for r in $(seq 1 "$ROUNDS"); do
   f=$(grep -F "ferry-push cold (round $r)" "$BENCH_RESULTS" | awk '{print $(NF-1)}')
@@ -296,4 +308,5 @@ Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}')
 | ferry-push peak RSS < 100 MiB | $FRSS MiB | $RSS_OK |
 
 Cold, round by round (unpack + skopeo seconds / ferry-push seconds = x): $ROUND_RATIOS.
+Registry CPU (user + system, /proc/PID/stat, median of the rounds): one registry during a cold push $RC1 s; both registries during the two-registry push $RC2 s. On $CORES cores the two registries alone need at least $FLOOR s of wall time, ${FLOOR_X}x one registry's cold push, whatever the client does.
 MD
