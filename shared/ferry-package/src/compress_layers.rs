@@ -6,12 +6,11 @@
 //! config (its `diff_ids` are the uncompressed digests, which do not change).
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use ferry_store::blob_writer::BlobWriter;
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::layout::{image_name, named_entry};
-use ferry_store::{media, Algorithm, Descriptor, Digest, Store, StoreError};
+use ferry_store::{media, Algorithm, Descriptor, Digest, Store};
 
 use crate::error::PackageError;
 
@@ -160,39 +159,19 @@ fn compress_blob(
         source,
     };
     let mut input = std::fs::File::open(&path).map_err(io_error)?;
-    let writer = ToBlob(store.new_blob_writer(Algorithm::Sha256)?);
+    let writer = store.new_blob_writer(Algorithm::Sha256)?;
     let (writer, media_type) = match how {
         LayerCompression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-            copy_all(&mut input, &mut enc).map_err(io_error)?;
+            io::copy(&mut input, &mut enc).map_err(io_error)?;
             (enc.finish().map_err(io_error)?, media::OCI_LAYER_GZIP)
         }
         LayerCompression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(writer, 3).map_err(io_error)?;
-            copy_all(&mut input, &mut enc).map_err(io_error)?;
+            io::copy(&mut input, &mut enc).map_err(io_error)?;
             (enc.finish().map_err(io_error)?, media::OCI_LAYER_ZSTD)
         }
     };
-    let stored = writer.0.commit_computed()?;
+    let stored = writer.commit_computed()?;
     Ok(Descriptor::new(media_type, stored.digest, stored.size))
-}
-
-fn copy_all(input: &mut impl Read, output: &mut impl Write) -> io::Result<()> {
-    io::copy(input, output).map(|_| ())
-}
-
-/// A blob writer as an `io::Write` (for the encoders).
-struct ToBlob<'s>(BlobWriter<'s>);
-
-impl Write for ToBlob<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .write_chunk(buf)
-            .map_err(|e: StoreError| io::Error::other(e.to_string()))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
