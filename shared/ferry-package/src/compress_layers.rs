@@ -6,7 +6,7 @@
 //! config (its `diff_ids` are the uncompressed digests, which do not change).
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::layout::{image_name, named_entry};
