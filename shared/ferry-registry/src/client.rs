@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use ferry_store::digest::Hasher;
+use ferry_store::verify_reader::{Mismatch, VerifyingReader};
 use ferry_store::{media, Digest};
 
 use crate::auth::Authenticator;
@@ -435,36 +435,30 @@ impl Client {
         let resp = self.get_blob(repo, digest)?;
         Ok(BlobReader {
             what: format!("the bytes it served for GET /v2/{repo}/blobs/{digest}"),
-            expected: digest.clone(),
-            hasher: Some(Hasher::new(digest.algorithm())),
-            inner: Box::new(resp.reader()),
+            verifying: VerifyingReader::new(Box::new(resp.reader()), digest, None),
+            checked: false,
         })
     }
 }
 
-/// A blob's bytes, checked against the requested digest when they end.
+/// A blob's bytes, checked against the requested digest when they end (the
+/// store's one verifying reader, its mismatch reported as the last read's error).
 pub struct BlobReader {
     what: String,
-    expected: Digest,
-    hasher: Option<Hasher>,
-    inner: Box<dyn Read + Send>,
+    verifying: VerifyingReader<Box<dyn Read + Send>>,
+    checked: bool,
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            if let Some(h) = self.hasher.as_mut() {
-                h.update(&buf[..n]);
-            }
-        } else if let Some(h) = self.hasher.take() {
-            let actual = h.finish();
-            if actual != self.expected {
+        let n = self.verifying.read(buf)?;
+        if n == 0 && !std::mem::replace(&mut self.checked, true) {
+            if let Err(Mismatch::Digest { expected, actual }) = self.verifying.check() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     RegistryError::DigestMismatch {
                         what: self.what.clone(),
-                        expected: self.expected.clone(),
+                        expected,
                         actual: actual.to_string(),
                     },
                 ));

@@ -2,8 +2,8 @@
 //! through, and at the end says whether they were the bytes asked for, as a
 //! typed mismatch carrying the expected and actual values.
 //!
-//! Invariant: `finish` is the only way to learn the outcome, and it checks the
-//! size (when known) before the digest.
+//! Invariant: the outcome comes only from `finish` or `check`, and the size
+//! (when known) is checked before the digest.
 
 use std::io::{self, Read};
 
@@ -64,16 +64,22 @@ impl<R: Read> VerifyingReader<R> {
 
     /// The size read, or how the bytes differ from those asked for.
     pub fn finish(self) -> Result<u64, Mismatch> {
+        self.check()
+    }
+
+    /// [`Self::finish`] without giving the reader up (for a reader that
+    /// reports a mismatch as the error of its last read).
+    pub fn check(&self) -> Result<u64, Mismatch> {
         if let Some(expected) = self.expected_size.filter(|s| *s != self.count) {
             return Err(Mismatch::Size {
                 expected,
                 actual: self.count,
             });
         }
-        let actual = self.hasher.finish();
+        let actual = self.hasher.clone().finish();
         if actual != self.expected {
             return Err(Mismatch::Digest {
-                expected: self.expected,
+                expected: self.expected.clone(),
                 actual,
             });
         }
