@@ -1,6 +1,6 @@
 //! Reading a single-pass source only as far as its plan, writing nothing.
 
-use super::lane::read_verified;
+use super::lane::{make_plan, read_verified};
 use super::*;
 
 /// Reads a single-pass source only as far as its plan needs, writing
@@ -22,17 +22,12 @@ pub fn read_plan(
         foreign: Option<String>,
     }
     impl Planner<'_> {
+        /// The plan, if the metadata and manifests read so far make one.
         fn try_plan(&self) -> Option<Result<Plan, CopyError>> {
-            let index: IndexJson = serde_json::from_slice(self.metadata.get("index.json")?).ok()?;
-            let planned = plan(
-                &index.manifests,
-                self.map,
-                memory_loader(&self.buffered, ""),
-            );
-            match planned {
+            match make_plan(&self.metadata, &self.buffered, self.map) {
                 Ok(p) => Some(Ok(p)),
-                Err(PlanError::Graph { .. }) => None, // manifests still to come
-                Err(e) => Some(Err(e.into())),
+                Err(Ok(_)) => None, // index.json or manifests still to come
+                Err(Err(e)) => Some(Err(e)),
             }
         }
         fn visit(&mut self, entry: Entry<'_>) -> Result<Flow, EntryError> {
