@@ -406,10 +406,7 @@ impl Lane<'_, '_> {
             .flat_map(|(_, p)| p.tasks.iter())
             .find(|(d, _)| !self.done.contains(*d) && !self.deferred.contains(*d))
         {
-            return Err(CopyError::Incomplete(format!(
-                "the package lacks blob {d} ({}, {} bytes)",
-                t.desc.media_type, t.desc.size
-            )));
+            return Err(lacks(d, t));
         }
         Ok(())
     }
@@ -453,10 +450,7 @@ impl Lane<'_, '_> {
                 }
             }
         } else if let Some((d, t)) = prepared.tasks.iter().find(|(d, _)| !self.done.contains(*d)) {
-            return Err(CopyError::Incomplete(format!(
-                "the package lacks blob {d} ({}, {} bytes)",
-                t.desc.media_type, t.desc.size
-            )));
+            return Err(lacks(d, t));
         }
         let bytes_of = |m: &Descriptor| -> Result<Vec<u8>, CopyError> {
             let bytes = buffered.get(&m.digest).cloned().unwrap_or_default();
@@ -487,4 +481,12 @@ impl Lane<'_, '_> {
             kept,
         });
     }
+}
+
+/// A blob the plan needs that the package never delivered.
+fn lacks(digest: &Digest, task: &BlobTask) -> CopyError {
+    CopyError::Incomplete(format!(
+        "the package lacks blob {digest} ({}, {} bytes)",
+        task.desc.media_type, task.desc.size
+    ))
 }
