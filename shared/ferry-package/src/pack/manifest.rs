@@ -125,6 +125,13 @@ pub struct EntryRecord {
     pub offset: u64,
 }
 
+impl EntryRecord {
+    /// The entry as a descriptor (no annotations).
+    pub fn descriptor(&self) -> ferry_store::Descriptor {
+        ferry_store::Descriptor::new(self.media_type.clone(), self.digest.clone(), self.size)
+    }
+}
+
 impl PackageManifest {
     /// Parses a package manifest, refusing another schema.
     pub fn parse(bytes: &[u8]) -> Result<PackageManifest, String> {

@@ -42,7 +42,8 @@ use manifest::{
 
 /// The `oci-layout` file every package starts with.
 pub const OCI_LAYOUT_BYTES: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}\n";
-const BLOCK: u64 = 512;
+/// Tar block size.
+pub const BLOCK: u64 = 512;
 
 /// One named image to package.
 #[derive(Debug, Clone)]
@@ -146,15 +147,39 @@ struct Planned {
     desc: Descriptor,
 }
 
-/// Writes the package of `images` (and `referrers`) from `cache` to `out`.
-pub fn write_package(
+/// Everything a package holds, in tar order, before any blob is read: the
+/// same for a single package and a volume set.
+#[derive(Debug, Clone)]
+pub struct PackagePlan {
+    /// `index.json` bytes.
+    pub index_json: Vec<u8>,
+    /// The package manifest (offsets as in a single package).
+    pub manifest: PackageManifest,
+    /// Its exact bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// The images, sorted by name.
+    pub images: Vec<PackImage>,
+}
+
+impl PackagePlan {
+    /// The leading entries every package (and volume) starts with: name and bytes.
+    pub fn metadata_entries(&self) -> [(&'static str, &[u8]); 3] {
+        [
+            ("oci-layout", OCI_LAYOUT_BYTES),
+            ("index.json", &self.index_json[..]),
+            (PACKAGE_MANIFEST, &self.manifest_bytes[..]),
+        ]
+    }
+}
+
+/// Plans the package of `images` (and `referrers`) held in `cache`: checks
+/// the cache holds every manifest and blob, fixes the order and the offsets.
+pub fn plan_package(
     cache: &Store,
     images: &[PackImage],
     referrers: &[PackReferrer],
-    out: &Path,
     options: &WriteOptions,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<PackSummary, PackError> {
+) -> Result<PackagePlan, PackError> {
     let mut images: Vec<PackImage> = images.to_vec();
     images.sort_by(|a, b| a.name.cmp(&b.name).then(a.root.digest.cmp(&b.root.digest)));
     images.dedup_by(|b, a| a.name == b.name && a.root.digest == b.root.digest);
@@ -263,6 +288,24 @@ pub fn write_package(
     };
     let manifest_bytes = place_entries(&mut manifest, &body, index_json.len() as u64);
 
+    Ok(PackagePlan {
+        index_json,
+        manifest,
+        manifest_bytes,
+        images,
+    })
+}
+
+/// Writes the package of `images` (and `referrers`) from `cache` to `out`.
+pub fn write_package(
+    cache: &Store,
+    images: &[PackImage],
+    referrers: &[PackReferrer],
+    out: &Path,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PackSummary, PackError> {
+    let plan = plan_package(cache, images, referrers, options)?;
     let tmp = temp_path(out);
     let io_err = |source: io::Error| PackError::Io {
         path: tmp.clone(),
@@ -274,23 +317,20 @@ pub fn write_package(
         let mut output =
             framed_output(options.compression, Box::new(writer), options.threads).map_err(io_err)?;
         let mut tar_bytes = 0u64;
-        for (path, data) in [
-            ("oci-layout", OCI_LAYOUT_BYTES),
-            ("index.json", &index_json[..]),
-            (PACKAGE_MANIFEST, &manifest_bytes[..]),
-        ] {
+        for (path, data) in plan.metadata_entries() {
             tar_bytes += write_small(&mut output, path, data).map_err(io_err)?;
         }
         let mut buf = vec![0u8; 1 << 20];
-        for entry in &body {
+        for entry in &plan.manifest.entries {
+            let desc = entry.descriptor();
             let n = match entry.kind {
                 EntryKind::Manifest => {
-                    let bytes = cache.read_small_blob(&entry.desc, MAX_MANIFEST_BYTES)?;
-                    check_bytes(cache, &entry.desc, &bytes)?;
+                    let bytes = cache.read_small_blob(&desc, MAX_MANIFEST_BYTES)?;
+                    check_bytes(cache, &desc, &bytes)?;
                     write_small(&mut output, &entry.path, &bytes).map_err(io_err)?
                 }
                 EntryKind::Blob => {
-                    copy_blob(cache, &entry.desc, &entry.path, &mut output, &mut buf, progress)?
+                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress)?
                 }
             };
             tar_bytes += n;
@@ -323,11 +363,11 @@ pub fn write_package(
         bytes: framed.bytes,
         sha256: framed.sha256,
         tar_bytes,
-        images: images.len(),
-        manifests: body.iter().filter(|e| e.kind == EntryKind::Manifest).count(),
-        blobs: body.iter().filter(|e| e.kind == EntryKind::Blob).count(),
+        images: plan.images.len(),
+        manifests: plan.manifest.entries.iter().filter(|e| e.kind == EntryKind::Manifest).count(),
+        blobs: plan.manifest.entries.iter().filter(|e| e.kind == EntryKind::Blob).count(),
         frames: framed.frames,
-        manifest,
+        manifest: plan.manifest,
     })
 }
 
@@ -373,7 +413,7 @@ fn index_bytes(entries: &[Descriptor]) -> Vec<u8> {
 }
 
 /// Bytes an entry of `size` takes in the tar (header, data, padding).
-fn tar_span(size: u64) -> u64 {
+pub fn tar_span(size: u64) -> u64 {
     BLOCK + size.div_ceil(BLOCK) * BLOCK
 }
 
@@ -422,12 +462,13 @@ pub fn canonical_header(path: &str, size: u64) -> io::Result<tar::Header> {
     Ok(h)
 }
 
-fn padding(size: u64) -> usize {
+/// Zero bytes after an entry of `size` up to the next block.
+pub fn padding(size: u64) -> usize {
     ((BLOCK - size % BLOCK) % BLOCK) as usize
 }
 
 /// Writes one entry held in memory; returns the tar bytes it took.
-fn write_small(o: &mut Box<dyn FramedOutput>, path: &str, data: &[u8]) -> io::Result<u64> {
+pub fn write_small(o: &mut Box<dyn FramedOutput>, path: &str, data: &[u8]) -> io::Result<u64> {
     o.boundary()?;
     o.write(canonical_header(path, data.len() as u64)?.as_bytes())?;
     o.write(data)?;
@@ -435,7 +476,8 @@ fn write_small(o: &mut Box<dyn FramedOutput>, path: &str, data: &[u8]) -> io::Re
     Ok(tar_span(data.len() as u64))
 }
 
-fn check_bytes(cache: &Store, d: &Descriptor, bytes: &[u8]) -> Result<(), PackError> {
+/// Checks a manifest read from the cache (a corrupt one is removed from the cache).
+pub fn check_bytes(cache: &Store, d: &Descriptor, bytes: &[u8]) -> Result<(), PackError> {
     let actual = d.digest.of_same_algorithm(bytes);
     if actual != d.digest {
         let _ = std::fs::remove_file(cache.blob_path(&d.digest));
@@ -448,7 +490,7 @@ fn check_bytes(cache: &Store, d: &Descriptor, bytes: &[u8]) -> Result<(), PackEr
 }
 
 /// Streams one cache blob into the package, checking it on the way.
-fn copy_blob(
+pub fn copy_blob(
     cache: &Store,
     d: &Descriptor,
     path: &str,
