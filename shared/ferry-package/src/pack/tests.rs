@@ -305,3 +305,64 @@ fn two_images_with_one_name_are_refused() {
     assert!(matches!(err, PackError::DuplicateName(_)), "{err}");
     assert!(!out.exists());
 }
+
+fn audit(path: &Path) -> ferry_store::audit::AuditReport {
+    crate::audit::audit_package(path, 2, std::sync::Arc::new(Default::default())).unwrap()
+}
+
+/// Replaces `from` by `to` (same length) inside the plain tar's package
+/// manifest, as a tampered or buggy package would carry it.
+fn tamper(tar: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = std::fs::read(tar).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("{from} not in the package"));
+    bytes[at..at + from.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(tar, bytes).unwrap();
+}
+
+#[test]
+fn verify_checks_the_package_manifest_against_the_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, images) = fixture(&tmp.path().join("cache"));
+    let zst = tmp.path().join("p.tar.zst");
+    write_package(&store, &images, &[], &zst, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
+        .unwrap();
+    let clean = audit(&zst);
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    assert!(
+        clean.info.notes.iter().any(|n| n.contains("ferry-package.json checked")),
+        "{:?}",
+        clean.info.notes
+    );
+
+    // An offset that does not match where the entry is.
+    let tar = tmp.path().join("p.tar");
+    let m = write_package(&store, &images, &[], &tar, &options(Compression::None, 1), &|_| {})
+        .unwrap()
+        .manifest;
+    let victim = &m.entries[2];
+    // Same number of digits, another value: the last digit moves by one.
+    let from = format!("\"offset\":{}", victim.offset);
+    let to = format!("\"offset\":{}{}", victim.offset / 10, (victim.offset % 10 + 1) % 10);
+    tamper(&tar, &from, &to);
+    let r = audit(&tar);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = &r.problems[0];
+    assert_eq!(p.entry.as_deref(), Some(victim.path.as_str()));
+    assert_eq!(p.digest.as_ref(), Some(&victim.digest));
+    assert!(p.kind.to_string().contains("offset"), "{}", p.kind);
+
+    // index.json not the one the manifest pins.
+    write_package(&store, &images, &[], &tar, &options(Compression::None, 1), &|_| {}).unwrap();
+    let pinned = m.index_json.digest.to_string();
+    let mut other = pinned.clone();
+    let flip = if other.ends_with('0') { "1" } else { "0" };
+    other.replace_range(other.len() - 1.., flip);
+    tamper(&tar, &pinned, &other);
+    let r = audit(&tar);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert!(r.problems[0].kind.to_string().contains("index.json hashes to"), "{}", r.problems[0].kind);
+}
