@@ -366,3 +366,18 @@ fn verify_checks_the_package_manifest_against_the_content() {
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     assert!(r.problems[0].kind.to_string().contains("index.json hashes to"), "{}", r.problems[0].kind);
 }
+
+/// Writes sample packages to `FERRY_PACK_SAMPLE_DIR` for trying third-party
+/// tools by hand (skipped without it).
+#[test]
+fn sample_packages_for_third_party_tools() {
+    let Some(dir) = std::env::var_os("FERRY_PACK_SAMPLE_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let (store, images) = fixture(&dir.join("cache"));
+    for c in [Compression::Zstd { level: 3 }, Compression::Xz { preset: 6 }, Compression::None] {
+        let out = dir.join(format!("sample.{}", c.suffix()));
+        write_package(&store, &images, &[], &out, &options(c, 2), &|_| {}).unwrap();
+    }
+}
