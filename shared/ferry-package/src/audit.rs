@@ -19,6 +19,7 @@ use crate::detect::{detect, PackageFormat};
 use crate::entries::{for_each_entry, EntryHandler};
 use crate::error::PackageError;
 use crate::nested::{image_archive, read_head, walk_image_archive, MAX_NESTING};
+use crate::pack::manifest::{PackageManifest, PACKAGE_MANIFEST};
 
 const CHUNK: usize = 1 << 20;
 
@@ -37,6 +38,12 @@ struct Auditor {
     nested: Vec<(String, Auditor)>,
     /// 0 for the package, 1 inside one of its image archives.
     depth: u32,
+    /// `ferry-package.json`, when the package has one (packages ferry-pack wrote).
+    package_manifest: Option<Vec<u8>>,
+    /// Data offset of the entry being read (from the tar walk).
+    next_offset: u64,
+    /// Every file entry after the package manifest: path, data offset, size.
+    seen_after_manifest: Vec<(String, u64, u64)>,
 }
 
 fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Problem {
@@ -181,7 +188,24 @@ impl Auditor {
 }
 
 impl EntryHandler for Auditor {
+    fn data_offset(&mut self, offset: u64) {
+        self.next_offset = offset;
+    }
+
     fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
+        if self.depth == 0 && self.package_manifest.is_some() {
+            self.seen_after_manifest
+                .push((path.to_owned(), self.next_offset, size));
+        }
+        if self.depth == 0 && path == PACKAGE_MANIFEST && size <= MAX_METADATA_BYTES {
+            let mut bytes = Vec::new();
+            reader
+                .take(size)
+                .read_to_end(&mut bytes)
+                .map_err(|e| EntryFailure::Input(format!("reading entry {path:?}: {e}")))?;
+            self.package_manifest = Some(bytes);
+            return Ok(());
+        }
         if METADATA_FILES.contains(&path) && size <= MAX_METADATA_BYTES {
             let mut bytes = Vec::new();
             reader
@@ -267,6 +291,9 @@ pub fn audit_package(
     let own = a.metadata.contains_key("index.json")
         || a.metadata.contains_key("manifest.json")
         || nested.is_empty();
+    if let Some(bytes) = a.package_manifest.take() {
+        check_package_manifest(&bytes, &mut a, &mut report);
+    }
     if own {
         check_graphs(a, &mut report);
     } else {
@@ -293,6 +320,108 @@ pub fn audit_package(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Checks `ferry-package.json` against what the package holds: `index.json`
+/// by digest, the images it names, and every later entry in order, at its
+/// recorded offset, with its recorded size and digest (the digest itself was
+/// checked against the bytes by [`Auditor::hash_entry`]).
+fn check_package_manifest(bytes: &[u8], a: &mut Auditor, report: &mut AuditReport) {
+    let bad = |detail: String, digest: Option<Digest>| {
+        problem(Some(PACKAGE_MANIFEST), digest, ProblemKind::BadManifest { detail })
+    };
+    let m = match PackageManifest::parse(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            a.problems.push(bad(e, None));
+            return;
+        }
+    };
+    match a.metadata.get("index.json") {
+        Some(index) if Digest::sha256_of(index) == m.index_json.digest => {
+            if let Ok(index) = serde_json::from_slice::<IndexJson>(index) {
+                let named: Vec<(&str, &Digest)> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| ferry_store::layout::image_name(d).map(|n| (n, &d.digest)))
+                    .collect();
+                let listed: Vec<(&str, &Digest)> =
+                    m.images.iter().map(|i| (i.name.as_str(), &i.digest)).collect();
+                if named != listed {
+                    a.problems.push(bad(
+                        "its images differ from the images named in index.json".into(),
+                        None,
+                    ));
+                }
+            }
+        }
+        Some(index) => a.problems.push(bad(
+            format!(
+                "index.json hashes to {}, the package manifest pins {}",
+                Digest::sha256_of(index),
+                m.index_json.digest
+            ),
+            Some(m.index_json.digest.clone()),
+        )),
+        None => {} // reported by the graph check
+    }
+    let seen = std::mem::take(&mut a.seen_after_manifest);
+    let mut seen = seen.iter();
+    let mut absent = Vec::new();
+    for rec in &m.entries {
+        let Some((path, offset, size)) = seen.next() else {
+            absent.push(rec);
+            continue;
+        };
+        let expected_path = crate::pack::blob_path(&rec.digest);
+        let mut wrong = Vec::new();
+        if *path != rec.path || rec.path != expected_path {
+            wrong.push(format!("entry {path:?} where {:?} is listed", rec.path));
+        }
+        if *offset != rec.offset {
+            wrong.push(format!("at offset {offset}, listed at {}", rec.offset));
+        }
+        if *size != rec.size {
+            wrong.push(format!("{size} bytes, listed as {}", rec.size));
+        }
+        if !wrong.is_empty() {
+            a.problems.push(problem(
+                Some(path),
+                Some(rec.digest.clone()),
+                ProblemKind::BadManifest {
+                    detail: format!("does not match {PACKAGE_MANIFEST}: {}", wrong.join("; ")),
+                },
+            ));
+        }
+    }
+    if let Some(first) = absent.first() {
+        a.problems.push(problem(
+            Some(&first.path),
+            Some(first.digest.clone()),
+            ProblemKind::BadManifest {
+                detail: format!(
+                    "{} entr{} listed in {PACKAGE_MANIFEST} absent from the package, from this one (offset {}) on",
+                    absent.len(),
+                    if absent.len() == 1 { "y" } else { "ies" },
+                    first.offset
+                ),
+            },
+        ));
+    }
+    for (path, offset, _) in seen {
+        a.problems.push(problem(
+            Some(path),
+            None,
+            ProblemKind::BadManifest {
+                detail: format!("at offset {offset}, not listed in {PACKAGE_MANIFEST}"),
+            },
+        ));
+    }
+    report.info.notes.push(format!(
+        "{PACKAGE_MANIFEST} checked: {} entries at their recorded offsets, index.json pinned (made by {})",
+        m.entries.len(),
+        m.created_by.tool
+    ));
 }
 
 /// A report of `blobs` blobs of `bytes` bytes, nothing else yet.

@@ -27,6 +27,10 @@ pub trait EntryHandler {
     fn refused(&mut self, error: PackageError) -> Result<(), PackageError> {
         Err(error)
     }
+    /// Where the next file's data starts in the uncompressed tar (called just
+    /// before [`EntryHandler::file`]); only the auditor uses it, to check a
+    /// package manifest's offsets.
+    fn data_offset(&mut self, _offset: u64) {}
 }
 
 /// Streams every entry of the tar package at `path` to `handler`, then checks
@@ -90,6 +94,7 @@ pub(crate) fn walk_archive<R: Read>(
             EntryAction::Link { path, target } => handler.link(path, target)?,
             EntryAction::File(p) => {
                 let size = entry.size();
+                handler.data_offset(entry.raw_file_position());
                 match handler.file(&p, size, &mut entry) {
                     Ok(()) => {}
                     Err(EntryFailure::Input(cause)) => return Err(corrupt(cause)),

@@ -30,6 +30,7 @@ pub mod estimate;
 pub mod header_guard;
 pub mod import;
 pub mod nested;
+pub mod pack;
 pub mod package_source;
 pub mod stage;
 
