@@ -14,6 +14,7 @@ use ferry_copy::pool::parallel;
 use ferry_copy::referrer::fallback_tag;
 use ferry_copy::source::Source;
 use ferry_copy::{CopyError, CopyEvent, StoreSink};
+use ferry_package::pack::{PackImage, PackReferrer};
 use ferry_registry::source::{Fetched, Place, RegistrySource};
 use ferry_registry::RegistryError;
 use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
@@ -67,6 +68,27 @@ pub struct Gathered {
 }
 
 impl Gathered {
+    /// The package writer's inputs: images and referrers, as gathered.
+    pub fn pack_inputs(&self) -> (Vec<PackImage>, Vec<PackReferrer>) {
+        let images = self
+            .images
+            .iter()
+            .map(|i| PackImage {
+                name: i.name.clone(),
+                root: i.root.clone(),
+                requested: i.requested.clone(),
+                source_digest: i.source_digest.clone(),
+                platforms: i.platforms.clone(),
+            })
+            .collect();
+        let referrers = self
+            .referrers
+            .iter()
+            .map(|r| PackReferrer { root: r.clone() })
+            .collect();
+        (images, referrers)
+    }
+
     /// Adds `other`'s images and referrers and counts (images of the same name once).
     pub fn merge(&mut self, other: Gathered) {
         for image in other.images {
@@ -126,6 +148,15 @@ pub enum PackEvent {
         tags: usize,
         /// `api` or `fallback-tag`.
         via: String,
+    },
+    /// What the copy into the cache has to fetch (sent before it starts).
+    Planned {
+        /// Blobs the cache lacks.
+        blobs: u64,
+        /// Their bytes.
+        bytes: u64,
+        /// Blobs the cache already holds.
+        cached: u64,
     },
     /// The copy engine's own events (blobs pulled or found in the cache, images complete).
     #[serde(untagged)]
@@ -473,6 +504,19 @@ pub(crate) fn pull(
     events: &(dyn Fn(PackEvent) + Sync),
 ) -> Result<Gathered, PackError> {
     let pulled: Mutex<BTreeMap<Digest, u64>> = Mutex::new(BTreeMap::new());
+    let mut needed: BTreeMap<&Digest, u64> = BTreeMap::new();
+    for b in plan.images.iter().flat_map(|i| &i.blobs) {
+        needed.insert(&b.digest, b.size);
+    }
+    let missing: Vec<(&&Digest, &u64)> = needed
+        .iter()
+        .filter(|(d, size)| !cache.has_blob(d, **size))
+        .collect();
+    events(PackEvent::Planned {
+        blobs: missing.len() as u64,
+        bytes: missing.iter().map(|(_, s)| **s).sum(),
+        cached: (needed.len() - missing.len()) as u64,
+    });
     let sink = StoreSink::new(cache);
     let options = CopyOptions {
         jobs: jobs.max(1),

@@ -1,7 +1,7 @@
-//! ferry-pack: gathers images from their sources into a cache store (a
-//! plain ferry store, `$XDG_CACHE_HOME/ferry/pack` by default) and hands
-//! them to the package writer (`ferry_package::pack`). One job: everything a
-//! package holds is in the cache, verified, before the writer reads it.
+//! ferry-gather: `ferry-pack`'s gathering. One job: bring the images asked
+//! for from their sources into a cache store (a plain ferry store,
+//! `$XDG_CACHE_HOME/ferry/pack` by default), verified, and hand them to the
+//! package writer (`ferry_package::pack`) as [`Gathered::pack_inputs`].
 //!
 //! Sources: registries (references by tag or by digest, several hosts, one
 //! client each: [`ferry_registry::source::RegistrySource`]) and local ones
