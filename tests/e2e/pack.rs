@@ -8,6 +8,8 @@
 //! 4 MiB, a reference without its host) exits 2 naming it, with nothing at
 //! `--out`. (The package's format and round trip: `pack_roundtrip.rs`.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;

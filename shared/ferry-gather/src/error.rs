@@ -52,7 +52,7 @@ pub enum PackError {
         reference: String,
         /// What the registry client said.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A manifest is not what its descriptor says.
     #[error("{what}: {why}")]
@@ -77,7 +77,7 @@ pub enum PackError {
         path: PathBuf,
         /// The reader's error.
         #[source]
-        source: PackageError,
+        source: Box<PackageError>,
     },
     /// The copy into the cache failed.
     #[error(transparent)]

@@ -231,17 +231,17 @@ fn manifest_into_cache(
     if desc.size > MAX_MANIFEST_BYTES {
         return Err(PackError::Registry {
             reference: what.to_owned(),
-            source: RegistryError::ManifestTooLarge {
+            source: Box::new(RegistryError::ManifestTooLarge {
                 what: format!("{}/{}@{}", place.host, place.repository, desc.digest),
                 size: desc.size,
-            },
+            }),
         });
     }
     let fetched = registries
         .fetch_manifest(place, &desc.digest.to_string())
         .map_err(|source| PackError::Registry {
             reference: what.to_owned(),
-            source,
+            source: Box::new(source),
         })?
         .ok_or_else(|| {
             PackError::NotFound(vec![format!(
@@ -299,6 +299,9 @@ fn fetch_graph(
     Ok(manifests)
 }
 
+/// A referrer manifest found for an image: where it is, and for messages what it refers to.
+type ReferrerRoot = (Descriptor, Place, String);
+
 /// One resolved request.
 struct Resolved {
     request: Request,
@@ -334,7 +337,7 @@ fn resolve_all(
             Err(source) => {
                 return Err(PackError::Registry {
                     reference: request.requested.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             }
         }
@@ -444,7 +447,7 @@ pub fn gather_registries(
         )
     })?;
 
-    let mut referrer_roots: Vec<(Descriptor, Place, String)> = Vec::new();
+    let mut referrer_roots: Vec<ReferrerRoot> = Vec::new();
     if options.referrers {
         let found = parallel(
             &pending.iter().zip(&graphs).collect::<Vec<_>>(),
@@ -561,11 +564,14 @@ fn discover_referrers(
     p: &Pending,
     manifests: &[Descriptor],
     events: &(dyn Fn(PackEvent) + Sync),
-) -> Result<(Vec<(Descriptor, Place, String)>, Vec<Pending>), PackError> {
+) -> Result<(Vec<ReferrerRoot>, Vec<Pending>), PackError> {
     let what = |s: &str| format!("{} (referrers of {s})", p.image.requested);
     let err = |s: &Digest| {
         let reference = what(&s.to_string());
-        move |source| PackError::Registry { reference, source }
+        move |source| PackError::Registry {
+            reference,
+            source: Box::new(source),
+        }
     };
     let mut roots = Vec::new();
     let mut tagged = Vec::new();

@@ -63,7 +63,7 @@ pub fn gather_local(
         )
         .map_err(|source| PackError::Import {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         for i in &report.images {
             cache_destination(&i.name).map_err(local)?;

@@ -145,9 +145,13 @@ impl RegistrySource {
         let url = format!("{}{path}", client.target().base_url());
         let accept = ("Accept", media::ALL_MANIFEST_TYPES.join(", "));
         client.retrying(|_| {
-            let resp = client.attempt("GET", &url, &[accept.clone()], &scopes, &mut || {
-                Ok(OwnedBody::Empty)
-            })?;
+            let resp = client.attempt(
+                "GET",
+                &url,
+                std::slice::from_ref(&accept),
+                &scopes,
+                &mut || Ok(OwnedBody::Empty),
+            )?;
             match resp.status {
                 200 => {}
                 404 => return Ok(None),
