@@ -35,6 +35,16 @@ use crate::client::{Access, Client, OwnedBody};
 use crate::error::RegistryError;
 use crate::transport::Response;
 
+/// The host that serves the registry API for the host a reference names:
+/// Docker Hub's names (`docker.io`, `index.docker.io`) are served by
+/// `registry-1.docker.io`; every other host serves itself.
+pub fn api_host(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
 /// Where a digest can be read: a repository of a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
@@ -62,7 +72,8 @@ pub struct RegistrySource {
 }
 
 impl RegistrySource {
-    /// A source over `clients` (each keyed by its target's host).
+    /// A source over `clients` (each keyed by its target's host, the
+    /// [`api_host`] of the references it serves).
     pub fn new(clients: impl IntoIterator<Item = Arc<Client>>) -> RegistrySource {
         RegistrySource {
             clients: clients
@@ -80,9 +91,9 @@ impl RegistrySource {
         self
     }
 
-    /// The client for `host`.
+    /// The client for `host` (a reference's host: see [`api_host`]).
     pub fn client(&self, host: &str) -> Result<&Arc<Client>, RegistryError> {
-        self.clients.get(host).ok_or_else(|| {
+        self.clients.get(api_host(host)).ok_or_else(|| {
             RegistryError::Usage(format!("no connection was set up for registry {host}"))
         })
     }
@@ -238,6 +249,16 @@ impl RegistrySource {
                 })?;
             Ok(Some(listing.manifests))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docker_hub_names_are_served_by_registry_1() {
+        assert_eq!(super::api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(super::api_host("index.docker.io"), "registry-1.docker.io");
+        assert_eq!(super::api_host("10.0.0.5:5000"), "10.0.0.5:5000");
     }
 }
 

@@ -19,7 +19,7 @@ use ferry_gather::{
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
 use ferry_package::pack::{write_package, Compression, WriteOptions};
-use ferry_registry::source::RegistrySource;
+use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::Store;
@@ -104,7 +104,10 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
 
     let mut gathered = Gathered::default();
     if !requests.is_empty() {
-        let hosts: BTreeSet<&str> = requests.iter().map(|r| r.reference.host.as_str()).collect();
+        let hosts: BTreeSet<&str> = requests
+            .iter()
+            .map(|r| api_host(&r.reference.host))
+            .collect();
         let targets = hosts
             .iter()
             .map(|h| {
