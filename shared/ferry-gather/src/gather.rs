@@ -678,3 +678,45 @@ fn check_platform(
         });
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_json_lines_with_their_kind_and_copy_events_keep_the_engines_names() {
+        let d = Digest::sha256_of(b"x");
+        let copy = serde_json::to_value(PackEvent::Copy(CopyEvent::BlobUploaded {
+            repository: "h/r".into(),
+            digest: d.clone(),
+            size: 1,
+            resumed_from: 0,
+        }))
+        .unwrap();
+        assert_eq!(copy["event"], "blob_uploaded", "{copy}");
+        let filtered = serde_json::to_value(PackEvent::Filtered {
+            name: "h/r:1".into(),
+            from: d.clone(),
+            to: d,
+            kept: vec!["linux/amd64".into()],
+            of: 2,
+        })
+        .unwrap();
+        assert_eq!(filtered["event"], "filtered", "{filtered}");
+        assert_eq!(filtered["kept"][0], "linux/amd64");
+    }
+
+    #[test]
+    fn names_keep_the_tag_or_the_digest_and_map_to_host_repositories() {
+        let d = Digest::sha256_of(b"m");
+        let tagged: Reference = "reg.example:5000/a/b:1.0".parse().unwrap();
+        assert_eq!(image_name(&tagged, &d), "reg.example:5000/a/b:1.0");
+        let pinned: Reference = format!("reg.example:5000/a/b:1.0@{d}").parse().unwrap();
+        assert_eq!(image_name(&pinned, &d), format!("reg.example:5000/a/b@{d}"));
+        let dest = cache_destination("reg.example:5000/a/b:1.0").unwrap();
+        assert_eq!(dest.repository, "reg.example:5000/a/b");
+        assert_eq!(dest.tag.as_deref(), Some("1.0"));
+        assert!(cache_destination("1.0").is_err());
+    }
+}

@@ -145,6 +145,18 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         gathered.merge(got?);
     }
     for from in &cli.from {
+        if from.is_file() {
+            // An archive goes through the importer: a bar over the file's bytes.
+            pulled.store(0, Ordering::Relaxed);
+            let size = std::fs::metadata(from).map_or(0, |m| m.len());
+            *bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(ByteProgress::start_with_blobs(
+                "import",
+                size,
+                pulled.clone(),
+                None,
+                !json,
+            ));
+        }
         let got = gather_local(&cache, from, &options, pulled.clone(), &events);
         if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             b.finish();
