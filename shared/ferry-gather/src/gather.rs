@@ -456,7 +456,12 @@ pub fn gather_registries(
         )?;
         for (roots, tagged) in found {
             referrer_roots.extend(roots);
-            pending.extend(tagged);
+            for t in tagged {
+                // Two images of one repository can share a subject (by tag and by digest).
+                if !pending.iter().any(|p| p.image.name == t.image.name) {
+                    pending.push(t);
+                }
+            }
         }
         // The cosign-style tagged images' graphs.
         let tagged: Vec<&Pending> = pending.iter().skip(graphs.len()).collect();

@@ -180,6 +180,17 @@ impl RegistrySource {
             let content_type = resp
                 .header("content-type")
                 .map(|t| t.split(';').next().unwrap_or(t).trim().to_owned());
+            if let Some(t) = content_type
+                .as_deref()
+                .filter(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1+"))
+            {
+                return Err(RegistryError::Protocol {
+                    what: what.clone(),
+                    detail: format!(
+                        "the registry serves it as a Docker schema 1 manifest ({t}), deprecated and not supported: push it again with a current client (schema 2 or OCI)"
+                    ),
+                });
+            }
             let header_digest = resp
                 .header("docker-content-digest")
                 .and_then(|d| d.parse::<Digest>().ok());
