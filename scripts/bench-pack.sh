@@ -104,9 +104,9 @@ for round in $(seq 1 "$ROUNDS"); do
   time_cmd "skopeo copy --all + tar | zstd -T0 (round $round)" bash -c peer
   rm -rf "$WORK/cache" "$WORK/ferry.tar.zst"
   time_cmd "ferry-pack cold (round $round)" "$BIN/ferry-pack" --out "$WORK/ferry.tar.zst" \
-    --images "$LIST" --cache "$WORK/cache" --cacert "$REG/ca.crt"
+    --images "$LIST" --cache "$WORK/cache" --cacert "$REG/ca.crt" --need-credential=false
   time_cmd "ferry-pack warm cache (round $round)" "$BIN/ferry-pack" --out "$WORK/ferry.tar.zst" \
-    --images "$LIST" --cache "$WORK/cache" --cacert "$REG/ca.crt"
+    --images "$LIST" --cache "$WORK/cache" --cacert "$REG/ca.crt" --need-credential=false
 done
 
 "$BIN/ferry-verify" "$WORK/ferry.tar.zst" > /dev/null

@@ -5,7 +5,7 @@
 //! tokens), where skopeo reads every manifest byte-identical to the source's.
 //! Third-party tools read the package with no ferry installed (skopeo
 //! `oci-archive:`, `zstd -d | tar`, umoci); the same images packed again with
-//! other `--jobs`, another umask, on another day of the clock (faketime) and
+//! other `--jobs`, another umask, on another day of the clock (faketime, 100 days on) and
 //! from an empty cache give the same sha256.
 
 use std::io::Read;
@@ -260,12 +260,12 @@ fn packed_images_export_verify_and_push_byte_identical() {
         };
         let source = skopeo(
             &s.reg,
-            SkopeoRole::Src,
+            SkopeoRole::Inspect,
             &["inspect", "--raw", &at(&s.reg, &strip(reference))],
         );
         let pushed = skopeo(
             &dst,
-            SkopeoRole::Src,
+            SkopeoRole::Inspect,
             &[
                 "inspect",
                 "--raw",
@@ -277,14 +277,14 @@ fn packed_images_export_verify_and_push_byte_identical() {
     }
     // By tag too, for the images asked by tag.
     let tag_ref = format!("docker://{}/dst/{}", dst.host(), strip(&s.refs[0]));
-    let by_tag = skopeo(&dst, SkopeoRole::Src, &["inspect", "--raw", &tag_ref]);
+    let by_tag = skopeo(&dst, SkopeoRole::Inspect, &["inspect", "--raw", &tag_ref]);
     assert_eq!(
         Digest::sha256_of(&by_tag),
         s.fixture.images[0].descriptor.digest
     );
     // The cosign tag is there under its own tag.
     let cosign_ref = format!("docker://{}/dst/{}", dst.host(), strip(&s.cosign));
-    skopeo(&dst, SkopeoRole::Src, &["inspect", "--raw", &cosign_ref]);
+    skopeo(&dst, SkopeoRole::Inspect, &["inspect", "--raw", &cosign_ref]);
 }
 
 #[test]
@@ -328,7 +328,8 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
         &a,
         &[
             "faketime",
-            "2031-05-01 12:00:00",
+            "-f",
+            "+100d", // within the test certificates' validity
             "sh",
             "-c",
             "umask 077; exec \"$0\" \"$@\"",
