@@ -502,3 +502,79 @@ fn local_sources_a_layout_directory_and_a_package_file_are_packed_by_their_names
         assert_eq!(Digest::sha256_of(&raw), fixture.images[0].descriptor.digest);
     }
 }
+
+#[test]
+fn two_source_registries_each_with_its_own_ca_and_credentials() {
+    let spec = |seed| FixtureSpec {
+        seed,
+        images: 1,
+        layers_per_image: 1,
+        layer_size: 64 * 1024,
+        ..Default::default()
+    };
+    let start = |password: &str, seed| {
+        let (dir, layout, fixture) = generated(&spec(seed));
+        let reg = Registry::start(RegistryOptions {
+            password: password.to_owned(),
+            ..RegistryOptions::new(RegistryMode::TlsHtpasswd)
+        })
+        .unwrap();
+        let r = push(&reg, &layout, "src", &[]);
+        assert_eq!(r.code, 0, "seeding: {}", r.stderr);
+        let reference = format!(
+            "{}/src/{}",
+            reg.host(),
+            fixture.images[0].reference.split_once('/').unwrap().1
+        );
+        (reg, reference, fixture, dir)
+    };
+    let (a, ref_a, fix_a, dir) = start("first-Pa55", 305);
+    let (b, ref_b, fix_b, _dir_b) = start("second-Pa55", 306);
+    let mut args: Vec<String> = vec![
+        "--json".into(),
+        "--image".into(),
+        ref_a.clone(),
+        "--image".into(),
+        ref_b.clone(),
+    ];
+    for reg in [&a, &b] {
+        let (user, pass) = reg.credentials().unwrap();
+        let file = dir.path().join(format!("{}.pw", reg.port()));
+        std::fs::write(&file, pass).unwrap();
+        args.push("--credentials-for".into());
+        args.push(format!("{}={user}:{}", reg.host(), file.display()));
+        args.push("--cacert-for".into());
+        args.push(format!(
+            "{}={}",
+            reg.host(),
+            reg.ca_cert_path().unwrap().display()
+        ));
+    }
+    let out = dir.path().join("two.tar.zst");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = pack_cmd(&out, &dir.path().join("cache"), &args);
+    let r = run(without_proxies(&mut cmd));
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    let s = summary(&r);
+    let digests: BTreeSet<&str> = s["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap())
+        .collect();
+    let want: BTreeSet<String> = [&fix_a, &fix_b]
+        .iter()
+        .map(|f| f.images[0].descriptor.digest.to_string())
+        .collect();
+    assert_eq!(digests, want.iter().map(String::as_str).collect());
+    assert!(a.count_requests("GET", "/blobs/") > 0 && b.count_requests("GET", "/blobs/") > 0);
+    // A host that is no image's registry is refused by name.
+    let mut cmd = pack_cmd(
+        &out,
+        &dir.path().join("cache"),
+        &["--image", &ref_a, "--cacert-for", "10.9.9.9:5000=x.pem"],
+    );
+    let r = run(without_proxies(&mut cmd));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("10.9.9.9:5000"), "{}", r.stderr);
+}

@@ -284,7 +284,11 @@ fn packed_images_export_verify_and_push_byte_identical() {
     );
     // The cosign tag is there under its own tag.
     let cosign_ref = format!("docker://{}/dst/{}", dst.host(), strip(&s.cosign));
-    skopeo(&dst, SkopeoRole::Inspect, &["inspect", "--raw", &cosign_ref]);
+    skopeo(
+        &dst,
+        SkopeoRole::Inspect,
+        &["inspect", "--raw", &cosign_ref],
+    );
 }
 
 #[test]

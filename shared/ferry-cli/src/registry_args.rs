@@ -1,5 +1,7 @@
-//! The registry argument group shared by ferry-push and ferry-diff, with the
-//! flags users of `bmctl push images` already know.
+//! The registry argument groups, with the flags users of `bmctl push images`
+//! already know: [`RegistryArgs`] (`--private-registry` plus [`AccessArgs`])
+//! for ferry-push and ferry-diff; [`AccessArgs`] alone (credentials, TLS,
+//! stall timeout, per host) for ferry-pack's source registries.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
