@@ -263,16 +263,6 @@ impl RegistrySource {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn docker_hub_names_are_served_by_registry_1() {
-        assert_eq!(super::api_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(super::api_host("index.docker.io"), "registry-1.docker.io");
-        assert_eq!(super::api_host("10.0.0.5:5000"), "10.0.0.5:5000");
-    }
-}
-
 /// A manifest-sized body: at most [`MAX_MANIFEST_BYTES`], else refused.
 fn read_limited(resp: Response, what: &str) -> Result<Vec<u8>, RegistryError> {
     let mut bytes = Vec::new();
@@ -504,5 +494,15 @@ impl Read for CheckedBlob {
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docker_hub_names_are_served_by_registry_1() {
+        assert_eq!(super::api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(super::api_host("index.docker.io"), "registry-1.docker.io");
+        assert_eq!(super::api_host("10.0.0.5:5000"), "10.0.0.5:5000");
     }
 }

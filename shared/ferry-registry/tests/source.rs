@@ -191,7 +191,7 @@ fn a_cut_transfer_resumes_with_range_or_from_zero_where_range_is_ignored() {
             ..Quirks::default()
         });
         let layer: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let (_, blobs) = seed(&reg, "demo/app", "1.0", &[layer.clone()]);
+        let (_, blobs) = seed(&reg, "demo/app", "1.0", std::slice::from_ref(&layer));
         let source = source_for(&reg);
         source.locate(
             &blobs[1].digest,
