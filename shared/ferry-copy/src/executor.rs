@@ -412,6 +412,17 @@ fn by_subject(referrers: &[Referrer]) -> Vec<(&Digest, Vec<&Referrer>)> {
         .collect()
 }
 
+/// The order blobs are handed to the workers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOrder {
+    /// Largest first: the long transfers start early (pushes).
+    LargestFirst,
+    /// The order the plan lists them in (images in order, each image's
+    /// blobs in walk order): a consumer reading them in that order (the
+    /// package writer of ferry-pack) waits the least.
+    PlanOrder,
+}
+
 /// Copies `plan` from a random-access `source` into `sink`: prepare, every
 /// missing blob on `jobs` workers (largest first, re-openable so the sink can
 /// retry and resume), then commit.
@@ -422,10 +433,32 @@ pub fn copy(
     options: CopyOptions,
     events: &(dyn Fn(CopyEvent) + Sync),
 ) -> Result<CopyReport, CopyError> {
+    copy_in_order(plan, source, sink, options, BlobOrder::LargestFirst, events)
+}
+
+/// [`copy`], with the blobs handed to the workers in `order`.
+pub fn copy_in_order(
+    plan: &Plan,
+    source: &dyn Source,
+    sink: &dyn Sink,
+    options: CopyOptions,
+    order: BlobOrder,
+    events: &(dyn Fn(CopyEvent) + Sync),
+) -> Result<CopyReport, CopyError> {
     let executor = Executor::new(sink, options, events);
     let prepared = executor.prepare(plan)?;
     let mut tasks: Vec<&BlobTask> = prepared.tasks.values().filter(|t| !t.is_done()).collect();
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.desc.size));
+    match order {
+        BlobOrder::LargestFirst => tasks.sort_by_key(|t| std::cmp::Reverse(t.desc.size)),
+        BlobOrder::PlanOrder => {
+            let mut rank: std::collections::HashMap<&Digest, usize> = Default::default();
+            for b in plan.images.iter().flat_map(|i| &i.blobs) {
+                let next = rank.len();
+                rank.entry(&b.digest).or_insert(next);
+            }
+            tasks.sort_by_key(|t| rank.get(&t.desc.digest).copied().unwrap_or(usize::MAX));
+        }
+    }
     parallel(&tasks, options.jobs.max(1), |task| {
         let open = |offset: u64| source.open_blob(&task.desc, offset);
         executor.deliver(task, Body::Reopen(&open))

@@ -14,11 +14,11 @@ use ferry_cli::registry_args::WithoutCredential;
 use ferry_cli::{human, Outcome};
 use ferry_copy::CopyEvent;
 use ferry_gather::{
-    gather_local, gather_registries, parse_reference, read_list, Gathered, PackEvent, PackOptions,
+    gather_local, gather_registries, gather_registries_alongside, parse_reference, read_list, Gathered, PackEvent, PackOptions,
     PlatformSpec,
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
-use ferry_package::pack::{write_package, Compression, WriteOptions};
+use ferry_package::pack::{write_package, write_package_as_pulled, Compression, WriteOptions};
 use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
@@ -102,6 +102,30 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         print_event(&e, json, tty);
     };
 
+    let compression = match cli.compress {
+        Compress::Zstd => Compression::Zstd { level: 3 },
+        Compress::Xz => Compression::Xz { preset: 6 },
+        Compress::None => Compression::None,
+    };
+    let mut recorded = BTreeMap::new();
+    if !cli.platform.is_empty() {
+        let mut p: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
+        p.sort();
+        p.dedup();
+        recorded.insert("platforms".to_owned(), p.join(","));
+    }
+    recorded.insert("referrers".to_owned(), cli.referrers.to_string());
+    let write = WriteOptions {
+        compression,
+        threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        tool: format!("ferry-pack {}", ferry_cli::VERSION),
+        options: recorded,
+    };
+    let written = Arc::new(AtomicU64::new(0));
+    // Registries only: the package is written while the blobs are pulled
+    // (in the order it reads them), each blob as soon as it is in the cache.
+    let overlapped = cli.from.is_empty();
+    let mut summary = None;
     let mut gathered = Gathered::default();
     if !requests.is_empty() {
         let hosts: BTreeSet<&str> = requests
@@ -138,7 +162,44 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         )?;
         let registries = RegistrySource::new(conns.into_iter().map(|c| Arc::new(c.client)))
             .with_counter(pulled.clone());
-        let got = gather_registries(&cache, &registries, &requests, &options, &events);
+        let got = if overlapped {
+            gather_registries_alongside(
+                &cache,
+                &registries,
+                &requests,
+                &options,
+                &events,
+                |known, pull_ended| {
+                    let (images, referrers) = known.pack_inputs();
+                    let arrived = |d: &ferry_store::Descriptor| loop {
+                        if cache.has_blob(&d.digest, d.size) {
+                            return true;
+                        }
+                        if pull_ended.load(Ordering::SeqCst) {
+                            return cache.has_blob(&d.digest, d.size);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    };
+                    write_package_as_pulled(
+                        &cache,
+                        &images,
+                        &referrers,
+                        &cli.out,
+                        &write,
+                        &|n| {
+                            written.fetch_add(n, Ordering::Relaxed);
+                        },
+                        &arrived,
+                    )
+                },
+            )
+            .map(|(g, written)| {
+                summary = Some(written);
+                g
+            })
+        } else {
+            gather_registries(&cache, &registries, &requests, &options, &events)
+        };
         if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             b.finish();
         }
@@ -164,33 +225,19 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         gathered.merge(got?);
     }
 
-    let compression = match cli.compress {
-        Compress::Zstd => Compression::Zstd { level: 3 },
-        Compress::Xz => Compression::Xz { preset: 6 },
-        Compress::None => Compression::None,
+    let summary = match summary {
+        Some(done) => done,
+        None => {
+            let (images, referrers) = gathered.pack_inputs();
+            let total = package_bytes(&cache, &gathered);
+            let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
+            let done = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
+                written.fetch_add(n, Ordering::Relaxed);
+            });
+            wbar.finish();
+            done
+        }
     };
-    let mut recorded = BTreeMap::new();
-    if !cli.platform.is_empty() {
-        let mut p: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
-        p.sort();
-        p.dedup();
-        recorded.insert("platforms".to_owned(), p.join(","));
-    }
-    recorded.insert("referrers".to_owned(), cli.referrers.to_string());
-    let write = WriteOptions {
-        compression,
-        threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
-        tool: format!("ferry-pack {}", ferry_cli::VERSION),
-        options: recorded,
-    };
-    let (images, referrers) = gathered.pack_inputs();
-    let total = package_bytes(&cache, &gathered);
-    let written = Arc::new(AtomicU64::new(0));
-    let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
-    let summary = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
-        written.fetch_add(n, Ordering::Relaxed);
-    });
-    wbar.finish();
     let summary = summary.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
 
     let package_images: Vec<serde_json::Value> = gathered

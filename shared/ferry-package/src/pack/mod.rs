@@ -180,6 +180,18 @@ pub fn plan_package(
     referrers: &[PackReferrer],
     options: &WriteOptions,
 ) -> Result<PackagePlan, PackError> {
+    plan_package_of(cache, images, referrers, options, true)
+}
+
+/// [`plan_package`]; `require_blobs` false: only the manifests must be in the
+/// cache yet (configs and layers are still being pulled).
+fn plan_package_of(
+    cache: &Store,
+    images: &[PackImage],
+    referrers: &[PackReferrer],
+    options: &WriteOptions,
+    require_blobs: bool,
+) -> Result<PackagePlan, PackError> {
     let mut images: Vec<PackImage> = images.to_vec();
     images.sort_by(|a, b| a.name.cmp(&b.name).then(a.root.digest.cmp(&b.root.digest)));
     images.dedup_by(|b, a| a.name == b.name && a.root.digest == b.root.digest);
@@ -238,7 +250,7 @@ pub fn plan_package(
     for image in &graph.images {
         for b in &image.blobs {
             if seen.insert(b.digest.clone()) {
-                if !cache.has_blob(&b.digest, b.size) {
+                if require_blobs && !cache.has_blob(&b.digest, b.size) {
                     return Err(PackError::Incomplete {
                         image: image.source.clone(),
                         problem: format!(
@@ -309,6 +321,35 @@ pub fn write_package(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PackSummary, PackError> {
     let plan = plan_package(cache, images, referrers, options)?;
+    write_planned(cache, plan, out, options, progress, &|_| true)
+}
+
+/// [`write_package`] while the blobs are still arriving in `cache` (pulled on
+/// other threads, in package order): every manifest must be there, and before
+/// each config or layer is copied, `arrived` waits for it (true: it is in the
+/// cache; false: it will not come, the package is not written). The bytes are
+/// the same as [`write_package`]'s.
+pub fn write_package_as_pulled(
+    cache: &Store,
+    images: &[PackImage],
+    referrers: &[PackReferrer],
+    out: &Path,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> bool + Sync),
+) -> Result<PackSummary, PackError> {
+    let plan = plan_package_of(cache, images, referrers, options, false)?;
+    write_planned(cache, plan, out, options, progress, arrived)
+}
+
+fn write_planned(
+    cache: &Store,
+    plan: PackagePlan,
+    out: &Path,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> bool + Sync),
+) -> Result<PackSummary, PackError> {
     let tmp = temp_path(out);
     let io_err = |source: io::Error| PackError::Io {
         path: tmp.clone(),
@@ -335,6 +376,15 @@ pub fn write_package(
                     write_small(&mut output, &entry.path, &bytes).map_err(io_err)?
                 }
                 EntryKind::Blob => {
+                    if !arrived(&desc) {
+                        return Err(PackError::Incomplete {
+                            image: entry.path.clone(),
+                            problem: format!(
+                                "blob {} ({} bytes) did not arrive in the cache",
+                                desc.digest, desc.size
+                            ),
+                        });
+                    }
                     copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress)?
                 }
             };
