@@ -527,6 +527,14 @@ pub fn canonical_header(path: &str, size: u64) -> io::Result<tar::Header> {
     Ok(h)
 }
 
+/// Layers stored compressed (gzip, zstd): recompressing them gains nothing.
+pub fn already_compressed(media_type: &str) -> bool {
+    media_type.ends_with("+gzip")
+        || media_type.ends_with("+zstd")
+        || media_type.ends_with(".tar.gzip")
+        || media_type.ends_with(".tar.zstd")
+}
+
 /// Zero bytes after an entry of `size` up to the next block.
 pub fn padding(size: u64) -> usize {
     ((BLOCK - size % BLOCK) % BLOCK) as usize
@@ -570,7 +578,11 @@ pub fn copy_blob(
     };
     let file = File::open(&file_path).map_err(io_err)?;
     let mut reader = VerifyingReader::new(file, &d.digest, Some(d.size));
-    o.boundary().map_err(io_err)?;
+    if already_compressed(&d.media_type) {
+        o.boundary_stored().map_err(io_err)?;
+    } else {
+        o.boundary().map_err(io_err)?;
+    }
     o.write(canonical_header(path, d.size).map_err(io_err)?.as_bytes())
         .map_err(io_err)?;
     let mut left = d.size;
