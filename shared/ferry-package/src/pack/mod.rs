@@ -140,6 +140,19 @@ pub enum PackError {
     Store(#[from] ferry_store::StoreError),
 }
 
+/// Whether a blob the writer waited for is in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Pulled in this run: its bytes were hashed as they arrived and it was
+    /// renamed into the cache only when they matched; copied without hashing
+    /// them again (its size is still checked).
+    Verified,
+    /// In the cache from an earlier run: hashed again as it is copied.
+    InCache,
+    /// Will not come (the pull failed): no package is written.
+    Never,
+}
+
 /// One tar entry of the package, before its bytes are read.
 struct Planned {
     path: String,
@@ -321,14 +334,13 @@ pub fn write_package(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PackSummary, PackError> {
     let plan = plan_package(cache, images, referrers, options)?;
-    write_planned(cache, plan, out, options, progress, &|_| true)
+    write_planned(cache, plan, out, options, progress, &|_| Arrival::InCache)
 }
 
 /// [`write_package`] while the blobs are still arriving in `cache` (pulled on
 /// other threads, in package order): every manifest must be there, and before
-/// each config or layer is copied, `arrived` waits for it (true: it is in the
-/// cache; false: it will not come, the package is not written). The bytes are
-/// the same as [`write_package`]'s.
+/// each config or layer is copied, `arrived` waits for it ([`Arrival`]). The
+/// bytes are the same as [`write_package`]'s.
 pub fn write_package_as_pulled(
     cache: &Store,
     images: &[PackImage],
@@ -336,7 +348,7 @@ pub fn write_package_as_pulled(
     out: &Path,
     options: &WriteOptions,
     progress: &(dyn Fn(u64) + Sync),
-    arrived: &(dyn Fn(&Descriptor) -> bool + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> Arrival + Sync),
 ) -> Result<PackSummary, PackError> {
     let plan = plan_package_of(cache, images, referrers, options, false)?;
     write_planned(cache, plan, out, options, progress, arrived)
@@ -348,7 +360,7 @@ fn write_planned(
     out: &Path,
     options: &WriteOptions,
     progress: &(dyn Fn(u64) + Sync),
-    arrived: &(dyn Fn(&Descriptor) -> bool + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> Arrival + Sync),
 ) -> Result<PackSummary, PackError> {
     let tmp = temp_path(out);
     let io_err = |source: io::Error| PackError::Io {
@@ -376,7 +388,8 @@ fn write_planned(
                     write_small(&mut output, &entry.path, &bytes).map_err(io_err)?
                 }
                 EntryKind::Blob => {
-                    if !arrived(&desc) {
+                    let arrival = arrived(&desc);
+                    if arrival == Arrival::Never {
                         return Err(PackError::Incomplete {
                             image: entry.path.clone(),
                             problem: format!(
@@ -385,7 +398,8 @@ fn write_planned(
                             ),
                         });
                     }
-                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress)?
+                    let verify = arrival == Arrival::InCache;
+                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress, verify)?
                 }
             };
             tar_bytes += n;
@@ -562,7 +576,8 @@ pub fn check_bytes(cache: &Store, d: &Descriptor, bytes: &[u8]) -> Result<(), Pa
     Ok(())
 }
 
-/// Streams one cache blob into the package, checking it on the way.
+/// Streams one cache blob into the package, checking its size and (with
+/// `verify`) its digest on the way.
 pub fn copy_blob(
     cache: &Store,
     d: &Descriptor,
@@ -570,6 +585,7 @@ pub fn copy_blob(
     o: &mut Box<dyn FramedOutput>,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
+    verify: bool,
 ) -> Result<u64, PackError> {
     let file_path = cache.blob_path(&d.digest);
     let io_err = |source: io::Error| PackError::Io {
@@ -577,7 +593,6 @@ pub fn copy_blob(
         source,
     };
     let file = File::open(&file_path).map_err(io_err)?;
-    let mut reader = VerifyingReader::new(file, &d.digest, Some(d.size));
     if already_compressed(&d.media_type) {
         o.boundary_stored().map_err(io_err)?;
     } else {
@@ -585,6 +600,14 @@ pub fn copy_blob(
     }
     o.write(canonical_header(path, d.size).map_err(io_err)?.as_bytes())
         .map_err(io_err)?;
+    // Hashed again unless it was verified as it arrived in this run; the
+    // size is always checked (a short or long file is never packed).
+    let mut verifying = verify.then(|| VerifyingReader::new(&file, &d.digest, Some(d.size)));
+    let mut plain = &file;
+    let reader: &mut dyn Read = match verifying.as_mut() {
+        Some(v) => v,
+        None => &mut plain,
+    };
     let mut left = d.size;
     while left > 0 {
         let want = (left.min(buf.len() as u64)) as usize;
@@ -598,12 +621,21 @@ pub fn copy_blob(
     }
     // Anything past the recorded size also makes the check fail.
     let mut extra = [0u8; 1];
-    let _ = reader.read(&mut extra).map_err(io_err)?;
-    if let Err(m) = reader.finish() {
+    let past_end = reader.read(&mut extra).map_err(io_err)?;
+    let outcome = match verifying {
+        Some(v) => v.finish().map(|_| ()).map_err(|m| m.to_string()),
+        None if left > 0 || past_end > 0 => Err(format!(
+            "expected {} bytes, the cache file holds {}",
+            d.size,
+            if left > 0 { format!("{}", d.size - left) } else { "more".to_owned() }
+        )),
+        None => Ok(()),
+    };
+    if let Err(problem) = outcome {
         let _ = std::fs::remove_file(&file_path);
         return Err(PackError::CorruptCache {
             digest: d.digest.clone(),
-            problem: m.to_string(),
+            problem,
         });
     }
     o.write(&[0u8; BLOCK as usize][..padding(d.size)])
