@@ -4,10 +4,10 @@
 //! Hashing runs on a rayon pool of `jobs` threads, one blob per thread,
 //! largest first, each read the way measured fastest for it
 //! ([`crate::file_hash`]): sha256/sha512 through one 1 MiB buffer on the
-//! hashing thread, except a blob larger than its fair share of the work
-//! (total bytes / jobs, e.g. one huge layer), which gets a reader thread so its
-//! hashing core only hashes; `--fast` maps each blob and hashes it with blake3
-//! on all the pool's threads at once (`update_rayon`). Resident memory stays
+//! hashing thread; `--fast` maps each blob and hashes it with blake3 on its
+//! thread. A blob larger than its fair share of the work (total bytes / jobs,
+//! e.g. one huge layer) gets help: a reader thread so its hashing core only
+//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Resident memory stays
 //! small whatever the blob size (a few 1 MiB buffers per blob; mappings are
 //! address space).
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -286,9 +286,9 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
             .map(|d| {
                 let fast = sidecar.as_ref().and_then(|s| s.blobs.get(&d.digest));
                 let read = if jobs > 1 && d.size >= READ_AHEAD_MIN && d.size > fair_share {
-                    Read::Ahead
+                    Read::Helped
                 } else {
-                    Read::Plain
+                    Read::Alone
                 };
                 (d.digest.clone(), check_blob(&store, d, fast, read))
             })
@@ -420,20 +420,21 @@ pub fn check_stored_blob(
         store,
         &Descriptor::new("", digest.clone(), size),
         sidecar,
-        Read::Plain,
+        Read::Alone,
     ) {
         Check::Ok { .. } => Ok(()),
         Check::Bad(kind, _) => Err(kind),
     }
 }
 
-/// How a full digest check reads its blob ([`crate::file_hash`]).
+/// How a blob is read and hashed ([`crate::file_hash`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
-    /// On the hashing thread.
-    Plain,
-    /// On a reader thread of its own, a few buffers ahead.
-    Ahead,
+    /// On its hashing thread alone.
+    Alone,
+    /// With help, for a blob above its fair share: a reader thread a few
+    /// buffers ahead (full digest), all the pool's threads (blake3).
+    Helped,
 }
 
 /// Checks one blob: presence, size, then blake3 sidecar (fast) or its digest.
@@ -479,7 +480,7 @@ fn check_blob(
         );
     }
     if let Some((_, blake3_hex)) = sidecar.filter(|(size, _)| *size == d.size) {
-        match blake3_file(&file, actual_size) {
+        match blake3_file(&file, actual_size, read == Read::Helped) {
             Ok(h) if h.to_hex().as_str() == blake3_hex => {
                 return Check::Ok {
                     hashed: actual_size,
@@ -499,8 +500,8 @@ fn check_blob(
     }
     let mut h = Hasher::new(d.digest.algorithm());
     let fed = match read {
-        Read::Plain => feed_file(&file, |chunk| h.update(chunk)),
-        Read::Ahead => feed_file_read_ahead(&file, |chunk| h.update(chunk)),
+        Read::Alone => feed_file(&file, |chunk| h.update(chunk)),
+        Read::Helped => feed_file_read_ahead(&file, |chunk| h.update(chunk)),
     };
     if let Err(e) = fed {
         return Check::Bad(
@@ -683,7 +684,8 @@ mod tests {
 
     /// One layer above [`READ_AHEAD_MIN`] and far above its fair share: the full
     /// check reads it on a reader thread and `--fast` maps it and hashes it with
-    /// blake3 on both threads (above the mapping threshold). Both must still see
+    /// blake3 on both threads (above the mapping threshold). (Blobs hashed alone
+    /// are covered by the tests above and by `file_hash`'s.) Both must still see
     /// a flipped byte anywhere, a truncation and a deletion.
     #[test]
     fn a_huge_blob_is_checked_as_strictly_on_the_overlapped_and_parallel_paths() {
