@@ -65,7 +65,7 @@ rm -rf "$WORK/layout"
 "$BIN/ferry-export" --source "$WORK/layout" --to "$WORK/huge" > /dev/null
 rm -rf "$WORK/layout"
 
-bytes_of() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%d", s}'; }
+bytes_of() { find "$@" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%.0f", s}'; }  # not %d: mawk caps it at 2^31-1
 MANY_BYTES=$(bytes_of "$WORK/many/blobs")
 HUGE_BYTES=$(bytes_of "$WORK/huge/blobs")
 PKG_BYTES=$(zstd -dc "$WORK/pkg.tar.zst" | wc -c)
