@@ -546,7 +546,7 @@ mod tests {
 
     fn layer(seed: u8) -> Vec<u8> {
         (0..LAYER)
-            .map(|i| (i as u64 * 2_654_435_761 >> 13) as u8 ^ seed)
+            .map(|i| ((i as u64 * 2_654_435_761) >> 13) as u8 ^ seed)
             .collect()
     }
 

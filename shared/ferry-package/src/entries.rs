@@ -81,12 +81,13 @@ pub fn for_each_entry_read_ahead(
         cause,
     };
     let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
-    let ahead = ReadAhead::new(decompressed, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH).map_err(
-        |source| PackageError::Io {
-            path: path.into(),
-            source,
-        },
-    )?;
+    let ahead =
+        ReadAhead::new(decompressed, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH).map_err(|source| {
+            PackageError::Io {
+                path: path.into(),
+                source,
+            }
+        })?;
     let mut archive = tar::Archive::new(HeaderGuard::new(ahead));
     walk_archive(&mut archive, handler, &corrupt)?;
     let mut ahead = archive.into_inner().into_inner();

@@ -7,9 +7,10 @@
 //! hashing thread; `--fast` maps each blob and hashes it with blake3 on its
 //! thread. A blob larger than its fair share of the work (total bytes / jobs,
 //! e.g. one huge layer) gets help: a reader thread so its hashing core only
-//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Resident memory stays
-//! small whatever the blob size (a few 1 MiB buffers per blob; mappings are
-//! address space).
+//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Resident
+//! memory stays small whatever the blob size (a few 1 MiB buffers or one
+//! 16 MiB mapped window per blob being hashed).
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -438,12 +439,7 @@ enum Read {
 }
 
 /// Checks one blob: presence, size, then blake3 sidecar (fast) or its digest.
-fn check_blob(
-    store: &Store,
-    d: &Descriptor,
-    sidecar: Option<&(u64, String)>,
-    read: Read,
-) -> Check {
+fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>, read: Read) -> Check {
     let path = store.blob_path(&d.digest);
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -704,7 +700,12 @@ mod tests {
             std::fs::write(&path, &bytes).unwrap();
             for fast in [false, true] {
                 let r = audit_store(dir.path(), &opts(fast)).unwrap();
-                assert_eq!(r.problems.len(), 1, "at {at}, fast={fast}: {:?}", r.problems);
+                assert_eq!(
+                    r.problems.len(),
+                    1,
+                    "at {at}, fast={fast}: {:?}",
+                    r.problems
+                );
                 assert!(
                     matches!(&r.problems[0].kind, ProblemKind::DigestMismatch { expected, actual }
                         if *expected == layers[0] && *actual == Digest::sha256_of(&bytes)),
@@ -721,7 +722,10 @@ mod tests {
         for fast in [false, true] {
             let r = audit_store(dir.path(), &opts(fast)).unwrap();
             assert_eq!(
-                r.problems.iter().map(|p| p.kind.clone()).collect::<Vec<_>>(),
+                r.problems
+                    .iter()
+                    .map(|p| p.kind.clone())
+                    .collect::<Vec<_>>(),
                 vec![ProblemKind::SizeMismatch {
                     expected_size: big as u64,
                     actual_size: big as u64 - 1

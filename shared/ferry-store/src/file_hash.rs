@@ -219,7 +219,8 @@ fn advise_will_need(file: &File, offset: u64, len: u64) {
         return;
     };
     // SAFETY: as in `advise_sequential`: integer arguments and a borrowed, valid descriptor.
-    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
+    let _ =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
 /// Asks the kernel for a larger read-ahead (cold media read faster); a hint only.
