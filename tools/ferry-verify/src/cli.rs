@@ -23,6 +23,10 @@ reports all of them. Unreferenced blobs and leftover temp files are reported
 as information, not failures. A store whose index.json names no image is a
 finding: an export into it did not finish (images are named last).
 --fast checks the blake3 recorded by ferry-export instead of the digests.
+Blobs are hashed --jobs at a time; a blob larger than its share of the work
+(one huge layer) gets help: a reader thread so its core only hashes, or with
+--fast all --jobs threads. A package is decompressed on a thread of its own
+while its blobs are hashed.
 In the repair line, verify exits 1 when it found damage, so `||` runs the
 export exactly then; the export replaces what is missing or fails its check
 and exits 0 once every image is whole again.
