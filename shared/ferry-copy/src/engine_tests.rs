@@ -185,6 +185,31 @@ fn a_rerun_asks_one_question_and_writes_nothing() {
 }
 
 #[test]
+fn the_blob_phase_spans_the_uploads_inside_the_run_and_is_zero_when_nothing_is_uploaded() {
+    let (images, _) = one_image();
+    let sink = MemorySink::default();
+    let first = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(first.blobs_uploaded, 3);
+    assert!(first.blob_seconds > 0.0, "{first:?}");
+    assert!(first.blob_seconds <= first.seconds, "{first:?}");
+    // Present everywhere: checked, not uploaded, so there is no blob phase.
+    let forced = copy(
+        &images.plan(),
+        &images,
+        &sink,
+        CopyOptions {
+            jobs: 1,
+            force: true,
+            clean_holding: false,
+        },
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!((forced.blobs_uploaded, forced.blobs_skipped), (0, 3));
+    assert_eq!(forced.blob_seconds, 0.0);
+}
+
+#[test]
 fn a_blob_present_is_skipped_and_one_shared_by_many_images_is_uploaded_once_then_mounted() {
     let mut images = Images::default();
     let a = images.manifest(r#"{"a":1}"#, &[b"common-base-layer", b"a-top"]);

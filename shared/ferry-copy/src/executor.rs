@@ -77,6 +77,8 @@ pub struct Executor<'a> {
     events: &'a (dyn Fn(CopyEvent) + Sync),
     report: Mutex<CopyReport>,
     started: Instant,
+    /// Start of the first upload, end of the last one.
+    blob_span: Mutex<Option<(Instant, Instant)>>,
 }
 
 /// Makes a presence check's key.
@@ -95,6 +97,7 @@ impl<'a> Executor<'a> {
             events,
             report: Mutex::new(CopyReport::default()),
             started: Instant::now(),
+            blob_span: Mutex::new(None),
         }
     }
 
@@ -240,6 +243,7 @@ impl<'a> Executor<'a> {
                 (None, Some(_)) => Body::Gone,
                 (None, None) => body.take().unwrap_or(Body::Gone),
             };
+            let began = Instant::now();
             let put = self
                 .sink
                 .put_blob(repo, desc, have_in.as_deref(), this)
@@ -260,6 +264,7 @@ impl<'a> Executor<'a> {
                     }
                 }
                 BlobPut::Uploaded { resumed_from } => {
+                    self.uploaded_between(began, Instant::now());
                     tally.blobs_uploaded += 1;
                     tally.bytes_uploaded += desc.size.saturating_sub(resumed_from);
                     drop(tally);
@@ -388,9 +393,23 @@ impl<'a> Executor<'a> {
         Ok((manifests, tags))
     }
 
-    /// The report so far: counts, images, tokens and wall time.
+    /// Widens the blob phase to cover an upload.
+    fn uploaded_between(&self, began: Instant, ended: Instant) {
+        let mut span = self.blob_span.lock().unwrap_or_else(|p| p.into_inner());
+        *span = Some(match *span {
+            None => (began, ended),
+            Some((first, last)) => (first.min(began), last.max(ended)),
+        });
+    }
+
+    /// The report so far: counts, images, tokens, wall time and the blob phase.
     pub fn report(&self) -> CopyReport {
         let mut report = self.tally().clone();
+        report.blob_seconds = self
+            .blob_span
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(0.0, |(first, last)| (last - first).as_secs_f64());
         report.tokens_fetched = self.sink.tokens_fetched();
         report.seconds = self.started.elapsed().as_secs_f64();
         report.dry_run = self.sink.is_dry_run();
