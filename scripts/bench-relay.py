@@ -27,12 +27,15 @@ link_free = {"up": 0.0, "down": 0.0}
 async def pump(reader, writer, direction):
     loop = asyncio.get_running_loop()
     queue = asyncio.Queue()
-    room = asyncio.Semaphore(QUEUE_BYTES // CHUNK)
+    held = 0                      # bytes read and not yet written
+    room = asyncio.Event()
+    room.set()
 
     async def read():
+        nonlocal held
         try:
             while True:
-                await room.acquire()
+                await room.wait()
                 data = await reader.read(CHUNK)
                 now = loop.time()
                 if RATE and data:
@@ -41,6 +44,9 @@ async def pump(reader, writer, direction):
                     due = link_free[direction] + DELAY
                 else:
                     due = now + DELAY
+                held += len(data)
+                if held >= QUEUE_BYTES:
+                    room.clear()
                 queue.put_nowait((due, data))
                 if not data:
                     return
@@ -60,7 +66,9 @@ async def pump(reader, writer, direction):
                 return
             writer.write(data)
             await writer.drain()
-            room.release()
+            held -= len(data)
+            if held < QUEUE_BYTES:
+                room.set()
     except Exception:
         pass
     finally:

@@ -463,6 +463,56 @@ fn stream(
 }
 
 #[test]
+fn configs_read_with_the_manifests_are_uploaded_by_the_workers_not_the_reading_thread() {
+    // Over a slow link each small upload costs round trips: delivered one by
+    // one on the reading thread, they held back the first layer (1.2 s for
+    // 8 configs at 50 ms RTT, BENCHMARKS.md).
+    let (images, m) = one_image();
+    let sink = MemorySink::default();
+    assert!(matches!(
+        stream(&images, true, &sink).unwrap(),
+        StreamOutcome::Copied(_)
+    ));
+    let config = blob_of(&images, &m, 0);
+    let threads = sink.upload_threads.lock().unwrap();
+    let (_, on) = threads
+        .iter()
+        .find(|(d, _)| *d == config.digest)
+        .expect("the config was uploaded");
+    assert_ne!(
+        *on,
+        std::thread::current().id(),
+        "the config was uploaded by the reading thread"
+    );
+    drop(threads);
+    assert_eq!(
+        sink.manifest("ns/a/app", "1.0").unwrap(),
+        images.blobs[&m.digest]
+    );
+}
+
+#[test]
+fn presence_checks_run_at_least_sixteen_at_once_whatever_jobs_says() {
+    // Presence checks are latency-bound: 40 blobs asked 4 at a time cost 10
+    // round trips before the first upload.
+    let mut images = Images::default();
+    for i in 0..4 {
+        let layers: Vec<Vec<u8>> = (0..3)
+            .map(|l| format!("layer {i}.{l}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        let m = images.manifest(&format!(r#"{{"image":{i}}}"#), &refs);
+        images.name(&m, &format!("gcr.io/a/app{i}:1.0"));
+    }
+    let sink = MemorySink {
+        presence_rendezvous: Some(16),
+        ..Default::default()
+    };
+    let report = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(report.blobs_uploaded, 16);
+}
+
+#[test]
 fn a_metadata_first_package_is_copied_in_one_read_and_a_layers_first_one_is_refused_before_any_write(
 ) {
     let (images, m) = one_image();

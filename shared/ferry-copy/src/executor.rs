@@ -27,10 +27,17 @@ use crate::report::{CopiedImage, CopyError, CopyEvent, CopyReport};
 use crate::sink::{BlobPut, Body, Sink};
 use crate::source::Source;
 
+/// Presence checks (tags of images, blobs) and image commits in flight at
+/// once, at least, whatever `--jobs` says: each is a small request whose cost
+/// is its round trip (40 blob checks at 4 a time cost 10 round trips before
+/// the first upload; at 50 ms that is half a second).
+pub const MIN_REQUESTS_IN_FLIGHT: usize = 16;
+
 /// Copy settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
-    /// Concurrent transfers (and at least 4 concurrent presence checks).
+    /// Concurrent transfers (presence checks and commits: at least
+    /// [`MIN_REQUESTS_IN_FLIGHT`]).
     pub jobs: usize,
     /// Re-check every blob and manifest even of images whose tag already
     /// points at the right digest (tags are set last, so such an image was
@@ -110,6 +117,11 @@ impl<'a> Executor<'a> {
         self.options.jobs.max(1)
     }
 
+    /// Small requests (presence checks, commits) this executor keeps in flight.
+    fn requests_in_flight(&self) -> usize {
+        self.options.jobs.max(MIN_REQUESTS_IN_FLIGHT)
+    }
+
     /// Blobs uploaded or mounted so far.
     pub fn blobs_written(&self) -> u64 {
         let t = self.tally();
@@ -137,7 +149,7 @@ impl<'a> Executor<'a> {
         let complete = if self.options.force {
             vec![false; plan.images.len()]
         } else {
-            parallel(&plan.images, self.options.jobs.max(4), |image| {
+            parallel(&plan.images, self.requests_in_flight(), |image| {
                 self.is_complete(image)
             })?
         };
@@ -146,7 +158,7 @@ impl<'a> Executor<'a> {
             .iter()
             .flat_map(|n| n.needed.iter().map(move |r| (&n.desc, r)))
             .collect();
-        let found = parallel(&pairs, self.options.jobs.max(1), |(desc, repo)| {
+        let found = parallel(&pairs, self.requests_in_flight(), |(desc, repo)| {
             self.sink
                 .has_blob(repo, desc)
                 .map_err(CopyError::sink(format!("blob {} in {repo}", desc.digest)))
@@ -297,7 +309,7 @@ impl<'a> Executor<'a> {
             .iter()
             .zip(prepared.complete.iter().copied())
             .collect();
-        let done = parallel(&work, self.options.jobs.max(4), |(image, complete)| {
+        let done = parallel(&work, self.requests_in_flight(), |(image, complete)| {
             if *complete {
                 (self.events)(CopyEvent::ImageUpToDate {
                     source: image.source.clone(),
