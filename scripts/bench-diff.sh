@@ -407,7 +407,9 @@ row() {
     "$(requests "skopeo loop $where")" "$(cpu "skopeo loop $where")" "$(bench_rss_mib "skopeo loop $where")"
   local t=""
   if [ -n "$ceil_target" ]; then t="≤ ${ceil_target}x registry CPU / cores: $(atmost "$fx" "$ceil_target")"; fi
-  if [ -n "$x_target" ]; then t="${t:+$t; }≥ ${x_target}x skopeo: $(atleast "$x" "$x_target")"; fi
+  if [ -n "$x_target" ]; then
+    t="${t:+$t; }≥ ${x_target}x skopeo: $(atleast "$x" "$x_target") (the registry's floor allows at most $(speedup "$s" "$floor")x: skopeo s / floor s)"
+  fi
   printf '| `ferry-diff`, %s | %s | %s | %s | %s%s | %s | %s | %s MiB | %s |\n' "$title" "$f" "$x" \
     "$(requests "ferry-diff $where")" "$rc" "$extra" "$floor" "$fx" "$(bench_rss_mib "ferry-diff $where")" "$t"
 }
