@@ -243,12 +243,16 @@ measure() {
   done
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system clock ticks of PID
+# Busy clock ticks of the whole machine, every core (user, nice, system, irq, softirq, steal).
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 timed_with_log() { # LABEL ROUND LOG PID CMD...
   local label=$1 round=$2 log=$3 pid=$4 lines ticks; shift 4
-  local extra=0
-  sleep 0.3; lines=$(wc -l < "$log"); ticks=$(cpu_ticks "$pid")
+  local extra=0 busy
+  sleep 0.3; lines=$(wc -l < "$log"); ticks=$(cpu_ticks "$pid"); busy=$(machine_ticks)
   if [ -n "$EXTRA_CPU_PID" ]; then extra=$(cpu_ticks "$EXTRA_CPU_PID"); fi
   time_cmd "$label (round $round)" "$@"
+  echo "$label (round $round) $(awk -v a="$busy" -v b="$(machine_ticks)" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "%.2f", (b - a) / hz}')" >> "$WORK/machine-cpu.txt"
   sleep 0.3; tail -n +"$((lines + 1))" "$log" > "$WORK/requests/$label.$round.log"
   if [ -n "$EXTRA_CPU_PID" ]; then
     echo "$label (round $round) $(awk -v a="$extra" -v b="$(cpu_ticks "$EXTRA_CPU_PID")" -v hz="$(getconf CLK_TCK)" \
@@ -281,7 +285,7 @@ print(", ".join(f"{n} {m} {k} ({code})" for (m, k, code), n in sorted(c.items(),
 PY
 }
 mkdir -p "$WORK/requests"
-: > "$WORK/requests.txt"; : > "$WORK/registry-cpu.txt"; : > "$WORK/issuer-cpu.txt"
+: > "$WORK/requests.txt"; : > "$WORK/registry-cpu.txt"; : > "$WORK/issuer-cpu.txt"; : > "$WORK/machine-cpu.txt"
 EXTRA_CPU_PID=""       # token case: the harness process (its token issuer) is measured as well
 
 # --- Fill the registry on loopback, then measure there. ---
@@ -395,7 +399,7 @@ cpu() { median_of "$WORK/registry-cpu.txt" "$1"; }
 CORES=$(nproc)
 # row WHERE TITLE TARGET_CEIL TARGET_X: two table rows (skopeo loop, ferry-diff) for case WHERE.
 row() {
-  local where=$1 title=$2 ceil_target=$3 x_target=$4 f s x rc floor fx extra=""
+  local where=$1 title=$2 ceil_target=$3 x_target=$4 f s x rc floor fx busy extra=""
   f=$(bench_median "ferry-diff $where"); s=$(bench_median "skopeo loop $where")
   x=$(speedup "$s" "$f"); rc=$(cpu "ferry-diff $where")
   floor=$(awk -v c="$rc" -v n="$CORES" 'BEGIN{printf "%.2f", c/n}')
@@ -403,15 +407,17 @@ row() {
   if grep -qF "ferry-diff $where (round " "$WORK/issuer-cpu.txt"; then
     extra=" (+ token issuer $(median_of "$WORK/issuer-cpu.txt" "ferry-diff $where"))"
   fi
-  printf '| `skopeo inspect --raw` loop, %s | %s | 1.0 | %s | %s | | | %s MiB | |\n' "$title" "$s" \
+  busy=$(awk -v c="$(median_of "$WORK/machine-cpu.txt" "ferry-diff $where")" -v f="$f" -v n="$CORES" \
+    'BEGIN{if (f > 0) printf "%.0f%%", 100*c/(f*n); else print "?"}')
+  printf '| `skopeo inspect --raw` loop, %s | %s | 1.0 | %s | %s | | | | %s MiB | |\n' "$title" "$s" \
     "$(requests "skopeo loop $where")" "$(cpu "skopeo loop $where")" "$(bench_rss_mib "skopeo loop $where")"
   local t=""
   if [ -n "$ceil_target" ]; then t="≤ ${ceil_target}x registry CPU / cores: $(atmost "$fx" "$ceil_target")"; fi
   if [ -n "$x_target" ]; then
     t="${t:+$t; }≥ ${x_target}x skopeo: $(atleast "$x" "$x_target") (the registry's floor allows at most $(speedup "$s" "$floor")x: skopeo s / floor s)"
   fi
-  printf '| `ferry-diff`, %s | %s | %s | %s | %s%s | %s | %s | %s MiB | %s |\n' "$title" "$f" "$x" \
-    "$(requests "ferry-diff $where")" "$rc" "$extra" "$floor" "$fx" "$(bench_rss_mib "ferry-diff $where")" "$t"
+  printf '| `ferry-diff`, %s | %s | %s | %s | %s%s | %s | %s | %s | %s MiB | %s |\n' "$title" "$f" "$x" \
+    "$(requests "ferry-diff $where")" "$rc" "$extra" "$floor" "$fx" "$busy" "$(bench_rss_mib "ferry-diff $where")" "$t"
 }
 # What the requests of one run were (round 1 of each).
 KIND_FL=$(request_kinds "$WORK/requests/ferry-diff loopback.1.log")
@@ -434,10 +440,10 @@ Package: $N_IMAGES images x $LAYERS layers of ~$LAYER_SIZE (\`ferry-fixture --fo
 Registries: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, filesystem storage, access log on. Loopback: on 127.0.0.1 with htpasswd (bcrypt cost 5: distribution checks the hash on every request of a Basic-auth client). Loopback, no auth: the same storage served without the \`auth:\` section (ferry-diff with \`--need-credential=false\`, skopeo without \`--creds\`). Loopback, token: the test harness's registry (\`ferry-test-registry --mode tls-token\`, as the end-to-end tests start it: Bearer tokens from its ES256 token issuer, one signature check per request), filled by \`ferry-push\`. 50 ms RTT: the htpasswd registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
 - ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username U --password-stdin\` (default \`--jobs\` 16).
 - without ferry: for each image, one after the other, \`skopeo inspect --raw --cert-dir CERTS --creds U:P docker://HOST:PORT/ns/PATH:TAG\` (the manifest only: it checks less than ferry-diff, which also checks every child manifest and blob).
-- registry CPU: the registry process's user + system seconds during the run (/proc/PID/stat; median); floor = registry CPU / $CORES cores, the least wall time in which the registry can answer those requests, whatever the client; ferry / floor is ferry-diff's wall time over that floor (target ≤ 1.25 on loopback).
+- registry CPU: the registry process's user + system seconds during the run (/proc/PID/stat; median); floor = registry CPU / $CORES cores, the least wall time in which the registry can answer those requests, whatever the client; ferry / floor is ferry-diff's wall time over that floor (target ≤ 1.25 on loopback); machine busy = every process's CPU time on the machine during the ferry-diff run (/proc/stat, median) over wall time x $CORES cores: near 100%, the cores were saturated and the registry did not have them to itself (this VM is shared: other builds run beside the benchmark).
 
-| what | seconds | x faster than the skopeo loop | HTTP requests per run | registry CPU s | floor s (CPU / $CORES cores) | ferry / floor | peak RSS | target |
-|---|---|---|---|---|---|---|---|---|
+| what | seconds | x faster than the skopeo loop | HTTP requests per run | registry CPU s | floor s (CPU / $CORES cores) | ferry / floor | machine busy | peak RSS | target |
+|---|---|---|---|---|---|---|---|---|---|
 $(row loopback "loopback, htpasswd" 1.25 "")
 $(row loopback-noauth "loopback, no auth" 1.25 "")
 $(row loopback-token "loopback, token auth" 1.25 10)
