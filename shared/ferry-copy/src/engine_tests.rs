@@ -212,6 +212,31 @@ fn a_rerun_asks_one_question_and_writes_nothing() {
 }
 
 #[test]
+fn the_blob_phase_spans_the_uploads_inside_the_run_and_is_zero_when_nothing_is_uploaded() {
+    let (images, _) = one_image();
+    let sink = MemorySink::default();
+    let first = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(first.blobs_uploaded, 3);
+    assert!(first.blob_seconds > 0.0, "{first:?}");
+    assert!(first.blob_seconds <= first.seconds, "{first:?}");
+    // Present everywhere: checked, not uploaded, so there is no blob phase.
+    let forced = copy(
+        &images.plan(),
+        &images,
+        &sink,
+        CopyOptions {
+            jobs: 1,
+            force: true,
+            clean_holding: false,
+        },
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!((forced.blobs_uploaded, forced.blobs_skipped), (0, 3));
+    assert_eq!(forced.blob_seconds, 0.0);
+}
+
+#[test]
 fn a_blob_present_is_skipped_and_one_shared_by_many_images_is_uploaded_once_then_mounted() {
     let mut images = Images::default();
     let a = images.manifest(r#"{"a":1}"#, &[b"common-base-layer", b"a-top"]);
@@ -462,6 +487,56 @@ fn stream(
         Arc::new(AtomicU64::new(0)),
         &quiet(),
     )
+}
+
+#[test]
+fn configs_read_with_the_manifests_are_uploaded_by_the_workers_not_the_reading_thread() {
+    // Over a slow link each small upload costs round trips: delivered one by
+    // one on the reading thread, they held back the first layer (1.2 s for
+    // 8 configs at 50 ms RTT, BENCHMARKS.md).
+    let (images, m) = one_image();
+    let sink = MemorySink::default();
+    assert!(matches!(
+        stream(&images, true, &sink).unwrap(),
+        StreamOutcome::Copied(_)
+    ));
+    let config = blob_of(&images, &m, 0);
+    let threads = sink.upload_threads.lock().unwrap();
+    let (_, on) = threads
+        .iter()
+        .find(|(d, _)| *d == config.digest)
+        .expect("the config was uploaded");
+    assert_ne!(
+        *on,
+        std::thread::current().id(),
+        "the config was uploaded by the reading thread"
+    );
+    drop(threads);
+    assert_eq!(
+        sink.manifest("ns/a/app", "1.0").unwrap(),
+        images.blobs[&m.digest]
+    );
+}
+
+#[test]
+fn presence_checks_run_at_least_sixteen_at_once_whatever_jobs_says() {
+    // Presence checks are latency-bound: 40 blobs asked 4 at a time cost 10
+    // round trips before the first upload.
+    let mut images = Images::default();
+    for i in 0..4 {
+        let layers: Vec<Vec<u8>> = (0..3)
+            .map(|l| format!("layer {i}.{l}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        let m = images.manifest(&format!(r#"{{"image":{i}}}"#), &refs);
+        images.name(&m, &format!("gcr.io/a/app{i}:1.0"));
+    }
+    let sink = MemorySink {
+        presence_rendezvous: Some(16),
+        ..Default::default()
+    };
+    let report = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(report.blobs_uploaded, 16);
 }
 
 #[test]
