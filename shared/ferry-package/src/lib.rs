@@ -32,6 +32,7 @@ pub mod import;
 pub mod nested;
 pub mod pack;
 pub mod package_source;
+pub mod volume;
 pub mod stage;
 
 pub use collect::{PresentCheck, ReplacedBlob};
