@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job end to end on a generated package:
-#   generate a bmctl-style package -> export it to a store (removable media)
-#   -> verify -> diff against a private registry (all missing) -> push -> diff (all in sync)
-#   -> pull an image back with skopeo copy and check its manifest digest.
-# The registry is Debian's docker-registry on 127.0.0.1 with TLS from a private
-# CA and htpasswd auth; it is stopped at the end.
+# The whole air-gap loop end to end on generated images:
+#   connected side: images in a first registry -> ferry pack (a reproducible, metadata-first package)
+#   disconnected side: export it to a store (removable media) -> verify -> diff against a private
+#   registry (all missing) -> push -> diff (all in sync) -> pull an image back with skopeo copy
+#   and check its manifest digest.
+# Both registries are Debian's docker-registry on 127.0.0.1 with TLS from a private CA and
+# htpasswd auth; they are stopped at the end.
 # Everything happens under ${FERRY_DEMO_DIR:-./demo-work}; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,19 +19,43 @@ mkdir -p "$WORK"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1. Generate a demo package (like bmpackages_X.tar.xz): 5 images, one multi-arch, multi-block xz"
-"$BIN/ferry-fixture" --out "$WORK/bmpackages_demo.tar.xz" --format tar.xz-mt --seed 1 \
+step "1. The connected side: a registry holding 5 images (one multi-arch), as gcr.io would"
+UP_DIR="$WORK/upstream"
+UP=$(bash scripts/local-registry.sh start "$UP_DIR")
+REG_DIR="$WORK/registry"
+trap 'bash scripts/local-registry.sh stop "$UP_DIR"; bash scripts/local-registry.sh stop "$REG_DIR"' EXIT
+"$BIN/ferry-fixture" --out "$WORK/images" --format dir --seed 1 \
   --images 5 --layers 3 --layer-size 2MiB --incompressible --multi-arch-every 3 > "$WORK/fixture.json"
-ls -lh "$WORK/bmpackages_demo.tar.xz"
+"$BIN/ferry" push --source "$WORK/images" --private-registry "$UP" --cacert "$UP_DIR/ca.pem" \
+  --username ferry --password-stdin < "$UP_DIR/password" > /dev/null
+for i in 0 1 2 3 4; do echo "$UP/anthos-baremetal-release/img-$i:1.8.0"; done > "$WORK/images.txt"
+echo "upstream registry: $UP; images to pack:"; cat "$WORK/images.txt"
+
+step "1b. Pack them: ferry pack --images LIST --out PACKAGE (pulled in parallel into a cache, every byte checked)"
+"$BIN/ferry" pack --images "$WORK/images.txt" --out "$WORK/bmpackages_demo.tar.zst" \
+  --cache "$WORK/pack-cache" --cacert "$UP_DIR/ca.pem" --username ferry --password-stdin < "$UP_DIR/password"
+ls -lh "$WORK/bmpackages_demo.tar.zst"
+echo "first entries (metadata first, so it can be streamed):"
+zstd -dc "$WORK/bmpackages_demo.tar.zst" | tar -t | head -n 4
+
+step "1c. Pack again from an empty cache: byte-for-byte the same package"
+"$BIN/ferry" pack --images "$WORK/images.txt" --out "$WORK/again.tar.zst" --jobs 1 \
+  --cache "$WORK/pack-cache-2" --cacert "$UP_DIR/ca.pem" --username ferry --password-stdin < "$UP_DIR/password" > /dev/null
+sha256sum "$WORK/bmpackages_demo.tar.zst" "$WORK/again.tar.zst"
+if [ "$(sha256sum < "$WORK/bmpackages_demo.tar.zst")" != "$(sha256sum < "$WORK/again.tar.zst")" ]; then
+  echo "demo.sh: two packs of the same images differ" >&2
+  exit 1
+fi
+rm -rf "$WORK/again.tar.zst" "$WORK/pack-cache-2"
 
 step "2. Export it to a store (as onto removable media): ferry export --source ... --to ..."
-"$BIN/ferry" export --source "$WORK/bmpackages_demo.tar.xz" --to "$WORK/usb/ferry-store"
+"$BIN/ferry" export --source "$WORK/bmpackages_demo.tar.zst" --to "$WORK/usb/ferry-store"
 
 step "3. Run it again (resume = rerun): nothing is rewritten"
-"$BIN/ferry" export --source "$WORK/bmpackages_demo.tar.xz" --to "$WORK/usb/ferry-store"
+"$BIN/ferry" export --source "$WORK/bmpackages_demo.tar.zst" --to "$WORK/usb/ferry-store"
 
 step "4. The store is a plain OCI layout: skopeo reads every image by its full reference"
-REF=gcr.io/anthos-baremetal-release/img-0:1.8.0
+REF=$UP/anthos-baremetal-release/img-0:1.8.0
 skopeo inspect "oci:$WORK/usb/ferry-store:$REF" | head -n 20
 echo "..."
 echo "manifest digest via skopeo: sha256:$(skopeo inspect --raw "oci:$WORK/usb/ferry-store:$REF" | sha256sum | cut -d' ' -f1)"
@@ -41,9 +66,7 @@ step "5. Verify the store (as a scheduled audit would): every digest, in paralle
 "$BIN/ferry" verify --fast "$WORK/usb/ferry-store"
 
 step "6. Start a private registry on 127.0.0.1 (TLS with a private CA, htpasswd)"
-REG_DIR="$WORK/registry"
 REG=$(bash scripts/local-registry.sh start "$REG_DIR")
-trap 'bash scripts/local-registry.sh stop "$REG_DIR"' EXIT
 echo "registry: $REG (CA: $REG_DIR/ca.pem, user: ferry)"
 CREDS=(--cacert "$REG_DIR/ca.pem" --username ferry --password-stdin)
 
@@ -54,10 +77,10 @@ echo "ferry diff exit code: $?"
 set -e
 
 step "8. Plan the push: --dry-run reads only the package's manifests and asks the registry; nothing is sent"
-"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.xz" --private-registry "$REG/bm-mirror" "${CREDS[@]}" --dry-run < "$REG_DIR/password"
+"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.zst" --private-registry "$REG/bm-mirror" "${CREDS[@]}" --dry-run < "$REG_DIR/password"
 
-step "8b. Push the package, as bmctl push images would (--private-registry HOST:PORT/NAMESPACE --cacert ...): streamed from the .tar.xz, no scratch copy"
-"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.xz" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
+step "8b. Push the package, as bmctl push images would (--private-registry HOST:PORT/NAMESPACE --cacert ...): streamed from the package, no scratch copy"
+"$BIN/ferry" push --source "$WORK/bmpackages_demo.tar.zst" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
 
 step "9. Diff after the push: every image is in sync (exit code 0)"
 "$BIN/ferry" diff --source "$WORK/usb/ferry-store" --private-registry "$REG/bm-mirror" "${CREDS[@]}" < "$REG_DIR/password"
@@ -79,4 +102,4 @@ if [ "$PULLED" != "$EXPECTED" ]; then
 fi
 echo "the pulled image is byte for byte the package's image"
 
-step "Done. Work files are in $WORK (the registry is stopped now)"
+step "Done. Work files are in $WORK (the registries are stopped now)"

@@ -26,6 +26,7 @@ declare -A NEED=(
   [dpkg-shlibdeps]=dpkg-dev             # cargo-deb computes the .deb's Depends with it
   [containerd]=containerd               # a real runtime pulls through ferry's printed hosts.toml (tests/e2e/runtimes.rs)
   [podman]=podman                       # a real runtime pulls through ferry's printed registries.conf + certs.d; podman save writes the field formats (tests/e2e/formats_field.rs)
+  [faketime]=faketime                   # ferry-pack reproducibility: the same package on another day of the clock (tests/e2e/pack_roundtrip.rs)
   [buildah]=buildah                     # builds small images from scratch offline for the field-format tests (tests/e2e/formats_field.rs)
 )
 

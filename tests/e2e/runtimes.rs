@@ -17,11 +17,23 @@ use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 /// Runs `ferry-mirror-config` for `reg` (namespace `ns`, its CA, upstream hosts
 /// from the package) writing `format` below `out`; panics unless it succeeds.
 fn mirror_config(reg: &Registry, ns: &str, pkg: &Pkg, format: &str, air_gap: bool, out: &Path) {
+    mirror_config_for(reg, ns, &pkg.path, format, air_gap, out)
+}
+
+/// [`mirror_config`] for the package at `source`.
+fn mirror_config_for(
+    reg: &Registry,
+    ns: &str,
+    source: &Path,
+    format: &str,
+    air_gap: bool,
+    out: &Path,
+) {
     let mut cmd = Command::new(bin("ferry-mirror-config"));
     cmd.arg("--private-registry")
         .arg(target(reg, ns))
         .arg("--source")
-        .arg(&pkg.path)
+        .arg(source)
         .args(["--format", format])
         .arg("--out")
         .arg(out);
@@ -233,6 +245,82 @@ fn containerd_pulls_through_hosts_toml(ns: &str, air_gap: bool, seed: u64) {
         );
     }
     assert_runtime_asked_for_every_image(&reg, "containerd/", ns, &pkg);
+}
+
+/// `ferry-pack --platform linux/amd64` of a multi-arch image writes a new,
+/// smaller index (another digest, recorded beside the source's); pushed into
+/// the private registry, containerd pulls it by tag through the printed
+/// hosts.toml and gets exactly that index (with every platform asked for, it
+/// finds only amd64), while a pull by the source index's digest is not served.
+#[test]
+fn containerd_pulls_a_platform_filtered_pack_by_tag() {
+    let spec = ferry_testkit::FixtureSpec {
+        seed: 147,
+        images: 1,
+        layers_per_image: 2,
+        layer_size: 64 * 1024,
+        multi_arch_every: 1,
+        ..Default::default()
+    };
+    let (dir, layout, fixture) = ferry_e2e::registry_push::generated(&spec);
+    let source = registry_with_layout(&layout, "");
+    let image = &fixture.images[0];
+    let source_ref = format!("{}/{}", source.host(), image.reference.split_once('/').unwrap().1);
+    let pkg = dir.path().join("amd64-only.tar.zst");
+    let mut cmd = Command::new(bin("ferry-pack"));
+    cmd.arg("--out")
+        .arg(&pkg)
+        .arg("--cache")
+        .arg(dir.path().join("cache"))
+        .args(["--platform", "linux/amd64", "--image", &source_ref, "--json"])
+        .arg("--cacert")
+        .arg(source.ca_cert_path().unwrap());
+    let (user, pass) = source.credentials().unwrap();
+    cmd.args(["--username", &user, "--password-stdin"]);
+    let r: Run = ferry_e2e::spawn_with_input(without_proxies(&mut cmd), pass.as_bytes())
+        .wait_with_output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    // It says what happened to the index digest.
+    let said = format!("{}{}", r.stderr, r.stdout);
+    assert!(said.contains(&image.descriptor.digest.to_string()), "{said}");
+    let verify = run(Command::new(bin("ferry-verify")).arg(&pkg));
+    assert_eq!(verify.code, 0, "{}", verify.stderr);
+    let e = ferry_e2e::export(&pkg, &dir.path().join("store"), &[]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let index = ferry_testkit::read_index(&dir.path().join("store")).unwrap();
+    let filtered = index[0].digest.clone();
+    assert_ne!(filtered, image.descriptor.digest, "a filtered index has another digest");
+
+    let mirror = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let p = push(&mirror, &pkg, "m", &[]);
+    assert_eq!(p.code, 0, "{}\n{}", p.stderr, p.stdout);
+    let out = dir.path().join("mirror-config");
+    mirror_config_for(&mirror, "m", &pkg, "containerd", false, &out);
+    let hosts_dir = out.join("etc/containerd/certs.d");
+    let user = user_colon_password(&mirror);
+    let ctd = Containerd::start();
+    let pull = |name: &str| {
+        ctd.ctr(&[
+            "images", "pull", "--all-platforms", "--snapshotter", "native", "--hosts-dir",
+            hosts_dir.to_str().unwrap(), "--user", &user, name,
+        ])
+    };
+    let r = pull(&source_ref);
+    assert_eq!(r.code, 0, "ctr pull {source_ref}: {}\n{}", r.stderr, r.stdout);
+    assert_eq!(ctd.image_digest(&source_ref), Some(filtered.to_string()));
+    let by_source_digest = by_digest(&source_ref, &image.descriptor.digest);
+    let r = pull(&by_source_digest);
+    assert_ne!(r.code, 0, "the source index's digest is not in the mirror: {}", r.stdout);
+}
+
+/// A TLS + htpasswd registry holding the layout at `layout` pushed under `ns`.
+fn registry_with_layout(layout: &Path, ns: &str) -> Registry {
+    let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
+    let r = push(&reg, layout, ns, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
+    reg
 }
 
 #[test]

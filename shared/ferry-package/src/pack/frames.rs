@@ -13,7 +13,8 @@
 //! - none: the tar as is.
 //!
 //! Every byte written out is hashed (the package's sha256) on the way.
-//! Memory: at most `2 * threads + 2` zstd frames in flight.
+//! Memory: at most `threads + 2` zstd frames (4 MiB in, up to 4 MiB out) in
+//! flight; threads are capped at the machine's cores by the caller.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -186,7 +187,7 @@ struct ZstdSeekable {
 
 impl ZstdSeekable {
     fn new(level: i32, out: HashingWriter, threads: usize) -> ZstdSeekable {
-        let in_flight = 2 * threads + 2;
+        let in_flight = threads + 2;
         let (token_tx, tokens) = sync_channel::<()>(in_flight);
         for _ in 0..in_flight {
             token_tx.send(()).expect("room for every token");

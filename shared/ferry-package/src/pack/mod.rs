@@ -314,8 +314,10 @@ pub fn write_package(
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err)?;
         let writer = io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(io_err)?);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = options.threads.clamp(1, cores);
         let mut output =
-            framed_output(options.compression, Box::new(writer), options.threads).map_err(io_err)?;
+            framed_output(options.compression, Box::new(writer), threads).map_err(io_err)?;
         let mut tar_bytes = 0u64;
         for (path, data) in plan.metadata_entries() {
             tar_bytes += write_small(&mut output, path, data).map_err(io_err)?;

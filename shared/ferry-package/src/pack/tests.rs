@@ -366,3 +366,38 @@ fn verify_checks_the_package_manifest_against_the_content() {
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
     assert!(r.problems[0].kind.to_string().contains("index.json hashes to"), "{}", r.problems[0].kind);
 }
+
+/// Writes sample packages to `FERRY_PACK_SAMPLE_DIR` for trying third-party
+/// tools by hand (skipped without it).
+#[test]
+fn sample_packages_for_third_party_tools() {
+    let Some(dir) = std::env::var_os("FERRY_PACK_SAMPLE_DIR") else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let (store, images) = fixture(&dir.join("cache"));
+    for c in [Compression::Zstd { level: 3 }, Compression::Xz { preset: 6 }, Compression::None] {
+        let out = dir.join(format!("sample.{}", c.suffix()));
+        write_package(&store, &images, &[], &out, &options(c, 2), &|_| {}).unwrap();
+    }
+}
+
+#[test]
+fn export_stores_the_images_and_not_the_package_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, images) = fixture(&tmp.path().join("cache"));
+    let out = tmp.path().join("p.tar.zst");
+    let s = write_package(&cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
+        .unwrap();
+    let store = Store::open_for_write(&tmp.path().join("store")).unwrap();
+    let options = crate::ImportOptions {
+        progress: Default::default(),
+        threads: 2,
+        present_check: crate::PresentCheck::Full,
+    };
+    crate::import_package(&out, &store, &options).unwrap();
+    let stored = std::fs::read_dir(tmp.path().join("store/blobs/sha256")).unwrap().count();
+    assert_eq!(stored, s.manifest.entries.len(), "one stored blob per packaged entry, nothing else");
+    let names: Vec<String> = store.index_entries().unwrap().iter().filter_map(|d| image_name(d).map(str::to_owned)).collect();
+    assert_eq!(names.len(), images.len());
+}
