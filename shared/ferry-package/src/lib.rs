@@ -38,4 +38,4 @@ pub mod stage;
 pub use collect::{PresentCheck, ReplacedBlob};
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;
-pub use import::{import_package, ImportOptions, ImportReport, ImportedImage};
+pub use import::{import_package, import_volume_set, ImportOptions, ImportReport, ImportedImage};

@@ -409,6 +409,30 @@ impl VolumeSet {
         Ok(())
     }
 
+    /// Rebuilds data volumes found damaged by a check (number, what is wrong)
+    /// from parity, when there is enough of it; those it cannot rebuild are
+    /// then missing ([`VolumeSet::missing`]).
+    pub fn rebuild_damaged(&mut self, damaged: &[(u32, String)]) -> Result<(), VolumeError> {
+        let todo: Vec<(u32, String)> = damaged
+            .iter()
+            .filter(|(i, _)| !self.rebuilt.iter().any(|r| r.index == *i))
+            .map(|(i, why)| (*i, format!("damaged ({why})")))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        self.repair(&[], &todo)?;
+        for (i, _) in &todo {
+            if !self.rebuilt.iter().any(|r| r.index == *i) {
+                self.data[*i as usize - 1] = None;
+            }
+        }
+        if self.data.iter().any(Option::is_none) && self.waiting.is_empty() {
+            self.plan_partial()?;
+        }
+        Ok(())
+    }
+
     /// Missing data volume numbers (beyond repair).
     pub fn missing(&self) -> Vec<u32> {
         (1..=self.header.data_volumes).filter(|i| self.data[*i as usize - 1].is_none()).collect()
