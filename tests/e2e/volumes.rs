@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferry_e2e::registry_push::{mapped, push, skopeo};
+use ferry_e2e::registry_push::{mapped, push, registry_tool, skopeo};
 use ferry_e2e::{bin, export, run, Run};
 use ferry_package::pack::{Compression, PackImage, WriteOptions};
 use ferry_package::volume::{write_volume_set, Role, VolumeOptions, VolumeSetSummary};
@@ -163,6 +163,8 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     let p = push(&reg, &shuffled[0], "any", &more_sources(&shuffled[1..]).iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(p.code, 0, "{}", p.stderr);
     assert_all_pushed(&reg, "any", &fx);
+    let d = registry_tool("ferry-diff", &reg, &set_dir, "any", &[], &[], true);
+    assert_eq!(d.code, 0, "ferry-diff of the set against what it pushed: {}{}", d.stdout, d.stderr);
 
     // Damage: moved away and brought back.
     let away = tmp.path().join("away");

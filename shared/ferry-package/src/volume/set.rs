@@ -208,7 +208,11 @@ impl VolumeSet {
             .map(|(_, _, i, why)| (*i, why.clone()))
             .collect();
         let missing: Vec<u32> = (1..=n as u32).filter(|i| set.data[*i as usize - 1].is_none()).collect();
-        if !missing.is_empty() {
+        // zstd volumes are checked frame by frame as they are read, and a bad
+        // frame is rebuilt before any of its bytes are used; xz and plain tar
+        // volumes would hand bytes on before their check, so with parity they
+        // are checked whole against the parity records first.
+        if !missing.is_empty() || (set.header.compression != "zstd-seekable" && p > 0) {
             set.repair(&damaged, &[])?;
         }
         if set.metadata.is_empty() {
@@ -301,8 +305,12 @@ impl VolumeSet {
             }
             return Ok(()); // partial: decided by the caller
         }
-        let dir = self.scratch_root.clone();
-        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        // Beside the set, or (read-only media) in the temporary directory.
+        let mut dir = self.scratch_root.clone();
+        if std::fs::create_dir_all(&dir).is_err() {
+            dir = std::env::temp_dir().join(dir.file_name().unwrap_or_default());
+            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        }
         self.scratch = Some(dir.clone());
         let targets: Vec<(usize, PathBuf)> = bad
             .keys()
