@@ -15,8 +15,35 @@ use ferry_package::volume::{parse_size, write_volume_set, VolumeOptions};
 use ferry_store::layout::image_name;
 use ferry_store::Store;
 
+/// Reads to the end in 1 MiB reads (as the tar reader's consumers do for blobs).
+fn drain(r: &mut dyn std::io::Read) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok(n),
+            k => n += k as u64,
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
+    // `--read PATH…`: time one read of packages or sets (decoded bytes to nowhere).
+    if std::env::args().nth(1).as_deref() == Some("--read") {
+        for p in std::env::args().skip(2).map(PathBuf::from) {
+            let started = std::time::Instant::now();
+            let n = if ferry_package::volume::set::is_volume_source(&p) {
+                let mut set = ferry_package::volume::VolumeSet::open(std::slice::from_ref(&p), None)?;
+                drain(&mut set.reader())?
+            } else {
+                let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&p)?);
+                drain(&mut zstd::stream::read::Decoder::with_buffer(f)?)?
+            };
+            println!("{}: {n} bytes in {:.2}s", p.display(), started.elapsed().as_secs_f64());
+        }
+        return Ok(());
+    }
     let (mut cache, mut out, mut size, mut parity, mut threads) = (None, None, None, 0u32, 2usize);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));

@@ -27,8 +27,12 @@
 //!    push engine and the audit are the ones single packages use.
 //! 4. Nothing read from a volume is used before it is verified: zstd frames
 //!    are decoded whole and checked (frame checksum and seek table) before
-//!    their bytes go on; every item is hashed and checked at its end; the
-//!    content digest is checked at the end of each volume.
+//!    their bytes go on (xz and plain tar volumes, whose decoders hand bytes
+//!    on first, are checked whole against the parity records when there is
+//!    parity); every entry, rejoined, is checked against its digest by the
+//!    reader of the logical package (the importer, the push engine and the
+//!    audit verify every blob), so the set costs no hashing of its own;
+//!    `ferry-verify` also checks every volume alone (every part's digest).
 //! 5. Parity is Reed-Solomon over the data volume files (padded virtually to
 //!    the longest) in stripes (bounded memory): any `p` missing or corrupt
 //!    volumes are rebuilt, beside the set or in a scratch directory, only on

@@ -71,12 +71,15 @@ impl FrameReader {
             return Err(bad("the zstd seek table does not describe the file"));
         }
         f.seek(SeekFrom::Start(0))?;
+        let (mut comp, mut out) = SPARE.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        comp.clear();
+        out.clear();
         Ok(FrameReader {
             file: BufReader::with_capacity(1 << 20, f),
             table,
             next: 0,
-            comp: Vec::new(),
-            out: Vec::new(),
+            comp,
+            out,
             pos: 0,
             dec: zstd::bulk::Decompressor::new()?,
         })
@@ -103,6 +106,19 @@ impl FrameReader {
         self.pos = 0;
         self.next += 1;
         Ok(true)
+    }
+}
+
+thread_local! {
+    /// The frame buffers of the last volume read on this thread, for the next
+    /// (a set is read volume after volume: no fresh 8 MiB per volume).
+    static SPARE: std::cell::RefCell<Option<(Vec<u8>, Vec<u8>)>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        let bufs = (std::mem::take(&mut self.comp), std::mem::take(&mut self.out));
+        SPARE.with(|s| *s.borrow_mut() = Some(bufs));
     }
 }
 
