@@ -193,7 +193,7 @@ impl VolumeSet {
             header: reference,
             parity,
             metadata,
-            manifest: PackageManifest::parse(b"{}").unwrap_or_else(|_| empty_manifest()),
+            manifest: empty_manifest(),
             include: Vec::new(),
             waiting: Vec::new(),
             rebuilt: Vec::new(),
@@ -331,31 +331,39 @@ impl VolumeSet {
         Ok(())
     }
 
-    /// Data volumes present that parity... (partial set): which images can
+    /// With data volumes missing beyond repair (a partial set): which images can
     /// be completed, which wait, and the `index.json` of the complete ones.
     fn plan_partial(&mut self) -> Result<(), VolumeError> {
         let missing: BTreeSet<u32> = (1..=self.header.data_volumes).filter(|i| self.data[*i as usize - 1].is_none()).collect();
         let entry_ok: Vec<bool> = (0..self.manifest.entries.len())
             .map(|e| self.volumes_of(e).iter().all(|v| !missing.contains(v)))
             .collect();
-        // Manifests held by present volumes.
+        // Manifests held by present volumes (they come first in each volume;
+        // one cut into parts is rejoined, and kept only when whole and right).
         let mut manifests: HashMap<Digest, Vec<u8>> = HashMap::new();
         let index_of: HashMap<&Digest, usize> = self.manifest.entries.iter().enumerate().map(|(i, e)| (&e.digest, i)).collect();
+        let mut joining: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut buf = vec![0u8; 1 << 20];
         for path in self.data.iter().flatten() {
             let mut v = open_volume(path)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let items = v.header.items.clone();
-            for item in items {
+            let label = v.header.label();
+            let corrupt = |e: io::Error| VolumeError::Corrupt { file: path.clone(), label: label.clone(), why: e.to_string() };
+            for item in v.header.items.clone() {
                 let entry = &self.manifest.entries[item.entry as usize];
-                if entry.kind != EntryKind::Manifest || item.parts != 1 {
+                if entry.kind != EntryKind::Manifest {
                     break;
                 }
-                let corrupt = |e: io::Error| VolumeError::Corrupt { file: path.clone(), label: v.header.label(), why: e.to_string() };
                 let Some((_, size)) = v.cursor.next_entry().map_err(corrupt)? else { break };
-                let mut data = Vec::new();
-                v.cursor.data(size, &mut buf, &mut |b| data.extend_from_slice(b)).map_err(|e| VolumeError::Corrupt { file: path.clone(), label: v.header.label(), why: e.to_string() })?;
-                if entry.digest.of_same_algorithm(&data) == entry.digest {
-                    manifests.insert(entry.digest.clone(), data);
+                let data = joining.entry(item.entry).or_default();
+                if item.part == 1 {
+                    data.clear();
+                }
+                v.cursor.data(size, &mut buf, &mut |b| data.extend_from_slice(b)).map_err(corrupt)?;
+                if item.part == item.parts {
+                    let data = joining.remove(&item.entry).unwrap_or_default();
+                    if entry.digest.of_same_algorithm(&data) == entry.digest {
+                        manifests.insert(entry.digest.clone(), data);
+                    }
                 }
             }
         }
@@ -383,10 +391,12 @@ impl VolumeSet {
                     need.extend(self.volumes_of(e).into_iter().filter(|v| missing.contains(v)));
                     continue;
                 }
-                if let Some(bytes) = manifests.get(&d.digest) {
+                if self.manifest.entries[e].kind == EntryKind::Manifest {
                     let desc = self.manifest.entries[e].descriptor();
-                    if let Ok(children) = children_of(&desc, bytes) {
-                        queue.extend(children.descriptors);
+                    match manifests.get(&d.digest).map(|b| children_of(&desc, b)) {
+                        Some(Ok(children)) => queue.extend(children.descriptors),
+                        // Present but unreadable: the image cannot be completed from these volumes.
+                        _ => need.extend(self.volumes_of(e)),
                     }
                 }
             }
