@@ -36,7 +36,7 @@ step "1b. Pack them: ferry pack --images LIST --out PACKAGE (pulled in parallel 
   --cache "$WORK/pack-cache" --cacert "$UP_DIR/ca.pem" --username ferry --password-stdin < "$UP_DIR/password"
 ls -lh "$WORK/bmpackages_demo.tar.zst"
 echo "first entries (metadata first, so it can be streamed):"
-zstd -dc "$WORK/bmpackages_demo.tar.zst" | tar -t | head -n 4
+(zstd -dc "$WORK/bmpackages_demo.tar.zst" 2>/dev/null | tar -t 2>/dev/null || true) | head -n 4
 
 step "1c. Pack again from an empty cache: byte-for-byte the same package"
 "$BIN/ferry" pack --images "$WORK/images.txt" --out "$WORK/again.tar.zst" --jobs 1 \

@@ -3,7 +3,7 @@
 #   target/dist/ferry_VERSION-1_ARCH.deb          (cargo-deb; metadata in tools/ferry/Cargo.toml)
 #   target/dist/ferry-VERSION-ARCH-linux.tar.gz   (the same files: bin/, share/man, share/*completions)
 #   target/dist/SHA256SUMS                        (over both)
-# Installed: ferry, ferry-export, ferry-verify, ferry-diff, ferry-push, ferry-mirror-config (never the test-only
+# Installed: ferry, ferry-export, ferry-verify, ferry-diff, ferry-push, ferry-pack, ferry-mirror-config (never the test-only
 # ferry-fixture), a man page per command and bash, zsh and fish completions, all generated from
 # the tools' clap definitions by the built `ferry` itself. The binaries may link only the base
 # system's libc, libm, libgcc_s (liblzma and zstd are static): checked with ldd.
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: scripts/release.sh [--profile release|dev] [--out DIR]" >&2; exit 2 ;;
   esac
 done
-COMMANDS=(ferry ferry-export ferry-verify ferry-diff ferry-push ferry-mirror-config)
+COMMANDS=(ferry ferry-export ferry-verify ferry-diff ferry-push ferry-pack ferry-mirror-config)
 CARGO_DEB_VERSION=3.8.0
 # Only the Debian packages that give the base system's shared libraries.
 ALLOWED_LIBS='^(linux-vdso\.so\.1|libc\.so\.6|libm\.so\.6|libgcc_s\.so\.1|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|/lib64/ld-linux-x86-64\.so\.2)$'

@@ -11,12 +11,13 @@ use ferry_e2e::{bin, run, Run};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions};
 
 /// The umbrella and every tool it runs (what the packages install).
-const COMMANDS: [&str; 6] = [
+const COMMANDS: [&str; 7] = [
     "ferry",
     "ferry-export",
     "ferry-verify",
     "ferry-diff",
     "ferry-push",
+    "ferry-pack",
     "ferry-mirror-config",
 ];
 
@@ -249,6 +250,7 @@ fn man_pages_document_every_flag_and_the_exit_codes_of_help() {
         "ferry-verify",
         "ferry-diff",
         "ferry-push",
+        "ferry-pack",
         "ferry-mirror-config",
         "ferry-completions",
     ] {

@@ -5,7 +5,7 @@
 //! tokens), where skopeo reads every manifest byte-identical to the source's.
 //! Third-party tools read the package with no ferry installed (skopeo
 //! `oci-archive:`, `zstd -d | tar`, umoci); the same images packed again with
-//! other `--jobs`, another umask, on another day of the clock (faketime) and
+//! other `--jobs`, another umask, on another day of the clock (faketime, 100 days on) and
 //! from an empty cache give the same sha256.
 
 use std::io::Read;
@@ -52,14 +52,25 @@ fn seeded() -> Seeded {
         b"{\"sbom\":true}",
     )
     .unwrap();
-    let (cosign_ref, _) =
-        add_cosign_tag(&layout, &subject.reference, &subject.descriptor, "sig", b"signature").unwrap();
+    let (cosign_ref, _) = add_cosign_tag(
+        &layout,
+        &subject.reference,
+        &subject.descriptor,
+        "sig",
+        b"signature",
+    )
+    .unwrap();
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
     let r = push(&reg, &layout, "src", &[]);
     assert_eq!(r.code, 0, "seeding: {}", r.stderr);
     let host = reg.host();
-    let in_registry = |reference: &str| format!("{host}/src/{}", reference.split_once('/').unwrap().1);
-    let refs = fixture.images.iter().map(|i| in_registry(&i.reference)).collect();
+    let in_registry =
+        |reference: &str| format!("{host}/src/{}", reference.split_once('/').unwrap().1);
+    let refs = fixture
+        .images
+        .iter()
+        .map(|i| in_registry(&i.reference))
+        .collect();
     let cosign = in_registry(&cosign_ref);
     Seeded {
         reg,
@@ -80,7 +91,11 @@ fn pack(reg: &Registry, out: &Path, cache: &Path, args: &[&str], wrap: &[&str]) 
         c.args(&wrap[1..]).arg(bin("ferry-pack"));
         c
     };
-    cmd.arg("--out").arg(out).arg("--cache").arg(cache).args(args);
+    cmd.arg("--out")
+        .arg(out)
+        .arg("--cache")
+        .arg(cache)
+        .args(args);
     cmd.arg("--cacert").arg(reg.ca_cert_path().unwrap());
     let (user, pass) = reg.credentials().unwrap();
     cmd.args(["--username", &user, "--password-stdin"]);
@@ -127,14 +142,26 @@ fn packed_images_export_verify_and_push_byte_identical() {
     let list = tmp.path().join("images.txt");
     std::fs::write(
         &list,
-        format!("# the connected side's list\n\n{}\n  {}  \n", s.refs[2], s.refs[3]),
+        format!(
+            "# the connected side's list\n\n{}\n  {}  \n",
+            s.refs[2], s.refs[3]
+        ),
     )
     .unwrap();
     let r = pack(
         &s.reg,
         &out,
         &cache,
-        &["--image", &s.refs[0], "--image", &by_digest, "--images", list.to_str().unwrap(), "--referrers", "--json"],
+        &[
+            "--image",
+            &s.refs[0],
+            "--image",
+            &by_digest,
+            "--images",
+            list.to_str().unwrap(),
+            "--referrers",
+            "--json",
+        ],
         &[],
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
@@ -143,7 +170,11 @@ fn packed_images_export_verify_and_push_byte_identical() {
     // Metadata first, then manifests, then blobs; every blob once.
     let tar = zstd_decoded(&out);
     let names = tar_names(&tar);
-    assert_eq!(names[..3], ["oci-layout", "index.json", "ferry-package.json"], "{names:?}");
+    assert_eq!(
+        names[..3],
+        ["oci-layout", "index.json", "ferry-package.json"],
+        "{names:?}"
+    );
     let mut sorted = names.clone();
     sorted.sort();
     sorted.dedup();
@@ -158,29 +189,60 @@ fn packed_images_export_verify_and_push_byte_identical() {
         }
     }
     let m: serde_json::Value = serde_json::from_slice(&manifest_json).unwrap();
-    let kinds: Vec<&str> = m["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     let first_blob = kinds.iter().position(|k| *k == "blob").unwrap();
-    assert!(kinds[first_blob..].iter().all(|k| *k == "blob"), "a manifest after a blob");
+    assert!(
+        kinds[first_blob..].iter().all(|k| *k == "blob"),
+        "a manifest after a blob"
+    );
     // Both the tag and the digest are recorded for each image.
     let images = m["images"].as_array().unwrap();
-    let tagged = images.iter().find(|i| i["requested"] == s.refs[0].as_str()).unwrap();
-    assert_eq!(tagged["digest"], s.fixture.images[0].descriptor.digest.to_string());
-    let pinned = images.iter().find(|i| i["requested"] == by_digest.as_str()).unwrap();
-    assert_eq!(pinned["digest"], s.fixture.images[1].descriptor.digest.to_string());
+    let tagged = images
+        .iter()
+        .find(|i| i["requested"] == s.refs[0].as_str())
+        .unwrap();
+    assert_eq!(
+        tagged["digest"],
+        s.fixture.images[0].descriptor.digest.to_string()
+    );
+    let pinned = images
+        .iter()
+        .find(|i| i["requested"] == by_digest.as_str())
+        .unwrap();
+    assert_eq!(
+        pinned["digest"],
+        s.fixture.images[1].descriptor.digest.to_string()
+    );
     // The referrer and the cosign tag travelled with image 0.
     assert!(
-        m["entries"].as_array().unwrap().iter().any(|e| e["digest"] == s.referrer.to_string()),
+        m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["digest"] == s.referrer.to_string()),
         "the referrer is in the package"
     );
     assert!(
-        images.iter().any(|i| i["name"].as_str().unwrap().ends_with(s.cosign.rsplit_once(':').unwrap().1)),
+        images.iter().any(|i| i["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(s.cosign.rsplit_once(':').unwrap().1)),
         "the cosign tag is in the package: {images:?}"
     );
 
     // ferry-verify checks it (ferry-package.json included), ferry-export takes it.
     let v = ferry_e2e::run(Command::new(bin("ferry-verify")).arg(&out).arg("--json"));
     assert_eq!(v.code, 0, "{}\n{}", v.stderr, v.stdout);
-    assert!(v.stdout.contains("ferry-package.json checked"), "{}", v.stdout);
+    assert!(
+        v.stdout.contains("ferry-package.json checked"),
+        "{}",
+        v.stdout
+    );
     let store = tmp.path().join("store");
     let e = ferry_e2e::export(&out, &store, &[]);
     assert_eq!(e.code, 0, "{}", e.stderr);
@@ -196,18 +258,37 @@ fn packed_images_export_verify_and_push_byte_identical() {
             let repo = path.rsplit_once(':').unwrap().0;
             format!("docker://{}/{repo}@{digest}", reg.host())
         };
-        let source = skopeo(&s.reg, SkopeoRole::Src, &["inspect", "--raw", &at(&s.reg, &strip(reference))]);
-        let pushed = skopeo(&dst, SkopeoRole::Src, &["inspect", "--raw", &at(&dst, &format!("dst/{}", strip(reference)))]);
+        let source = skopeo(
+            &s.reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &at(&s.reg, &strip(reference))],
+        );
+        let pushed = skopeo(
+            &dst,
+            SkopeoRole::Inspect,
+            &[
+                "inspect",
+                "--raw",
+                &at(&dst, &format!("dst/{}", strip(reference))),
+            ],
+        );
         assert!(source == pushed, "{reference}: manifests differ");
         assert_eq!(Digest::sha256_of(&pushed).to_string(), digest);
     }
     // By tag too, for the images asked by tag.
     let tag_ref = format!("docker://{}/dst/{}", dst.host(), strip(&s.refs[0]));
-    let by_tag = skopeo(&dst, SkopeoRole::Src, &["inspect", "--raw", &tag_ref]);
-    assert_eq!(Digest::sha256_of(&by_tag), s.fixture.images[0].descriptor.digest);
+    let by_tag = skopeo(&dst, SkopeoRole::Inspect, &["inspect", "--raw", &tag_ref]);
+    assert_eq!(
+        Digest::sha256_of(&by_tag),
+        s.fixture.images[0].descriptor.digest
+    );
     // The cosign tag is there under its own tag.
     let cosign_ref = format!("docker://{}/dst/{}", dst.host(), strip(&s.cosign));
-    skopeo(&dst, SkopeoRole::Src, &["inspect", "--raw", &cosign_ref]);
+    skopeo(
+        &dst,
+        SkopeoRole::Inspect,
+        &["inspect", "--raw", &cosign_ref],
+    );
 }
 
 #[test]
@@ -215,7 +296,11 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
     let s = seeded();
     let tmp = tempfile::tempdir().unwrap();
     let args = |extra: &[&'static str]| -> Vec<String> {
-        let mut v: Vec<String> = s.refs.iter().flat_map(|r| ["--image".to_owned(), r.clone()]).collect();
+        let mut v: Vec<String> = s
+            .refs
+            .iter()
+            .flat_map(|r| ["--image".to_owned(), r.clone()])
+            .collect();
         v.extend(extra.iter().map(|x| x.to_string()));
         v
     };
@@ -245,10 +330,21 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
         &second,
         &tmp.path().join("cache-b"),
         &a,
-        &["faketime", "2031-05-01 12:00:00", "sh", "-c", "umask 077; exec \"$0\" \"$@\""],
+        &[
+            "faketime",
+            "-f",
+            "+100d", // within the test certificates' validity
+            "sh",
+            "-c",
+            "umask 077; exec \"$0\" \"$@\"",
+        ],
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
-    assert_eq!(sha256_file(&first), sha256_file(&second), "two packs of the same images differ");
+    assert_eq!(
+        sha256_file(&first),
+        sha256_file(&second),
+        "two packs of the same images differ"
+    );
 
     // xz and an uncompressed tar: the same check, and third-party readers.
     let xz = tmp.path().join("p.tar.xz");
@@ -256,7 +352,11 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
     let xz2 = tmp.path().join("p2.tar.xz");
     run(&xz2, "cache-a", &["--compress", "xz", "--jobs", "1"], &[]);
     assert_eq!(sha256_file(&xz), sha256_file(&xz2));
-    let listing = Command::new("xz").args(["--robot", "--list"]).arg(&xz).output().unwrap();
+    let listing = Command::new("xz")
+        .args(["--robot", "--list"])
+        .arg(&xz)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     let blocks: u64 = listing
         .lines()
@@ -264,7 +364,10 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
         .and_then(|l| l.split('\t').nth(2))
         .and_then(|b| b.parse().ok())
         .unwrap_or(0);
-    assert!(blocks > 10, "a multi-block xz (a block per entry): {listing}");
+    assert!(
+        blocks > 10,
+        "a multi-block xz (a block per entry): {listing}"
+    );
 
     let plain = tmp.path().join("p.tar");
     run(&plain, "cache-a", &["--compress", "none"], &[]);
@@ -283,17 +386,29 @@ fn the_same_images_give_the_same_bytes_and_third_party_tools_read_them() {
         .arg(format!("oci:{}:x", copy.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "skopeo oci-archive: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo oci-archive: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // zstd + tar with no ferry: the layout unpacks and umoci lists every image.
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir(&unpacked).unwrap();
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("zstd -dc '{}' | tar -xf - -C '{}'", first.display(), unpacked.display()))
+        .arg(format!(
+            "zstd -dc '{}' | tar -xf - -C '{}'",
+            first.display(),
+            unpacked.display()
+        ))
         .status()
         .unwrap();
     assert!(status.success());
-    let ls = Command::new("umoci").args(["ls", "--layout"]).arg(&unpacked).output().unwrap();
+    let ls = Command::new("umoci")
+        .args(["ls", "--layout"])
+        .arg(&unpacked)
+        .output()
+        .unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     for r in &s.refs {
         assert!(ls.contains(r.as_str()), "umoci ls lacks {r}: {ls}");

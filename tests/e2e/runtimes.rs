@@ -265,14 +265,24 @@ fn containerd_pulls_a_platform_filtered_pack_by_tag() {
     let (dir, layout, fixture) = ferry_e2e::registry_push::generated(&spec);
     let source = registry_with_layout(&layout, "");
     let image = &fixture.images[0];
-    let source_ref = format!("{}/{}", source.host(), image.reference.split_once('/').unwrap().1);
+    let source_ref = format!(
+        "{}/{}",
+        source.host(),
+        image.reference.split_once('/').unwrap().1
+    );
     let pkg = dir.path().join("amd64-only.tar.zst");
     let mut cmd = Command::new(bin("ferry-pack"));
     cmd.arg("--out")
         .arg(&pkg)
         .arg("--cache")
         .arg(dir.path().join("cache"))
-        .args(["--platform", "linux/amd64", "--image", &source_ref, "--json"])
+        .args([
+            "--platform",
+            "linux/amd64",
+            "--image",
+            &source_ref,
+            "--json",
+        ])
         .arg("--cacert")
         .arg(source.ca_cert_path().unwrap());
     let (user, pass) = source.credentials().unwrap();
@@ -284,14 +294,20 @@ fn containerd_pulls_a_platform_filtered_pack_by_tag() {
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, r.stdout);
     // It says what happened to the index digest.
     let said = format!("{}{}", r.stderr, r.stdout);
-    assert!(said.contains(&image.descriptor.digest.to_string()), "{said}");
+    assert!(
+        said.contains(&image.descriptor.digest.to_string()),
+        "{said}"
+    );
     let verify = run(Command::new(bin("ferry-verify")).arg(&pkg));
     assert_eq!(verify.code, 0, "{}", verify.stderr);
     let e = ferry_e2e::export(&pkg, &dir.path().join("store"), &[]);
     assert_eq!(e.code, 0, "{}", e.stderr);
     let index = ferry_testkit::read_index(&dir.path().join("store")).unwrap();
     let filtered = index[0].digest.clone();
-    assert_ne!(filtered, image.descriptor.digest, "a filtered index has another digest");
+    assert_ne!(
+        filtered, image.descriptor.digest,
+        "a filtered index has another digest"
+    );
 
     let mirror = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
     let p = push(&mirror, &pkg, "m", &[]);
@@ -303,16 +319,32 @@ fn containerd_pulls_a_platform_filtered_pack_by_tag() {
     let ctd = Containerd::start();
     let pull = |name: &str| {
         ctd.ctr(&[
-            "images", "pull", "--all-platforms", "--snapshotter", "native", "--hosts-dir",
-            hosts_dir.to_str().unwrap(), "--user", &user, name,
+            "images",
+            "pull",
+            "--all-platforms",
+            "--snapshotter",
+            "native",
+            "--hosts-dir",
+            hosts_dir.to_str().unwrap(),
+            "--user",
+            &user,
+            name,
         ])
     };
     let r = pull(&source_ref);
-    assert_eq!(r.code, 0, "ctr pull {source_ref}: {}\n{}", r.stderr, r.stdout);
+    assert_eq!(
+        r.code, 0,
+        "ctr pull {source_ref}: {}\n{}",
+        r.stderr, r.stdout
+    );
     assert_eq!(ctd.image_digest(&source_ref), Some(filtered.to_string()));
     let by_source_digest = by_digest(&source_ref, &image.descriptor.digest);
     let r = pull(&by_source_digest);
-    assert_ne!(r.code, 0, "the source index's digest is not in the mirror: {}", r.stdout);
+    assert_ne!(
+        r.code, 0,
+        "the source index's digest is not in the mirror: {}",
+        r.stdout
+    );
 }
 
 /// A TLS + htpasswd registry holding the layout at `layout` pushed under `ns`.

@@ -1,5 +1,7 @@
-//! The registry argument group shared by ferry-push and ferry-diff, with the
-//! flags users of `bmctl push images` already know.
+//! The registry argument groups, with the flags users of `bmctl push images`
+//! already know: [`RegistryArgs`] (`--private-registry` plus [`AccessArgs`])
+//! for ferry-push and ferry-diff; [`AccessArgs`] alone (credentials, TLS,
+//! stall timeout, per host) for ferry-pack's source registries.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -21,14 +23,24 @@ pub struct RegistryArgs {
     /// once and pushed to every registry at once.
     #[arg(long, value_name = "HOST:PORT[/NAMESPACE]", required = true)]
     pub private_registry: Vec<String>,
+    /// Credentials, TLS and timeouts of the registries.
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// How registries are reached: credentials, TLS, stall timeout (shared by
+/// every tool that talks to registries: push and diff to the private one,
+/// pack to the source registries).
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
     /// Extra CA certificate (PEM) to trust, on top of the system store (every registry
     /// without its own --cacert-for).
     #[arg(long, value_name = "CA.pem")]
     pub cacert: Option<PathBuf>,
-    /// The CA certificate of one registry when several are given: HOST:PORT=CA.pem (repeatable).
+    /// The CA certificate of one registry when several are used: HOST:PORT=CA.pem (repeatable).
     #[arg(long, value_name = "HOST:PORT=CA.pem")]
     pub cacert_for: Vec<String>,
-    /// The credentials of one registry when several are given: HOST:PORT=USER:PASSWORD_FILE
+    /// The credentials of one registry when several are used: HOST:PORT=USER:PASSWORD_FILE
     /// (the password is read from the file, never from the command line; repeatable). Registries
     /// without one use --username/--password[-stdin] if given, else the Docker config or auth.json
     /// entry for their host.
@@ -59,6 +71,17 @@ pub struct RegistryArgs {
     /// handshake): a registry that has not answered anything yet fails after this, unretried.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub stall_timeout: u64,
+}
+
+/// What to do for a registry no credential source has an entry for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutCredential {
+    /// Prompt on a terminal, else fail listing every source tried (a private
+    /// registry to push to always wants credentials).
+    Fail,
+    /// Go anonymous (source registries are often public; a registry that
+    /// then refuses says so, naming it).
+    Anonymous,
 }
 
 /// A connected client and where its credential came from.
@@ -117,17 +140,40 @@ impl RegistryArgs {
         &self,
         log: impl Fn(&str, &str) + Send + Sync + 'static,
     ) -> anyhow::Result<Vec<Connection>> {
-        let log = Arc::new(log);
-        let cacert_for = per_host("--cacert-for", &self.cacert_for)?;
-        let credentials_for = per_host("--credentials-for", &self.credentials_for)?;
         let targets = self
             .private_registry
             .iter()
             .map(|r| Target::parse(r))
             .collect::<Result<Vec<_>, _>>()?;
+        self.access.connect(
+            targets,
+            "one of the --private-registry hosts",
+            WithoutCredential::Fail,
+            log,
+        )
+    }
+}
+
+impl AccessArgs {
+    /// Resolves each target's credentials (`--credentials-for`, else
+    /// `--username`/`--password[-stdin]`, else Docker config / auth.json)
+    /// and CA (`--cacert-for`, else `--cacert`), and builds a client for
+    /// each. `hosts_are` says what the targets are, for the error about a
+    /// `--cacert-for`/`--credentials-for` host that is none of them;
+    /// `log(host, message)` receives retry messages (already redacted).
+    pub fn connect(
+        &self,
+        targets: Vec<Target>,
+        hosts_are: &str,
+        without: WithoutCredential,
+        log: impl Fn(&str, &str) + Send + Sync + 'static,
+    ) -> anyhow::Result<Vec<Connection>> {
+        let log = Arc::new(log);
+        let cacert_for = per_host("--cacert-for", &self.cacert_for)?;
+        let credentials_for = per_host("--credentials-for", &self.credentials_for)?;
         for host in cacert_for.keys().chain(credentials_for.keys()) {
             if !targets.iter().any(|t| &t.host == host) {
-                anyhow::bail!("{host} is not one of the --private-registry hosts");
+                anyhow::bail!("{host} is not {hosts_are}");
             }
         }
         // The shared password is read once, for every registry that uses it.
@@ -166,10 +212,19 @@ impl RegistryArgs {
                     username,
                     password,
                     docker_config: self.docker_config.clone(),
-                    interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+                    interactive: without == WithoutCredential::Fail
+                        && std::io::stdin().is_terminal()
+                        && std::io::stderr().is_terminal(),
                 };
-                let (c, s) = credentials::resolve(&target.host, &opts, &Env::from_process())?;
-                (Some(c), Some(s))
+                match credentials::resolve(&target.host, &opts, &Env::from_process()) {
+                    Ok((c, s)) => (Some(c), Some(s)),
+                    Err(credentials::CredentialError::NotFound { .. })
+                        if without == WithoutCredential::Anonymous =>
+                    {
+                        (None, None)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             } else {
                 (None, None)
             };

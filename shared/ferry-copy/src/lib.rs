@@ -3,7 +3,8 @@
 //! children-first, every blob once with the repositories that need it, the
 //! referrers attached to their subjects), then **copy** from a [`Source`]
 //! (random access: a store) or a [`SinglePassSource`] (a package read in its
-//! own order, with bounded read-ahead) into a [`Sink`] (a registry, a store),
+//! own order, with bounded read-ahead) into a [`Sink`] (a registry, a store:
+//! [`StoreSink`], `ferry-pack`'s cache),
 //! or **compare** a plan with a sink by reads only (`ferry-diff`). A dry run
 //! is the [`DryRun`] decorator over any sink, not a flag.
 //!
@@ -34,6 +35,7 @@ pub mod referrer;
 pub mod report;
 pub mod sink;
 pub mod source;
+pub mod store_sink;
 pub mod stream;
 
 mod chunk_pool;
@@ -46,6 +48,7 @@ pub use plan::{plan, Destination, ImagePlan, Plan};
 pub use report::{CopiedImage, CopyError, CopyEvent, CopyReport};
 pub use sink::{BlobPut, Body, Sink, SinkError, SinkErrorKind};
 pub use source::{Source, StoreSource};
+pub use store_sink::StoreSink;
 pub use stream::{copy_stream, SinglePassSource, StreamOutcome};
 
 #[cfg(test)]

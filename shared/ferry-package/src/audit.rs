@@ -328,7 +328,11 @@ pub fn audit_package(
 /// checked against the bytes by [`Auditor::hash_entry`]).
 fn check_package_manifest(bytes: &[u8], a: &mut Auditor, report: &mut AuditReport) {
     let bad = |detail: String, digest: Option<Digest>| {
-        problem(Some(PACKAGE_MANIFEST), digest, ProblemKind::BadManifest { detail })
+        problem(
+            Some(PACKAGE_MANIFEST),
+            digest,
+            ProblemKind::BadManifest { detail },
+        )
     };
     let m = match PackageManifest::parse(bytes) {
         Ok(m) => m,
@@ -345,8 +349,11 @@ fn check_package_manifest(bytes: &[u8], a: &mut Auditor, report: &mut AuditRepor
                     .iter()
                     .filter_map(|d| ferry_store::layout::image_name(d).map(|n| (n, &d.digest)))
                     .collect();
-                let listed: Vec<(&str, &Digest)> =
-                    m.images.iter().map(|i| (i.name.as_str(), &i.digest)).collect();
+                let listed: Vec<(&str, &Digest)> = m
+                    .images
+                    .iter()
+                    .map(|i| (i.name.as_str(), &i.digest))
+                    .collect();
                 if named != listed {
                     a.problems.push(bad(
                         "its images differ from the images named in index.json".into(),

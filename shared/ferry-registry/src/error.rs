@@ -106,6 +106,21 @@ pub enum RegistryError {
         /// Digest the registry reported.
         actual: String,
     },
+    /// A manifest larger than registries accept (distribution's 4 MiB):
+    /// refused before it is read whole.
+    #[error("{what}: the manifest is {size} bytes, over the {limit}-byte (4 MiB) limit registries accept; ferry refuses it", limit = ferry_store::descriptor::MAX_MANIFEST_BYTES)]
+    ManifestTooLarge {
+        /// The reference or digest.
+        what: String,
+        /// Its size (declared, or read so far).
+        size: u64,
+    },
+    /// The registry does not have what was asked for (HTTP 404).
+    #[error("{what}: not found in the registry (HTTP 404): check the repository, tag or digest")]
+    NotFound {
+        /// The reference, or the blob and repository.
+        what: String,
+    },
     /// Bad user input (registry address, flags).
     #[error("{0}")]
     Usage(String),

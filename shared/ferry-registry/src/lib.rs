@@ -5,8 +5,10 @@
 //! (Basic, Bearer tokens), TLS with a private CA, curl-style proxies, the one
 //! retry layer, uploads (monolithic, chunked, resumed, cross-repository mount),
 //! live transfer meters (total and per blob in flight) for progress displays,
-//! and the registry as a copy-engine sink ([`sink::RegistrySink`]). What to
-//! copy and in which order is not decided here: that is `ferry-copy`.
+//! the registry as a copy-engine sink ([`sink::RegistrySink`]) and registries
+//! as a random-access source ([`source::RegistrySource`], what `ferry-pack`
+//! pulls from). What to copy and in which order is not decided here: that
+//! is `ferry-copy`.
 //!
 //! Invariants:
 //! 1. Secrets never appear in `Debug`/`Display` output, errors, logs or journals.
@@ -24,6 +26,7 @@ pub use ferry_copy::meter;
 pub mod proxy;
 pub mod retry;
 pub mod sink;
+pub mod source;
 pub mod target;
 pub mod transport;
 pub mod upload;

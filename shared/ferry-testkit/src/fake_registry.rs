@@ -5,7 +5,8 @@
 //! sequence** a client sends, as go-containerregistry's `write_test.go` does),
 //! and it can be told to behave like registries that are not distribution:
 //! [`Quirks`] (refused mounts, no `Docker-Content-Digest`, 401s without a
-//! challenge, path depth limits, lying about manifest bytes, no referrers API)
+//! challenge, path depth limits, lying about manifest bytes, no referrers API, blob transfers cut
+//! midway, `Range` ignored)
 //! and one-off scripted answers ([`Rule`]).
 //!
 //! By default it is a correct registry: blob HEAD/GET, uploads (mount,
@@ -59,6 +60,13 @@ pub struct Quirks {
     pub serve_wrong_manifest_bytes: bool,
     /// `/v2/<name>/referrers/<digest>` answers 404.
     pub no_referrers_api: bool,
+    /// A blob `GET` without `Range` announces the whole blob but sends only
+    /// this many bytes, then closes the connection (a transfer cut midway).
+    pub cut_blob_after: Option<usize>,
+    /// Blob `GET`s ignore `Range` (answer 200 with the whole blob); by
+    /// default `Range: bytes=N-` is answered 206 with the rest, as
+    /// distribution does.
+    pub ignore_range: bool,
 }
 
 /// A scripted answer: the next `times` requests whose method is `method` and
@@ -286,6 +294,8 @@ struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send only this many bytes of the body, then close the connection.
+    cut_after: Option<usize>,
 }
 
 impl Reply {
@@ -294,6 +304,7 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            cut_after: None,
         }
     }
 
@@ -453,6 +464,11 @@ fn write_reply(w: &mut TcpStream, reply: &Reply, head: bool) -> std::io::Result<
     out.push_str("Docker-Distribution-API-Version: registry/2.0\r\n\r\n");
     w.write_all(out.as_bytes())?;
     if !head {
+        if let Some(n) = reply.cut_after.filter(|n| *n < reply.body.len()) {
+            w.write_all(&reply.body[..n])?;
+            w.flush()?;
+            return Err(std::io::Error::other("transfer cut (quirk)"));
+        }
         w.write_all(&reply.body)?;
     }
     w.flush()
@@ -598,12 +614,38 @@ fn blob_present(s: &State, repo: &str, digest: &str) -> Option<Arc<Vec<u8>>> {
 
 fn blob(s: &mut State, req: &Request, repo: &str, digest: &str) -> Reply {
     match req.method.as_str() {
+        "GET" if req.header("range").is_some() && !s.quirks.ignore_range => {
+            let Some(bytes) = blob_present(s, repo, digest) else {
+                return Reply::error(404, "BLOB_UNKNOWN", "blob unknown to registry");
+            };
+            let start = req
+                .header("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+            match start {
+                Some(start) if start < bytes.len() => Reply::new(206)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Docker-Content-Digest", digest)
+                    .header(
+                        "Content-Range",
+                        format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len()),
+                    )
+                    .body(bytes[start..].to_vec()),
+                _ => Reply::error(416, "BLOB_UNKNOWN", "requested range not satisfiable"),
+            }
+        }
         "HEAD" | "GET" => match blob_present(s, repo, digest) {
-            Some(bytes) => Reply::new(200)
-                .header("Content-Type", "application/octet-stream")
-                .header("Docker-Content-Digest", digest)
-                .header("Content-Length", bytes.len().to_string())
-                .body(bytes.to_vec()),
+            Some(bytes) => Reply {
+                cut_after: s
+                    .quirks
+                    .cut_blob_after
+                    .filter(|_| req.method == "GET" && req.header("range").is_none()),
+                ..Reply::new(200)
+            }
+            .header("Content-Type", "application/octet-stream")
+            .header("Docker-Content-Digest", digest)
+            .header("Content-Length", bytes.len().to_string())
+            .body(bytes.to_vec()),
             None => Reply::error(404, "BLOB_UNKNOWN", "blob unknown to registry"),
         },
         "DELETE" => match s.blobs.get_mut(repo).and_then(|b| b.remove(digest)) {

@@ -25,6 +25,10 @@ pub fn tools() -> Vec<(&'static str, Command)> {
             tool_command::<ferry_push::cli::Cli>(&ferry_push::cli::HELP),
         ),
         (
+            "pack",
+            tool_command::<ferry_pack::cli::Cli>(&ferry_pack::cli::HELP),
+        ),
+        (
             "mirror-config",
             tool_command::<ferry_mirror_config::cli::Cli>(&ferry_mirror_config::cli::HELP),
         ),
@@ -82,12 +86,13 @@ pub const GENERATE_MAN: &str = "generate-man";
 
 /// Every command `ferry completions` and the man pages cover: `ferry`, then the
 /// tools (the names of [`tools`]' definitions).
-pub const COMMANDS: [&str; 6] = [
+pub const COMMANDS: [&str; 7] = [
     "ferry",
     "ferry-export",
     "ferry-verify",
     "ferry-diff",
     "ferry-push",
+    "ferry-pack",
     "ferry-mirror-config",
 ];
 

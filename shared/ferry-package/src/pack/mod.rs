@@ -241,7 +241,10 @@ pub fn plan_package(
                 if !cache.has_blob(&b.digest, b.size) {
                     return Err(PackError::Incomplete {
                         image: image.source.clone(),
-                        problem: format!("blob {} ({} bytes) is not in the cache", b.digest, b.size),
+                        problem: format!(
+                            "blob {} ({} bytes) is not in the cache",
+                            b.digest, b.size
+                        ),
                     });
                 }
                 blobs.push(planned(EntryKind::Blob, b));
@@ -366,8 +369,18 @@ pub fn write_package(
         sha256: framed.sha256,
         tar_bytes,
         images: plan.images.len(),
-        manifests: plan.manifest.entries.iter().filter(|e| e.kind == EntryKind::Manifest).count(),
-        blobs: plan.manifest.entries.iter().filter(|e| e.kind == EntryKind::Blob).count(),
+        manifests: plan
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Manifest)
+            .count(),
+        blobs: plan
+            .manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Blob)
+            .count(),
         frames: framed.frames,
         manifest: plan.manifest,
     })

@@ -106,8 +106,15 @@ fn metadata_comes_first_and_the_package_manifest_matches_every_entry() {
         Compression::None,
     ] {
         let out = tmp.path().join(format!("p.{}", compression.suffix()));
-        let summary = write_package(&store, &images, &[], &out, &options(compression, 2), &|_| {})
-            .unwrap();
+        let summary = write_package(
+            &store,
+            &images,
+            &[],
+            &out,
+            &options(compression, 2),
+            &|_| {},
+        )
+        .unwrap();
         let tar_bytes = decoded(&out);
         assert_eq!(tar_bytes.len() as u64, summary.tar_bytes, "{compression:?}");
         let list = entries(&tar_bytes);
@@ -144,8 +151,14 @@ fn metadata_comes_first_and_the_package_manifest_matches_every_entry() {
         want.sort();
         assert_eq!(named, want);
         // Every blob of the cache that an image needs is there (4 images' graphs).
-        let in_cache = std::fs::read_dir(tmp.path().join("cache/blobs/sha256")).unwrap().count();
-        assert_eq!(m.entries.len(), in_cache, "the fixture's store holds exactly the packed graphs");
+        let in_cache = std::fs::read_dir(tmp.path().join("cache/blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            m.entries.len(),
+            in_cache,
+            "the fixture's store holds exactly the packed graphs"
+        );
     }
 }
 
@@ -153,12 +166,17 @@ fn metadata_comes_first_and_the_package_manifest_matches_every_entry() {
 fn same_images_give_the_same_bytes_whatever_the_thread_count_and_order() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, mut images) = fixture(&tmp.path().join("cache"));
-    for compression in [Compression::Zstd { level: 3 }, Compression::Xz { preset: 1 }] {
+    for compression in [
+        Compression::Zstd { level: 3 },
+        Compression::Xz { preset: 1 },
+    ] {
         let a = tmp.path().join("a");
         let b = tmp.path().join("b");
-        let sa = write_package(&store, &images, &[], &a, &options(compression, 1), &|_| {}).unwrap();
+        let sa =
+            write_package(&store, &images, &[], &a, &options(compression, 1), &|_| {}).unwrap();
         images.reverse();
-        let sb = write_package(&store, &images, &[], &b, &options(compression, 4), &|_| {}).unwrap();
+        let sb =
+            write_package(&store, &images, &[], &b, &options(compression, 4), &|_| {}).unwrap();
         assert_eq!(sa.sha256, sb.sha256, "{compression:?}");
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
         assert_eq!(Digest::sha256_of(&std::fs::read(&a).unwrap()), sa.sha256);
@@ -166,16 +184,35 @@ fn same_images_give_the_same_bytes_whatever_the_thread_count_and_order() {
     // Every compression carries the same entries (the package manifest
     // records the compression, so only it differs).
     let plain = tmp.path().join("plain.tar");
-    write_package(&store, &images, &[], &plain, &options(Compression::None, 2), &|_| {}).unwrap();
+    write_package(
+        &store,
+        &images,
+        &[],
+        &plain,
+        &options(Compression::None, 2),
+        &|_| {},
+    )
+    .unwrap();
     let zst = tmp.path().join("z");
-    write_package(&store, &images, &[], &zst, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap();
+    write_package(
+        &store,
+        &images,
+        &[],
+        &zst,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap();
     let a = entries(&decoded(&zst));
     let b = entries(&std::fs::read(&plain).unwrap());
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.name, y.name);
-        assert!(x.name == PACKAGE_MANIFEST || x.data == y.data, "{} differs", x.name);
+        assert!(
+            x.name == PACKAGE_MANIFEST || x.data == y.data,
+            "{} differs",
+            x.name
+        );
     }
 }
 
@@ -224,8 +261,15 @@ fn zstd_frames_start_at_every_entry_so_any_blob_decodes_alone() {
         })
         .collect();
     let out = tmp.path().join("p.tar.zst");
-    let s = write_package(&store, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap();
+    let s = write_package(
+        &store,
+        &images,
+        &[],
+        &out,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap();
     let raw = std::fs::read(&out).unwrap();
     let table = seek_table(&raw);
     assert_eq!(table.len() as u64, s.frames);
@@ -258,7 +302,10 @@ fn zstd_frames_start_at_every_entry_so_any_blob_decodes_alone() {
         let data = &bytes[512..512 + rec.size as usize];
         assert_eq!(Digest::sha256_of(data), rec.digest, "{}", rec.path);
     }
-    assert!(table.len() > s.manifest.entries.len() + 3, "large blobs span several frames");
+    assert!(
+        table.len() > s.manifest.entries.len() + 3,
+        "large blobs span several frames"
+    );
 }
 
 #[test]
@@ -268,25 +315,56 @@ fn a_corrupt_or_missing_cache_blob_writes_nothing_and_names_it() {
     let (store, images) = fixture(&dir);
     let out = tmp.path().join("p.tar.zst");
     // Flip a byte in one layer (same size).
-    let m = write_package(&store, &images, &[], &out, &options(Compression::None, 1), &|_| {})
-        .unwrap()
-        .manifest;
+    let m = write_package(
+        &store,
+        &images,
+        &[],
+        &out,
+        &options(Compression::None, 1),
+        &|_| {},
+    )
+    .unwrap()
+    .manifest;
     std::fs::remove_file(&out).unwrap();
-    let layer = m.entries.iter().rfind(|e| e.kind == EntryKind::Blob).unwrap();
+    let layer = m
+        .entries
+        .iter()
+        .rfind(|e| e.kind == EntryKind::Blob)
+        .unwrap();
     let path = store.blob_path(&layer.digest);
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let err = write_package(&store, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap_err();
-    assert!(matches!(err, PackError::CorruptCache { ref digest, .. } if *digest == layer.digest), "{err}");
+    let err = write_package(
+        &store,
+        &images,
+        &[],
+        &out,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, PackError::CorruptCache { ref digest, .. } if *digest == layer.digest),
+        "{err}"
+    );
     assert!(err.to_string().contains(&layer.digest.to_string()));
     assert!(!out.exists() && !temp_path(&out).exists());
-    assert!(!path.exists(), "the corrupt blob is dropped from the cache so a rerun fetches it");
+    assert!(
+        !path.exists(),
+        "the corrupt blob is dropped from the cache so a rerun fetches it"
+    );
     // Now it is missing: named as such, before anything is written.
-    let err = write_package(&store, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap_err();
+    let err = write_package(
+        &store,
+        &images,
+        &[],
+        &out,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, PackError::Incomplete { .. }), "{err}");
     assert!(err.to_string().contains(&layer.digest.to_string()), "{err}");
     assert!(!out.exists() && !temp_path(&out).exists());
@@ -300,8 +378,15 @@ fn two_images_with_one_name_are_refused() {
     twin.name = images[0].name.clone();
     images.push(twin);
     let out = tmp.path().join("p");
-    let err = write_package(&store, &images, &[], &out, &options(Compression::None, 1), &|_| {})
-        .unwrap_err();
+    let err = write_package(
+        &store,
+        &images,
+        &[],
+        &out,
+        &options(Compression::None, 1),
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, PackError::DuplicateName(_)), "{err}");
     assert!(!out.exists());
 }
@@ -328,25 +413,47 @@ fn verify_checks_the_package_manifest_against_the_content() {
     let tmp = tempfile::tempdir().unwrap();
     let (store, images) = fixture(&tmp.path().join("cache"));
     let zst = tmp.path().join("p.tar.zst");
-    write_package(&store, &images, &[], &zst, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap();
+    write_package(
+        &store,
+        &images,
+        &[],
+        &zst,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap();
     let clean = audit(&zst);
     assert!(clean.problems.is_empty(), "{:?}", clean.problems);
     assert!(
-        clean.info.notes.iter().any(|n| n.contains("ferry-package.json checked")),
+        clean
+            .info
+            .notes
+            .iter()
+            .any(|n| n.contains("ferry-package.json checked")),
         "{:?}",
         clean.info.notes
     );
 
     // An offset that does not match where the entry is.
     let tar = tmp.path().join("p.tar");
-    let m = write_package(&store, &images, &[], &tar, &options(Compression::None, 1), &|_| {})
-        .unwrap()
-        .manifest;
+    let m = write_package(
+        &store,
+        &images,
+        &[],
+        &tar,
+        &options(Compression::None, 1),
+        &|_| {},
+    )
+    .unwrap()
+    .manifest;
     let victim = &m.entries[2];
     // Same number of digits, another value: the last digit moves by one.
     let from = format!("\"offset\":{}", victim.offset);
-    let to = format!("\"offset\":{}{}", victim.offset / 10, (victim.offset % 10 + 1) % 10);
+    let to = format!(
+        "\"offset\":{}{}",
+        victim.offset / 10,
+        (victim.offset % 10 + 1) % 10
+    );
     tamper(&tar, &from, &to);
     let r = audit(&tar);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
@@ -356,7 +463,15 @@ fn verify_checks_the_package_manifest_against_the_content() {
     assert!(p.kind.to_string().contains("offset"), "{}", p.kind);
 
     // index.json not the one the manifest pins.
-    write_package(&store, &images, &[], &tar, &options(Compression::None, 1), &|_| {}).unwrap();
+    write_package(
+        &store,
+        &images,
+        &[],
+        &tar,
+        &options(Compression::None, 1),
+        &|_| {},
+    )
+    .unwrap();
     let pinned = m.index_json.digest.to_string();
     let mut other = pinned.clone();
     let flip = if other.ends_with('0') { "1" } else { "0" };
@@ -364,7 +479,14 @@ fn verify_checks_the_package_manifest_against_the_content() {
     tamper(&tar, &pinned, &other);
     let r = audit(&tar);
     assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-    assert!(r.problems[0].kind.to_string().contains("index.json hashes to"), "{}", r.problems[0].kind);
+    assert!(
+        r.problems[0]
+            .kind
+            .to_string()
+            .contains("index.json hashes to"),
+        "{}",
+        r.problems[0].kind
+    );
 }
 
 /// Writes sample packages to `FERRY_PACK_SAMPLE_DIR` for trying third-party
@@ -376,7 +498,11 @@ fn sample_packages_for_third_party_tools() {
     };
     let dir = Path::new(&dir);
     let (store, images) = fixture(&dir.join("cache"));
-    for c in [Compression::Zstd { level: 3 }, Compression::Xz { preset: 6 }, Compression::None] {
+    for c in [
+        Compression::Zstd { level: 3 },
+        Compression::Xz { preset: 6 },
+        Compression::None,
+    ] {
         let out = dir.join(format!("sample.{}", c.suffix()));
         write_package(&store, &images, &[], &out, &options(c, 2), &|_| {}).unwrap();
     }
@@ -387,8 +513,15 @@ fn export_stores_the_images_and_not_the_package_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let (cache, images) = fixture(&tmp.path().join("cache"));
     let out = tmp.path().join("p.tar.zst");
-    let s = write_package(&cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap();
+    let s = write_package(
+        &cache,
+        &images,
+        &[],
+        &out,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap();
     let store = Store::open_for_write(&tmp.path().join("store")).unwrap();
     let options = crate::ImportOptions {
         progress: Default::default(),
@@ -396,8 +529,19 @@ fn export_stores_the_images_and_not_the_package_manifest() {
         present_check: crate::PresentCheck::Full,
     };
     crate::import_package(&out, &store, &options).unwrap();
-    let stored = std::fs::read_dir(tmp.path().join("store/blobs/sha256")).unwrap().count();
-    assert_eq!(stored, s.manifest.entries.len(), "one stored blob per packaged entry, nothing else");
-    let names: Vec<String> = store.index_entries().unwrap().iter().filter_map(|d| image_name(d).map(str::to_owned)).collect();
+    let stored = std::fs::read_dir(tmp.path().join("store/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        stored,
+        s.manifest.entries.len(),
+        "one stored blob per packaged entry, nothing else"
+    );
+    let names: Vec<String> = store
+        .index_entries()
+        .unwrap()
+        .iter()
+        .filter_map(|d| image_name(d).map(str::to_owned))
+        .collect();
     assert_eq!(names.len(), images.len());
 }

@@ -1,0 +1,281 @@
+//! ferry-pack: build a package on the connected side. Thin binary: parse,
+//! gather the images into the cache store (`ferry_gather`, on the copy
+//! engine), write the package from it (`ferry_package::pack`), render.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferry_cli::progress::ByteProgress;
+use ferry_cli::registry_args::WithoutCredential;
+use ferry_cli::{human, Outcome};
+use ferry_copy::CopyEvent;
+use ferry_gather::{
+    gather_local, gather_registries, parse_reference, read_list, Gathered, PackEvent, PackOptions,
+    PlatformSpec,
+};
+use ferry_pack::cli::{Cli, Compress, HELP};
+use ferry_package::pack::{write_package, Compression, WriteOptions};
+use ferry_registry::source::{api_host, RegistrySource};
+use ferry_registry::Target;
+use ferry_store::descriptor::MAX_MANIFEST_BYTES;
+use ferry_store::Store;
+
+fn main() -> ExitCode {
+    let cli: Cli = ferry_cli::parse(&HELP);
+    ferry_cli::run("ferry-pack", || pack(&cli))
+}
+
+fn emit_json(value: &impl serde::Serialize) {
+    if let Ok(s) = serde_json::to_string(value) {
+        println!("{s}");
+    }
+}
+
+/// `$XDG_CACHE_HOME/ferry/pack`, else `~/.cache/ferry/pack`.
+fn default_cache() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or_else(|| {
+            anyhow::anyhow!("neither XDG_CACHE_HOME nor HOME is set: give --cache DIR")
+        })?;
+    Ok(base.join("ferry").join("pack"))
+}
+
+fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
+    let json = cli.output.json;
+    let mut requests = Vec::new();
+    for list in &cli.images {
+        requests.extend(read_list(list)?);
+    }
+    for image in &cli.image {
+        requests.push(parse_reference(image.trim(), "--image")?);
+    }
+    if requests.is_empty() && cli.from.is_empty() {
+        anyhow::bail!("nothing to pack: give --image REF, --images FILE or --from DIR_OR_ARCHIVE");
+    }
+    let platforms = cli
+        .platform
+        .iter()
+        .map(|p| p.parse::<PlatformSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs = cli.jobs.jobs.unwrap_or(4) as usize;
+    let options = PackOptions {
+        platforms,
+        referrers: cli.referrers,
+        jobs,
+    };
+    let cache_dir = match &cli.cache {
+        Some(dir) => dir.clone(),
+        None => default_cache()?,
+    };
+    if !json {
+        eprintln!("ferry-pack: cache {}", cache_dir.display());
+    }
+    std::fs::create_dir_all(&cache_dir)
+        .map_err(|e| ferry_cli::exit::about(&cache_dir, format!("cannot create the cache: {e}")))?;
+    let cache = Store::open_for_write(&cache_dir)?;
+
+    let tty = std::io::stderr().is_terminal();
+    let pulled = Arc::new(AtomicU64::new(0));
+    let bar: Mutex<Option<ByteProgress>> = Mutex::new(None);
+    let events = |e: PackEvent| {
+        if let PackEvent::Planned { bytes, .. } = &e {
+            let mut slot = bar.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = slot.take() {
+                old.finish();
+            }
+            pulled.store(0, Ordering::Relaxed);
+            *slot = Some(ByteProgress::start_with_blobs(
+                "pull",
+                *bytes,
+                pulled.clone(),
+                None,
+                !json,
+            ));
+        }
+        print_event(&e, json, tty);
+    };
+
+    let mut gathered = Gathered::default();
+    if !requests.is_empty() {
+        let hosts: BTreeSet<&str> = requests
+            .iter()
+            .map(|r| api_host(&r.reference.host))
+            .collect();
+        let targets = hosts
+            .iter()
+            .map(|h| {
+                let plain = cli
+                    .plain_http
+                    .iter()
+                    .any(|p| p.trim_start_matches("http://") == *h);
+                Target::parse(&if plain {
+                    format!("http://{h}")
+                } else {
+                    (*h).to_owned()
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let conns = cli.access.connect(
+            targets,
+            "the registry of any --image",
+            WithoutCredential::Anonymous,
+            move |host, msg| {
+                if json {
+                    emit_json(
+                        &serde_json::json!({"event": "retry", "registry": host, "message": msg}),
+                    );
+                } else {
+                    eprintln!("ferry-pack: {host}: {msg}");
+                }
+            },
+        )?;
+        let registries = RegistrySource::new(conns.into_iter().map(|c| Arc::new(c.client)))
+            .with_counter(pulled.clone());
+        let got = gather_registries(&cache, &registries, &requests, &options, &events);
+        if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            b.finish();
+        }
+        gathered.merge(got?);
+    }
+    for from in &cli.from {
+        if from.is_file() {
+            // An archive goes through the importer: a bar over the file's bytes.
+            pulled.store(0, Ordering::Relaxed);
+            let size = std::fs::metadata(from).map_or(0, |m| m.len());
+            *bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(ByteProgress::start_with_blobs(
+                "import",
+                size,
+                pulled.clone(),
+                None,
+                !json,
+            ));
+        }
+        let got = gather_local(&cache, from, &options, pulled.clone(), &events);
+        if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            b.finish();
+        }
+        gathered.merge(got?);
+    }
+
+    let compression = match cli.compress {
+        Compress::Zstd => Compression::Zstd { level: 3 },
+        Compress::Xz => Compression::Xz { preset: 6 },
+        Compress::None => Compression::None,
+    };
+    let mut recorded = BTreeMap::new();
+    if !cli.platform.is_empty() {
+        let mut p: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
+        p.sort();
+        p.dedup();
+        recorded.insert("platforms".to_owned(), p.join(","));
+    }
+    recorded.insert("referrers".to_owned(), cli.referrers.to_string());
+    let write = WriteOptions {
+        compression,
+        threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        tool: format!("ferry-pack {}", ferry_cli::VERSION),
+        options: recorded,
+    };
+    let (images, referrers) = gathered.pack_inputs();
+    let total = package_bytes(&cache, &gathered);
+    let written = Arc::new(AtomicU64::new(0));
+    let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
+    let summary = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
+        written.fetch_add(n, Ordering::Relaxed);
+    });
+    wbar.finish();
+    let summary = summary.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
+
+    let package_images: Vec<serde_json::Value> = gathered
+        .images
+        .iter()
+        .map(|i| {
+            serde_json::json!({"requested": i.requested, "name": i.name,
+                "digest": i.root.digest.to_string(), "source_digest": i.source_digest.to_string(),
+                "platforms": i.platforms})
+        })
+        .collect();
+    if json {
+        emit_json(&serde_json::json!({"event": "summary", "summary": {
+            "package": summary.path, "sha256": summary.sha256.to_string(), "bytes": summary.bytes,
+            "images": package_images, "referrers": gathered.referrers.len(),
+            "blobs_pulled": gathered.blobs_pulled, "blobs_cached": gathered.blobs_cached,
+            "bytes_pulled": gathered.bytes_pulled, "cache": cache_dir,
+        }}));
+    } else {
+        println!(
+            "wrote {} ({}, sha256 {}): {} image(s), {} referrer(s), {} manifest(s), {} blob(s); pulled {} blob(s) ({}), {} already in the cache",
+            summary.path.display(),
+            human::bytes(summary.bytes),
+            summary.sha256.hex(),
+            summary.images,
+            gathered.referrers.len(),
+            summary.manifests,
+            summary.blobs,
+            gathered.blobs_pulled,
+            human::bytes(gathered.bytes_pulled),
+            gathered.blobs_cached
+        );
+    }
+    Ok(Outcome::Clean)
+}
+
+/// Bytes of every distinct node the package will hold (for the write bar).
+fn package_bytes(cache: &Store, gathered: &Gathered) -> u64 {
+    let mut roots: Vec<(String, ferry_store::Descriptor)> = gathered
+        .images
+        .iter()
+        .map(|i| (i.name.clone(), i.root.clone()))
+        .collect();
+    roots.extend(
+        gathered
+            .referrers
+            .iter()
+            .map(|r| (r.digest.to_string(), r.clone())),
+    );
+    let walk =
+        ferry_store::walk::walk_graph(&roots, |d| cache.read_small_blob(d, MAX_MANIFEST_BYTES));
+    walk.nodes.iter().map(|n| n.descriptor.size).sum()
+}
+
+/// Prints one event: JSON lines with --json; otherwise notices on stderr and,
+/// off a terminal, a line per image.
+fn print_event(e: &PackEvent, json: bool, tty: bool) {
+    if json {
+        emit_json(e);
+        return;
+    }
+    match e {
+        PackEvent::Filtered { name, from, to, kept, of } => eprintln!(
+            "ferry-pack: {name}: index {from} filtered to {} of {of} platforms ({}): packaged as {to}; pulls by tag get {to}, a pull by digest {from} will not be served by the mirror",
+            kept.len(),
+            kept.join(", ")
+        ),
+        PackEvent::PlatformMismatch { name, has } => eprintln!(
+            "ferry-pack: warning: {name} is a single-platform image for {has}, not one of the --platform values; it is packed as it is"
+        ),
+        PackEvent::Referrers { name, artifacts, tags, via } if !tty => println!(
+            "referrers of {name}: {artifacts} artifact(s) ({via}), {tags} cosign-style tag(s)"
+        ),
+        PackEvent::Copy(c) => match c {
+            CopyEvent::ImagePushed { source, digest, .. } if !tty => {
+                println!("pulled {source}@{digest}")
+            }
+            CopyEvent::ImageUpToDate { source, digest, .. } if !tty => {
+                println!("in the cache {source}@{digest}")
+            }
+            CopyEvent::ReferrerSkipped { digest, reason } => {
+                eprintln!("ferry-pack: warning: not packing the artifact {digest}: {reason}")
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+}
