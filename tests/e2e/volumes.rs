@@ -7,6 +7,7 @@
 //! named; three lost: exit 2 naming them, the complete images pushed and the
 //! others not, then a rerun with every volume finishes without sending again
 //! what is there; a volume of another set is refused; no file over the size.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -21,6 +21,9 @@ use super::parity::{rebuild, ParitySource};
 use super::read::{check_volume, decoded, open_volume, parity_offset, OpenVolume};
 use super::{claimed_by_name, numbers, Role, VolumeError, VolumeHeader};
 
+/// A data volume's metadata entries: name and bytes.
+type Metadata = Vec<(String, Vec<u8>)>;
+
 /// An image that cannot be completed from the volumes present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitingImage {
@@ -126,7 +129,7 @@ impl VolumeSet {
             }
         }
         let mut ignored = Vec::new();
-        let mut headers: Vec<(PathBuf, VolumeHeader, Vec<(String, Vec<u8>)>)> = Vec::new();
+        let mut headers: Vec<(PathBuf, VolumeHeader, Metadata)> = Vec::new();
         let mut unreadable: Vec<(PathBuf, Role, u32, String)> = Vec::new();
         for (path, explicit) in candidates {
             match open_volume(&path) {

@@ -71,7 +71,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             .checked_pow(frac.len() as u32)
             .ok_or_else(overflow)?;
         let part = digits * multiplier as u128;
-        if part % scale != 0 {
+        if !part.is_multiple_of(scale) {
             return Err(format!("{text:?} is not a whole number of bytes"));
         }
         bytes = bytes
@@ -85,6 +85,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_size;
 

@@ -1,6 +1,7 @@
 //! Volume sets against generated images: sizes, each volume alone, the
 //! logical package equal to the single package, rebuilds, partial sets,
 //! foreign volumes.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ fn every_volume_fits_verifies_alone_and_rejoins_to_the_package() {
                 let check = check_volume(&f.path).unwrap();
                 assert!(check.problems.is_empty(), "{}: {:?}", f.path.display(), check.problems);
             }
-            let (out, set) = logical(&[dir.clone()]);
+            let (out, set) = logical(std::slice::from_ref(&dir));
             assert!(set.waiting.is_empty() && set.rebuilt.is_empty());
             assert!(out == expected, "{c:?} {size}: the logical package differs from the single package");
             if size < largest {
@@ -86,12 +87,12 @@ fn any_order_rebuilds_and_partial_sets() {
     let take = |i: usize| std::fs::rename(&data[i], hold.join(data[i].file_name().unwrap())).unwrap();
     let give = |i: usize| std::fs::rename(hold.join(data[i].file_name().unwrap()), &data[i]).unwrap();
     take(1);
-    let (out, set) = logical(&[dir.clone()]);
+    let (out, set) = logical(std::slice::from_ref(&dir));
     assert!(out == expected);
     assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2]);
     drop(set);
     take(3);
-    let (out, set) = logical(&[dir.clone()]);
+    let (out, set) = logical(std::slice::from_ref(&dir));
     assert!(out == expected);
     assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 4]);
     drop(set);
@@ -101,7 +102,7 @@ fn any_order_rebuilds_and_partial_sets() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&data[2], &bytes).unwrap();
-    let (out, set) = logical(&[dir.clone()]);
+    let (out, set) = logical(std::slice::from_ref(&dir));
     assert!(out == expected);
     let mut rebuilt: Vec<u32> = set.rebuilt.iter().map(|r| r.index).collect();
     rebuilt.sort();
@@ -111,7 +112,7 @@ fn any_order_rebuilds_and_partial_sets() {
 
     // Three bad: the complete images only, the others named with their volumes.
     take(3);
-    let mut set = VolumeSet::open(&[dir.clone()], None).unwrap();
+    let mut set = VolumeSet::open(std::slice::from_ref(&dir), None).unwrap();
     assert_eq!(set.missing(), vec![2, 3, 4]);
     assert!(!set.waiting.is_empty());
     let msg = set.missing_message().unwrap();
@@ -186,7 +187,7 @@ fn xz_and_plain_sets_rebuild_a_flipped_byte_before_using_it() {
         let at = bytes.len() / 2;
         bytes[at] ^= 0x10;
         std::fs::write(victim, &bytes).unwrap();
-        let (out, set) = logical(&[dir.clone()]);
+        let (out, set) = logical(std::slice::from_ref(&dir));
         assert!(out == decoded(&single), "{c:?}");
         assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2]);
     }
