@@ -15,7 +15,7 @@ use std::process::Command;
 use ferry_e2e::registry_push::{mapped, push, registry_tool, skopeo};
 use ferry_e2e::{bin, export, run, Run};
 use ferry_package::pack::{Compression, PackImage, WriteOptions};
-use ferry_package::volume::{write_volume_set, Role, VolumeOptions, VolumeSetSummary};
+use ferry_package::volume::{write_volume_set, VolumeOptions, VolumeSetSummary};
 use ferry_store::{Digest, Store};
 use ferry_testkit::registry::{Registry, RegistryMode, RegistryOptions, SkopeoRole};
 use ferry_testkit::{generate_layout, Fixture, FixtureSpec};
@@ -119,30 +119,61 @@ fn assert_store_has(store: &Path, fx: &Fixture) {
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
+/// `ferry-pack --from LAYOUT --out DIR/bundle.tar.zst --volume-size SIZE --parity N`:
+/// the data and parity volume files it wrote.
+fn pack_cli(layout: &Path, dir: &Path, size: &str, parity: u32) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let r = run(Command::new(bin("ferry-pack"))
+        .arg("--from")
+        .arg(layout)
+        .arg("--out")
+        .arg(dir.join("bundle.tar.zst"))
+        .arg("--cache")
+        .arg(dir.with_extension("cache"))
+        .args(["--volume-size", size, "--parity", &parity.to_string()]));
+    assert_eq!(r.code, 0, "ferry-pack: {}", r.stderr);
+    assert!(r.stdout.contains("wrote volume set"), "{}", r.stdout);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (data, par): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.into_iter().partition(|f| f.to_string_lossy().contains(".vol"));
+    (data, par)
+}
+
+#[test]
+fn ferry_pack_refuses_an_ambiguous_size() {
+    let r = run(Command::new(bin("ferry-pack")).args(["--from", "/nonexistent", "--out", "/tmp/x", "--volume-size", "4G"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
+    let r = run(Command::new(bin("ferry-pack")).args(["--from", "/nonexistent", "--out", "/tmp/x", "--parity", "2"]));
+    assert_eq!(r.code, 2, "--parity without --volume-size: {}", r.stderr);
+}
+
 #[test]
 fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cache, images, fx) = fixture(&tmp.path().join("layout"), 51, 5);
+    let layout = tmp.path().join("layout");
+    let (cache, images, fx) = fixture(&layout, 51, 5);
     let set_dir = tmp.path().join("set");
-    let sum = split(&cache, &images, &set_dir, SIZE, 2);
-    let data: Vec<PathBuf> = sum.files.iter().filter(|f| f.role == Role::Data).map(|f| f.path.clone()).collect();
-    let parity: Vec<PathBuf> = sum.files.iter().filter(|f| f.role == Role::Parity).map(|f| f.path.clone()).collect();
+    let (data, parity) = pack_cli(&layout, &set_dir, &SIZE.to_string(), 2);
+    let all: Vec<PathBuf> = data.iter().chain(&parity).cloned().collect();
     assert!(data.len() >= 5, "{} data volumes", data.len());
     assert_eq!(parity.len(), 2);
     assert!(data[0].file_name().unwrap().to_string_lossy().ends_with(&format!(".vol001-of-{:03}.tar.zst", data.len())));
 
     // Each volume alone: ferry-verify, and tar -t with no ferry.
-    for f in &sum.files {
-        assert!(std::fs::metadata(&f.path).unwrap().len() <= SIZE);
-        let v = verify(&[&f.path]);
-        assert_eq!(v.code, 0, "{}: {}{}", f.path.display(), v.stdout, v.stderr);
+    for f in &all {
+        assert!(std::fs::metadata(f).unwrap().len() <= SIZE);
+        let v = verify(&[f]);
+        assert_eq!(v.code, 0, "{}: {}{}", f.display(), v.stdout, v.stderr);
         assert!(v.stdout.contains("volume"), "{}", v.stdout);
-        let listing = match f.role {
-            Role::Data => sh(&format!("zstd -dc '{}' | tar -t", f.path.display())),
-            Role::Parity => sh(&format!("tar -tf '{}'", f.path.display())),
+        let is_data = data.contains(f);
+        let listing = if is_data {
+            sh(&format!("zstd -dc '{}' | tar -t", f.display()))
+        } else {
+            sh(&format!("tar -tf '{}'", f.display()))
         };
         assert!(listing.starts_with("ferry-volume.json\n"), "{listing}");
-        if f.role == Role::Data {
+        if is_data {
             assert!(listing.contains("ferry-package.json\n") && listing.contains("blobs/sha256/"), "{listing}");
         }
     }
@@ -154,7 +185,7 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     assert!(whole.stdout.contains("volume set") && whole.stdout.contains("OK"), "{}", whole.stdout);
 
     // Export and push from the files in another order.
-    let mut shuffled: Vec<PathBuf> = sum.files.iter().map(|f| f.path.clone()).rev().collect();
+    let mut shuffled: Vec<PathBuf> = all.iter().rev().cloned().collect();
     shuffled.rotate_left(3);
     let out = tmp.path().join("store-any-order");
     let e = export_files(&shuffled, &out);

@@ -97,6 +97,7 @@ pub fn write_volume_set(
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "package".into());
+    std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
     let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
     let result = (|| {
         let mut files = Vec::new();
