@@ -81,6 +81,18 @@ fn any_order_rebuilds_and_partial_sets() {
     files.swap(0, 2);
     assert!(logical(&files).0 == expected);
 
+    // Only a byte flipped (found while reading, mid-volume): rebuilt, read on from there.
+    let pristine = std::fs::read(&data[2]).unwrap();
+    let mut bytes = pristine.clone();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&data[2], &bytes).unwrap();
+    let (out, set) = logical(std::slice::from_ref(&dir));
+    assert!(out == expected);
+    assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![3]);
+    assert!(set.rebuilt[0].reason.contains("damaged"), "{}", set.rebuilt[0].reason);
+    drop(set);
+    std::fs::write(&data[2], &pristine).unwrap();
     // One, then two missing: rebuilt.
     let hold = tmp.path().join("hold");
     std::fs::create_dir_all(&hold).unwrap();
@@ -97,18 +109,6 @@ fn any_order_rebuilds_and_partial_sets() {
     assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![2, 4]);
     drop(set);
     give(3);
-    // Only a byte flipped (found while reading, mid-volume): rebuilt, read on from there.
-    let pristine = std::fs::read(&data[2]).unwrap();
-    let mut bytes = pristine.clone();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(&data[2], &bytes).unwrap();
-    let (out, set) = logical(std::slice::from_ref(&dir));
-    assert!(out == expected);
-    assert_eq!(set.rebuilt.iter().map(|r| r.index).collect::<Vec<_>>(), vec![3]);
-    assert!(set.rebuilt[0].reason.contains("damaged"), "{}", set.rebuilt[0].reason);
-    drop(set);
-    std::fs::write(&data[2], &pristine).unwrap();
     // One missing and a byte flipped in another (found while reading).
     let mut bytes = std::fs::read(&data[2]).unwrap();
     let at = bytes.len() / 2;
