@@ -18,7 +18,7 @@ use crate::pack::{canonical_header, padding, BLOCK};
 
 use super::layout::TRAILER;
 use super::parity::{rebuild, ParitySource};
-use super::read::{check_volume, decoded, open_volume, parity_offset, OpenVolume};
+use super::read::{check_volume, decoded, open_volume, parity_offset, OpenVolume, TarCursor};
 use super::{claimed_by_name, numbers, Role, VolumeError, VolumeHeader};
 
 /// A data volume's metadata entries: name and bytes.
@@ -568,13 +568,14 @@ impl LogicalTar<'_> {
     /// Moves to the next item (or volume); false at the end.
     fn advance(&mut self) -> io::Result<bool> {
         loop {
-            if let Some(v) = &mut self.current {
-                if self.item < v.header.items.len() {
+            if self.current.is_some() {
+                let items = self.current.as_ref().map_or(0, |v| v.header.items.len());
+                if self.item < items {
+                    let next = self.cursor_op(TarCursor::next_entry)?;
+                    let v = self.current.as_ref().expect("open");
                     let item = v.header.items[self.item].clone();
-                    let (name, size) = v
-                        .cursor
-                        .next_entry()?
-                        .ok_or_else(|| bad(format!("{}: {} is missing", v.path.display(), item.path)))?;
+                    let (name, size) =
+                        next.ok_or_else(|| bad(format!("{}: {} is missing", v.path.display(), item.path)))?;
                     if name != item.path || size != item.size {
                         return Err(bad(format!("{}: entry {name:?} where {} belongs", v.path.display(), item.path)));
                     }
@@ -594,10 +595,12 @@ impl LogicalTar<'_> {
                     return Ok(true);
                 }
                 // End of this volume: the trailer and the content digest.
-                if v.cursor.next_entry()?.is_some() {
+                if self.cursor_op(TarCursor::next_entry)?.is_some() {
+                    let v = self.current.as_ref().expect("open");
                     return Err(bad(format!("{}: an entry not listed in its header", v.path.display())));
                 }
-                v.cursor.finish()?;
+                self.cursor_op(TarCursor::finish)?;
+                let v = self.current.as_ref().expect("open");
                 let mut list = String::new();
                 for (name, data) in &v.metadata {
                     list.push_str(&super::content_line(name, &Digest::sha256_of(data), data.len() as u64));
@@ -660,6 +663,28 @@ impl LogicalTar<'_> {
         Ok(())
     }
 
+    /// Runs `op` on the current volume's cursor; when the volume turns out
+    /// damaged (a frame fails its check: none of its bytes were handed on),
+    /// rebuilds it from parity and runs `op` again from the same decoded offset.
+    fn cursor_op<T>(&mut self, mut op: impl FnMut(&mut TarCursor) -> io::Result<T>) -> io::Result<T> {
+        let mut repaired = false;
+        loop {
+            let v = self.current.as_mut().expect("an open volume");
+            match op(&mut v.cursor) {
+                Ok(t) => return Ok(t),
+                Err(e) if !repaired && e.kind() == io::ErrorKind::InvalidData => {
+                    let index = self.next_volume as u32;
+                    self.repair_now(index, e.to_string())?;
+                    let path = self.set.data[index as usize - 1].clone().expect("rebuilt");
+                    let r = decoded(&path)?;
+                    self.current.as_mut().expect("an open volume").cursor.resume(r)?;
+                    repaired = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn item_done(&mut self) -> io::Result<()> {
         let v = self.current.as_mut().expect("an open volume");
         let item = v.header.items[self.item].clone();
@@ -671,7 +696,7 @@ impl LogicalTar<'_> {
         if actual != item.digest {
             return Err(bad(format!("{}: {}: its bytes hash to {actual}, not {}", v.path.display(), item.path, item.digest)));
         }
-        v.cursor.skip_padding(item.size)?;
+        self.cursor_op(|c| c.skip_padding(item.size))?;
         self.list.push_str(&super::content_line(&item.path, &actual, item.size));
         let entry = &self.set.manifest.entries[item.entry as usize];
         if item.part == item.parts && self.set.include[item.entry as usize] {
@@ -702,20 +727,7 @@ impl Read for LogicalTar<'_> {
                     self.set.include[v.header.items[self.item].entry as usize]
                 };
                 let want = self.left.min(buf.len() as u64).min(1 << 20) as usize;
-                let v = self.current.as_mut().expect("open");
-                let got = v.cursor.some(&mut buf[..want]);
-                let n = match got {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // A damaged frame: nothing of it was returned; rebuild and go on from here.
-                        let index = self.next_volume as u32;
-                        self.repair_now(index, e.to_string())?;
-                        let path = self.set.data[index as usize - 1].clone().expect("rebuilt");
-                        let r = decoded(&path)?;
-                        self.current.as_mut().expect("open").cursor.resume(r)?;
-                        continue;
-                    }
-                };
+                let n = self.cursor_op(|c| c.some(&mut buf[..want]))?;
                 if let Some(h) = self.hasher.as_mut() {
                     h.update(&buf[..n]);
                 }
