@@ -9,12 +9,19 @@
 #   - loopback, no auth: the same registry and storage without htpasswd (what a mirror that
 #     trusts its network runs, and the registry's floor: distribution checks a bcrypt hash on
 #     every request of a Basic-auth client, about 4 ms of CPU each);
+#   - loopback, token auth: the harness's registry (`ferry-test-registry --mode tls-token`, what
+#     the end-to-end tests start: distribution with Bearer tokens from an ES256 token issuer, a
+#     cheap signature check per request) on 127.0.0.1, filled by ferry-push;
 #   - a 50 ms round trip: the same registry (same storage) in a network namespace this script
 #     creates (ferrybench-PID), reached over a veth pair with 10.213.77.1/30 (host side) and
 #     10.213.77.2/30 (namespace side); `tc netem delay 25ms` on both ends where the kernel has
 #     netem, else (no sch_netem, e.g. a VM kernel without modules) a TCP relay inside the
 #     namespace that holds every chunk 25 ms in each direction (the TCP handshake itself is then
 #     not delayed, which favours the skopeo loop: it opens new connections for every image).
+# Every case prints the registry's own CPU seconds per run (/proc/PID/stat, user + system) beside
+# ferry-diff's wall time: on loopback the registry's CPU time divided by the cores is the floor of
+# any client's wall time (every request costs the registry its CPU), and ferry's target is at most
+# 1.25x that floor.
 # Traffic never leaves this machine: loopback and the namespace this script owns.
 #   scripts/bench-diff.sh [IMAGES]      (default 100: the size the targets are defined for)
 # Prints a Markdown section to stdout (paste into BENCHMARKS.md); progress goes to stderr.
@@ -49,6 +56,7 @@ NS_REG_PID=""          # registry inside the namespace
 RELAY_PID=""           # delay relay inside the namespace (relay mode only)
 NS_CREATED=0
 VETH_CREATED=0
+TOKEN_HARNESS_PID=""   # ferry-test-registry (token registry + issuer; stops when fd 7 closes)
 
 stop_pid() { # VARNAME: stop the process whose PID is in VARNAME, then clear it
   local pid=${!1}
@@ -58,7 +66,15 @@ stop_pid() { # VARNAME: stop the process whose PID is in VARNAME, then clear it
     printf -v "$1" '%s' ""
   fi
 }
+stop_token_registry() {
+  if [ -n "$TOKEN_HARNESS_PID" ]; then
+    exec 7>&- 2>/dev/null || true
+    wait "$TOKEN_HARNESS_PID" 2>/dev/null || true
+    TOKEN_HARNESS_PID=""
+  fi
+}
 cleanup() {
+  stop_token_registry
   stop_pid RELAY_PID
   stop_pid NS_REG_PID
   stop_pid REG_PID
@@ -181,20 +197,23 @@ while read -r ref digest; do
 done < "$4"
 SH
 AUTH=htpasswd          # what the registry being measured asks for: htpasswd or none
+# The registry being measured: its CA (PEM, and a cert dir holding ca.crt for skopeo), user and
+# password file (the token case switches these to the harness's).
+CUR_CA="$REG/ca.crt"; CUR_CERT_DIR="$REG/certs.d"; CUR_USER=$REG_USER; CUR_PASS_FILE="$REG/password"
 skopeo_cmd() { # HOST:PORT [CHECK] -> CMD
-  local creds="$REG_USER:$REG_PASS"
+  local creds="$CUR_USER:$(cat "$CUR_PASS_FILE")"
   if [ "$AUTH" = none ]; then creds=""; fi
-  CMD=(bash "$WORK/skopeo-inspect.sh" "$1/ns" "$REG/certs.d" "$creds" "$WORK/images.txt" "${2:-0}")
+  CMD=(bash "$WORK/skopeo-inspect.sh" "$1/ns" "$CUR_CERT_DIR" "$creds" "$WORK/images.txt" "${2:-0}")
 }
 diff_cmd() { # HOST:PORT -> CMD (the password comes on stdin; ignored without auth)
-  CMD=("$BIN/ferry-diff" --source "$STORE" --private-registry "$1/ns" --cacert "$REG/ca.crt")
-  if [ "$AUTH" = none ]; then CMD+=(--need-credential=false); else CMD+=(--username "$REG_USER" --password-stdin); fi
+  CMD=("$BIN/ferry-diff" --source "$STORE" --private-registry "$1/ns" --cacert "$CUR_CA")
+  if [ "$AUTH" = none ]; then CMD+=(--need-credential=false); else CMD+=(--username "$CUR_USER" --password-stdin); fi
 }
 # check_in_sync HOST:PORT: untimed ferry-diff --json; it must exit 0 with every image in sync.
 check_in_sync() {
   local rc=0
   diff_cmd "$1"
-  "${CMD[@]}" --json < "$REG/password" > "$WORK/diff.json" 2> "$WORK/diff.err" || rc=$?
+  "${CMD[@]}" --json < "$CUR_PASS_FILE" > "$WORK/diff.json" 2> "$WORK/diff.err" || rc=$?
   if [ "$rc" != 0 ]; then
     echo "ferry-diff against $1 exited $rc (expected 0: everything was pushed):" >&2
     tail -20 "$WORK/diff.err" >&2; head -c 2000 "$WORK/diff.json" >&2
@@ -219,16 +238,26 @@ measure() {
   echo "  skopeo: every manifest has the package's digest" >&2
   for round in 1 2 3; do
     echo "$where: round $round" >&2
-    diff_cmd "$addr"; timed_with_log "ferry-diff $where" "$round" "$log" "$pid" "${CMD[@]}" < "$REG/password"
+    diff_cmd "$addr"; timed_with_log "ferry-diff $where" "$round" "$log" "$pid" "${CMD[@]}" < "$CUR_PASS_FILE"
     skopeo_cmd "$addr"; timed_with_log "skopeo loop $where" "$round" "$log" "$pid" "${CMD[@]}"
   done
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system clock ticks of PID
+# Busy clock ticks of the whole machine, every core (user, nice, system, irq, softirq, steal).
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 timed_with_log() { # LABEL ROUND LOG PID CMD...
   local label=$1 round=$2 log=$3 pid=$4 lines ticks; shift 4
-  sleep 0.3; lines=$(wc -l < "$log"); ticks=$(cpu_ticks "$pid")
+  local extra=0 busy
+  sleep 0.3; lines=$(wc -l < "$log"); ticks=$(cpu_ticks "$pid"); busy=$(machine_ticks)
+  if [ -n "$EXTRA_CPU_PID" ]; then extra=$(cpu_ticks "$EXTRA_CPU_PID"); fi
   time_cmd "$label (round $round)" "$@"
+  echo "$label (round $round) $(awk -v a="$busy" -v b="$(machine_ticks)" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{printf "%.2f", (b - a) / hz}')" >> "$WORK/machine-cpu.txt"
   sleep 0.3; tail -n +"$((lines + 1))" "$log" > "$WORK/requests/$label.$round.log"
+  if [ -n "$EXTRA_CPU_PID" ]; then
+    echo "$label (round $round) $(awk -v a="$extra" -v b="$(cpu_ticks "$EXTRA_CPU_PID")" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN{printf "%.2f", (b - a) / hz}')" >> "$WORK/issuer-cpu.txt"
+  fi
   echo "$label (round $round) $(awk -v a="$ticks" -v b="$(cpu_ticks "$pid")" -v hz="$(getconf CLK_TCK)" \
     'BEGIN{printf "%.2f", (b - a) / hz}')" >> "$WORK/registry-cpu.txt"
   echo "$label (round $round) $(bench_access_log_requests "$WORK/requests/$label.$round.log")" >> "$WORK/requests.txt"
@@ -256,7 +285,8 @@ print(", ".join(f"{n} {m} {k} ({code})" for (m, k, code), n in sorted(c.items(),
 PY
 }
 mkdir -p "$WORK/requests"
-: > "$WORK/requests.txt"; : > "$WORK/registry-cpu.txt"
+: > "$WORK/requests.txt"; : > "$WORK/registry-cpu.txt"; : > "$WORK/issuer-cpu.txt"; : > "$WORK/machine-cpu.txt"
+EXTRA_CPU_PID=""       # token case: the harness process (its token issuer) is measured as well
 
 # --- Fill the registry on loopback, then measure there. ---
 start_loopback_registry htpasswd
@@ -277,6 +307,31 @@ echo "registry without auth on 127.0.0.1:$PORT (same storage)" >&2
 measure loopback-noauth "127.0.0.1:$PORT" "$REG/loopback-none.log" "$REG_PID"
 stop_pid REG_PID
 AUTH=htpasswd
+
+# --- Token auth: the test harness's registry (Bearer tokens), filled by ferry-push. ---
+echo "token-auth registry: ferry-test-registry --mode tls-token" >&2
+mkfifo "$WORK/token-registry.in"
+"$BIN/ferry-test-registry" --mode tls-token < "$WORK/token-registry.in" > "$WORK/token-registry.json" \
+  2> "$WORK/token-registry.err" &
+TOKEN_HARNESS_PID=$!
+exec 7> "$WORK/token-registry.in"      # the harness serves until this is closed
+for i in $(seq 1 200); do
+  if [ -s "$WORK/token-registry.json" ]; then break; fi
+  if ! kill -0 "$TOKEN_HARNESS_PID" 2>/dev/null; then cat "$WORK/token-registry.err" >&2; exit 1; fi
+  sleep 0.1
+done
+token_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$WORK/token-registry.json" "$1"; }
+TOKEN_HOST=$(token_field host); TOKEN_REG_PID=$(token_field pid); TOKEN_LOG=$(token_field log)
+CUR_CA=$(token_field ca_cert); CUR_CERT_DIR=$(token_field cert_dir); CUR_USER=$(token_field user)
+( umask 077; token_field password > "$WORK/token-password" ); CUR_PASS_FILE="$WORK/token-password"
+"$BIN/ferry-push" --source "$STORE" --private-registry "$TOKEN_HOST/ns" --cacert "$CUR_CA" \
+  --username "$CUR_USER" --password-stdin < "$CUR_PASS_FILE" > "$WORK/push-token.out" 2> "$WORK/push-token.err" \
+  || { echo "ferry-push to the token registry failed:" >&2; tail -20 "$WORK/push-token.err" >&2; exit 1; }
+EXTRA_CPU_PID=$TOKEN_HARNESS_PID
+measure loopback-token "$TOKEN_HOST" "$TOKEN_LOG" "$TOKEN_REG_PID"
+EXTRA_CPU_PID=""
+stop_token_registry
+CUR_CA="$REG/ca.crt"; CUR_CERT_DIR="$REG/certs.d"; CUR_USER=$REG_USER; CUR_PASS_FILE="$REG/password"
 
 # --- The same registry behind a 50 ms round trip, in a network namespace of our own. ---
 if ip -o addr show to "${HOST_ADDR%.*}.0/30" | grep -q . || ip route show "${HOST_ADDR%.*}.0/30" | grep -q .; then
@@ -307,66 +362,8 @@ write_registry_config "$REG/config-ns.yml" "$REG_ADDR"
 ip netns exec "$NS" /usr/bin/docker-registry serve "$REG/config-ns.yml" > "$REG/ns.log" 2>&1 &
 NS_REG_PID=$!
 if [ "$DELAY_MODE" = relay ]; then
-  cat > "$WORK/delay-relay.py" <<'PY'
-# delay-relay.py LISTEN_HOST LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT DELAY_S: a TCP relay that
-# delivers every chunk DELAY_S after it arrived, in each direction, in order (latency, no
-# bandwidth limit): what `tc netem delay` does per packet, for kernels without sch_netem.
-import asyncio, sys
-
-LH, LP, UH, UP, DELAY = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
-
-async def pump(reader, writer):
-    loop = asyncio.get_running_loop()
-    queue = asyncio.Queue()
-
-    async def read():
-        try:
-            while True:
-                data = await reader.read(65536)
-                queue.put_nowait((loop.time() + DELAY, data))
-                if not data:
-                    return
-        except Exception:
-            queue.put_nowait((loop.time() + DELAY, b""))
-
-    reading = asyncio.ensure_future(read())
-    try:
-        while True:
-            due, data = await queue.get()
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
-    except Exception:
-        pass
-    finally:
-        reading.cancel()
-
-async def handle(client_reader, client_writer):
-    try:
-        up_reader, up_writer = await asyncio.open_connection(UH, UP)
-    except Exception:
-        client_writer.close()
-        return
-    await asyncio.gather(pump(client_reader, up_writer), pump(up_reader, client_writer),
-                         return_exceptions=True)
-    for w in (client_writer, up_writer):
-        w.close()
-
-async def main():
-    server = await asyncio.start_server(handle, LH, LP, backlog=256)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-PY
-  ip netns exec "$NS" python3 "$WORK/delay-relay.py" "$NS_ADDR" "$NS_PORT" 127.0.0.1 "$NS_INNER_PORT" \
-    "$(awk -v d="$DELAY_MS" 'BEGIN{print d/1000}')" > "$REG/relay.log" 2>&1 &
+  ip netns exec "$NS" python3 scripts/bench-relay.py "$NS_ADDR" 127.0.0.1 \
+    "$(awk -v d="$DELAY_MS" 'BEGIN{print d/1000}')" 0 "$NS_PORT:$NS_INNER_PORT" > "$REG/relay.log" 2>&1 &
   RELAY_PID=$!
 fi
 wait_registry "$NS_ADDR:$NS_PORT" NS_REG_PID "$REG/ns.log"
@@ -389,22 +386,42 @@ stop_pid RELAY_PID
 stop_pid NS_REG_PID
 
 # --- Markdown. ---
-FL=$(bench_median "ferry-diff loopback"); SL=$(bench_median "skopeo loop loopback")
-FR=$(bench_median "ferry-diff rtt50"); SR=$(bench_median "skopeo loop rtt50")
-FN=$(bench_median "ferry-diff loopback-noauth"); SN=$(bench_median "skopeo loop loopback-noauth")
 speedup() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.1f", a/b; else print "n/a"}'; }
+ratio2() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a/b; else print "n/a"}'; }
 atleast() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 >= t) print "**met**"; else print "**not met**"}'; }
+atmost() { awk -v v="$1" -v t="$2" 'BEGIN{if (v != "n/a" && v + 0 <= t) print "**met**"; else print "**not met**"}'; }
 below() { awk -v v="$1" -v t="$2" 'BEGIN{if (v + 0 < t) print "**met**"; else print "**not met**"}'; }
-XL=$(speedup "$SL" "$FL"); XR=$(speedup "$SR" "$FR"); XN=$(speedup "$SN" "$FN")
-cpu() { # LABEL: median registry CPU seconds of LABEL's rounds
-  grep -F "$1 (round " "$WORK/registry-cpu.txt" | awk '{print $NF}' | sort -n \
+median_of() { # FILE LABEL: median last field of LABEL's rounds in FILE
+  grep -F "$2 (round " "$1" | awk '{print $NF}' | sort -n \
     | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]; else print "?"}'
 }
-RQ_L=$(requests "ferry-diff loopback"); RQ_R=$(requests "ferry-diff rtt50")
-SQ_L=$(requests "skopeo loop loopback"); SQ_R=$(requests "skopeo loop rtt50")
-RQ_N=$(requests "ferry-diff loopback-noauth"); SQ_N=$(requests "skopeo loop loopback-noauth")
+cpu() { median_of "$WORK/registry-cpu.txt" "$1"; }
+CORES=$(nproc)
+# row WHERE TITLE TARGET_CEIL TARGET_X: two table rows (skopeo loop, ferry-diff) for case WHERE.
+row() {
+  local where=$1 title=$2 ceil_target=$3 x_target=$4 f s x rc floor fx busy extra=""
+  f=$(bench_median "ferry-diff $where"); s=$(bench_median "skopeo loop $where")
+  x=$(speedup "$s" "$f"); rc=$(cpu "ferry-diff $where")
+  floor=$(awk -v c="$rc" -v n="$CORES" 'BEGIN{printf "%.2f", c/n}')
+  fx=$(ratio2 "$f" "$floor")
+  if grep -qF "ferry-diff $where (round " "$WORK/issuer-cpu.txt"; then
+    extra=" (+ token issuer $(median_of "$WORK/issuer-cpu.txt" "ferry-diff $where"))"
+  fi
+  busy=$(awk -v c="$(median_of "$WORK/machine-cpu.txt" "ferry-diff $where")" -v f="$f" -v n="$CORES" \
+    'BEGIN{if (f > 0) printf "%.0f%%", 100*c/(f*n); else print "?"}')
+  printf '| `skopeo inspect --raw` loop, %s | %s | 1.0 | %s | %s | | | | %s MiB | |\n' "$title" "$s" \
+    "$(requests "skopeo loop $where")" "$(cpu "skopeo loop $where")" "$(bench_rss_mib "skopeo loop $where")"
+  local t=""
+  if [ -n "$ceil_target" ]; then t="≤ ${ceil_target}x registry CPU / cores: $(atmost "$fx" "$ceil_target")"; fi
+  if [ -n "$x_target" ]; then
+    t="${t:+$t; }≥ ${x_target}x skopeo: $(atleast "$x" "$x_target") (the registry's floor allows at most $(speedup "$s" "$floor")x: skopeo s / floor s)"
+  fi
+  printf '| `ferry-diff`, %s | %s | %s | %s | %s%s | %s | %s | %s | %s MiB | %s |\n' "$title" "$f" "$x" \
+    "$(requests "ferry-diff $where")" "$rc" "$extra" "$floor" "$fx" "$busy" "$(bench_rss_mib "ferry-diff $where")" "$t"
+}
 # What the requests of one run were (round 1 of each).
 KIND_FL=$(request_kinds "$WORK/requests/ferry-diff loopback.1.log")
+KIND_FT=$(request_kinds "$WORK/requests/ferry-diff loopback-token.1.log")
 KIND_FR=$(request_kinds "$WORK/requests/ferry-diff rtt50.1.log")
 KIND_SL=$(request_kinds "$WORK/requests/skopeo loop loopback.1.log")
 NOTE=""
@@ -412,7 +429,7 @@ if [ "$IMAGES" -lt 100 ] || [ "$BLOBS" -lt 1000 ]; then NOTE=" **Smoke test: bel
 if [ "$DELAY_MODE" = netem ]; then
   RTT_SETUP="\`tc qdisc add dev VETH root netem delay ${DELAY_MS}ms\` on both ends of the veth pair; \`ping -c 3\`: avg ${PING_AVG} ms; one HTTP request on a kept-alive TLS connection: ${HTTP_RTT} ms"
 else
-  RTT_SETUP="this kernel has no \`sch_netem\` (\`tc qdisc add ... netem\`: $(head -1 "$WORK/tc.err" | sed 's/`//g')), so the registry listens on the namespace's own 127.0.0.1 and a TCP relay inside the namespace on $NS_ADDR:$NS_PORT delivers every chunk ${DELAY_MS} ms after it arrived, in each direction (\`ping -c 3\`, ICMP, is not delayed: avg ${PING_AVG} ms; one HTTP request on a kept-alive TLS connection: ${HTTP_RTT} ms). TCP handshakes are not delayed: this undercounts new connections by one round trip each, which favours the skopeo loop (new connections for every image)"
+  RTT_SETUP="this kernel has no \`sch_netem\` (\`tc qdisc add ... netem\`: $(head -1 "$WORK/tc.err" | sed 's/`//g')), so the registry listens on the namespace's own 127.0.0.1 and a TCP relay inside the namespace on $NS_ADDR:$NS_PORT (\`scripts/bench-relay.py\`) delivers every chunk ${DELAY_MS} ms after it arrived, in each direction (\`ping -c 3\`, ICMP, is not delayed: avg ${PING_AVG} ms; one HTTP request on a kept-alive TLS connection: ${HTTP_RTT} ms). TCP handshakes are not delayed: this undercounts new connections by one round trip each, which favours the skopeo loop (new connections for every image)"
 fi
 
 cat <<MD
@@ -420,18 +437,17 @@ cat <<MD
 
 Command: \`scripts/bench-diff.sh $IMAGES\` — machine: $(bench_machine).
 Package: $N_IMAGES images x $LAYERS layers of ~$LAYER_SIZE (\`ferry-fixture --format dir --images $IMAGES --layers $LAYERS --layer-size $LAYER_SIZE --no-shared-base\`), $BLOBS blobs (layers, configs, manifests; $((BYTES / 1024)) KiB), \`ferry-export\`ed to a store and pushed in full with \`ferry-push\` (${PUSH_SECS} s); everything in sync, every ferry-diff run exited 0.$NOTE
-Registry: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, htpasswd (bcrypt cost 5), filesystem storage, access log on. Loopback: on 127.0.0.1. Loopback, no auth: the same storage served without the \`auth:\` section (ferry-diff with \`--need-credential=false\`, skopeo without \`--creds\`). 50 ms RTT: the same registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
-- ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username $REG_USER --password-stdin\` (default \`--jobs\` 16).
+Registries: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, filesystem storage, access log on. Loopback: on 127.0.0.1 with htpasswd (bcrypt cost 5: distribution checks the hash on every request of a Basic-auth client). Loopback, no auth: the same storage served without the \`auth:\` section (ferry-diff with \`--need-credential=false\`, skopeo without \`--creds\`). Loopback, token: the test harness's registry (\`ferry-test-registry --mode tls-token\`, as the end-to-end tests start it: Bearer tokens from its ES256 token issuer, one signature check per request), filled by \`ferry-push\`. 50 ms RTT: the htpasswd registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
+- ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username U --password-stdin\` (default \`--jobs\` 16).
 - without ferry: for each image, one after the other, \`skopeo inspect --raw --cert-dir CERTS --creds U:P docker://HOST:PORT/ns/PATH:TAG\` (the manifest only: it checks less than ferry-diff, which also checks every child manifest and blob).
+- registry CPU: the registry process's user + system seconds during the run (/proc/PID/stat; median); floor = registry CPU / $CORES cores, the least wall time in which the registry can answer those requests, whatever the client; ferry / floor is ferry-diff's wall time over that floor (target ≤ 1.25 on loopback); machine busy = every process's CPU time on the machine during the ferry-diff run (/proc/stat, median) over wall time x $CORES cores: near 100%, the cores were saturated and the registry did not have them to itself (this VM is shared: other builds run beside the benchmark).
 
-| what | seconds | x faster than the skopeo loop | HTTP requests per run | registry CPU s | peak RSS | target |
-|---|---|---|---|---|---|---|
-| \`skopeo inspect --raw\` loop, loopback | $SL | 1.0 | $SQ_L | $(cpu "skopeo loop loopback") | $(bench_rss_mib "skopeo loop loopback") MiB | |
-| \`ferry-diff\`, loopback | $FL | $XL | $RQ_L | $(cpu "ferry-diff loopback") | $(bench_rss_mib "ferry-diff loopback") MiB | < 2 s: $(below "$FL" 2); ≥ 10x: $(atleast "$XL" 10) |
-| \`skopeo inspect --raw\` loop, loopback, no auth | $SN | 1.0 | $SQ_N | $(cpu "skopeo loop loopback-noauth") | $(bench_rss_mib "skopeo loop loopback-noauth") MiB | |
-| \`ferry-diff\`, loopback, no auth | $FN | $XN | $RQ_N | $(cpu "ferry-diff loopback-noauth") | $(bench_rss_mib "ferry-diff loopback-noauth") MiB | < 2 s: $(below "$FN" 2); ≥ 10x: $(atleast "$XN" 10) |
-| \`skopeo inspect --raw\` loop, 50 ms RTT | $SR | 1.0 | $SQ_R | $(cpu "skopeo loop rtt50") | $(bench_rss_mib "skopeo loop rtt50") MiB | |
-| \`ferry-diff\`, 50 ms RTT | $FR | $XR | $RQ_R | $(cpu "ferry-diff rtt50") | $(bench_rss_mib "ferry-diff rtt50") MiB | < 10 s: $(below "$FR" 10); ≥ 10x: $(atleast "$XR" 10) |
+| what | seconds | x faster than the skopeo loop | HTTP requests per run | registry CPU s | floor s (CPU / $CORES cores) | ferry / floor | machine busy | peak RSS | target |
+|---|---|---|---|---|---|---|---|---|---|
+$(row loopback "loopback, htpasswd" 1.25 "")
+$(row loopback-noauth "loopback, no auth" 1.25 "")
+$(row loopback-token "loopback, token auth" 1.25 10)
+$(row rtt50 "50 ms RTT, htpasswd" "" 10)
 
-HTTP requests are counted from the registry's access log (one line per request) around each run; registry CPU is the registry process's user + system time during the run (median; /proc/PID/stat), peak RSS the client's (highest of the 3 rounds; the skopeo loop's is one \`skopeo\` process). One \`ferry-diff\` run, loopback: $KIND_FL; 50 ms RTT: $KIND_FR. One skopeo loop, loopback: $KIND_SL.
+HTTP requests are counted from the registry's access log (one line per request) around each run; peak RSS is the client's (highest of the 3 rounds; the skopeo loop's is one \`skopeo\` process). Token case: the token issuer runs in the harness process, its CPU seconds are shown in brackets. One \`ferry-diff\` run, loopback htpasswd: $KIND_FL; token: $KIND_FT; 50 ms RTT: $KIND_FR. One skopeo loop, loopback: $KIND_SL.
 MD

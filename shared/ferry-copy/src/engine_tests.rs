@@ -107,6 +107,33 @@ fn referrers_are_attached_to_every_image_holding_their_subject() {
 }
 
 #[test]
+fn plan_order_hands_blobs_to_the_workers_in_the_order_the_plan_lists_them() {
+    let mut images = Images::default();
+    // Sizes chosen so that largest-first would be another order.
+    let m = images.manifest(r#"{"os":"linux","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#, &[b"a", b"layer-two-is-the-longest"]);
+    images.name(&m, "gcr.io/a/app:1.0");
+    let want: Vec<String> = (0..3)
+        .map(|i| format!("UPLOAD ns/a/app {}", short(&blob_of(&images, &m, i).digest)))
+        .collect();
+    let sink = MemorySink::default();
+    crate::executor::copy_in_order(
+        &images.plan(),
+        &images,
+        &sink,
+        ONE,
+        crate::executor::BlobOrder::PlanOrder,
+        &quiet(),
+    )
+    .unwrap();
+    let uploads: Vec<String> = sink.calls().into_iter().filter(|c| c.starts_with("UPLOAD")).collect();
+    assert_eq!(uploads, want);
+    let sink = MemorySink::default();
+    copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    let uploads: Vec<String> = sink.calls().into_iter().filter(|c| c.starts_with("UPLOAD")).collect();
+    assert_ne!(uploads, want, "largest-first differs here, so the test can tell them apart");
+}
+
+#[test]
 fn an_empty_sink_gets_blobs_then_manifests_then_the_tag_in_exactly_this_sequence() {
     let (images, m) = one_image();
     let sink = MemorySink::default();
@@ -182,6 +209,31 @@ fn a_rerun_asks_one_question_and_writes_nothing() {
     .unwrap();
     assert!(sink.writes().is_empty(), "{:?}", sink.writes());
     assert_eq!(forced.blobs_skipped, 3);
+}
+
+#[test]
+fn the_blob_phase_spans_the_uploads_inside_the_run_and_is_zero_when_nothing_is_uploaded() {
+    let (images, _) = one_image();
+    let sink = MemorySink::default();
+    let first = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(first.blobs_uploaded, 3);
+    assert!(first.blob_seconds > 0.0, "{first:?}");
+    assert!(first.blob_seconds <= first.seconds, "{first:?}");
+    // Present everywhere: checked, not uploaded, so there is no blob phase.
+    let forced = copy(
+        &images.plan(),
+        &images,
+        &sink,
+        CopyOptions {
+            jobs: 1,
+            force: true,
+            clean_holding: false,
+        },
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!((forced.blobs_uploaded, forced.blobs_skipped), (0, 3));
+    assert_eq!(forced.blob_seconds, 0.0);
 }
 
 #[test]
@@ -435,6 +487,56 @@ fn stream(
         Arc::new(AtomicU64::new(0)),
         &quiet(),
     )
+}
+
+#[test]
+fn configs_read_with_the_manifests_are_uploaded_by_the_workers_not_the_reading_thread() {
+    // Over a slow link each small upload costs round trips: delivered one by
+    // one on the reading thread, they held back the first layer (1.2 s for
+    // 8 configs at 50 ms RTT, BENCHMARKS.md).
+    let (images, m) = one_image();
+    let sink = MemorySink::default();
+    assert!(matches!(
+        stream(&images, true, &sink).unwrap(),
+        StreamOutcome::Copied(_)
+    ));
+    let config = blob_of(&images, &m, 0);
+    let threads = sink.upload_threads.lock().unwrap();
+    let (_, on) = threads
+        .iter()
+        .find(|(d, _)| *d == config.digest)
+        .expect("the config was uploaded");
+    assert_ne!(
+        *on,
+        std::thread::current().id(),
+        "the config was uploaded by the reading thread"
+    );
+    drop(threads);
+    assert_eq!(
+        sink.manifest("ns/a/app", "1.0").unwrap(),
+        images.blobs[&m.digest]
+    );
+}
+
+#[test]
+fn presence_checks_run_at_least_sixteen_at_once_whatever_jobs_says() {
+    // Presence checks are latency-bound: 40 blobs asked 4 at a time cost 10
+    // round trips before the first upload.
+    let mut images = Images::default();
+    for i in 0..4 {
+        let layers: Vec<Vec<u8>> = (0..3)
+            .map(|l| format!("layer {i}.{l}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        let m = images.manifest(&format!(r#"{{"image":{i}}}"#), &refs);
+        images.name(&m, &format!("gcr.io/a/app{i}:1.0"));
+    }
+    let sink = MemorySink {
+        presence_rendezvous: Some(16),
+        ..Default::default()
+    };
+    let report = copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
+    assert_eq!(report.blobs_uploaded, 16);
 }
 
 #[test]

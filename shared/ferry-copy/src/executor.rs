@@ -27,10 +27,17 @@ use crate::report::{CopiedImage, CopyError, CopyEvent, CopyReport};
 use crate::sink::{BlobPut, Body, Sink};
 use crate::source::Source;
 
+/// Presence checks (tags of images, blobs) and image commits in flight at
+/// once, at least, whatever `--jobs` says: each is a small request whose cost
+/// is its round trip (40 blob checks at 4 a time cost 10 round trips before
+/// the first upload; at 50 ms that is half a second).
+pub const MIN_REQUESTS_IN_FLIGHT: usize = 16;
+
 /// Copy settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
-    /// Concurrent transfers (and at least 4 concurrent presence checks).
+    /// Concurrent transfers (presence checks and commits: at least
+    /// [`MIN_REQUESTS_IN_FLIGHT`]).
     pub jobs: usize,
     /// Re-check every blob and manifest even of images whose tag already
     /// points at the right digest (tags are set last, so such an image was
@@ -77,6 +84,8 @@ pub struct Executor<'a> {
     events: &'a (dyn Fn(CopyEvent) + Sync),
     report: Mutex<CopyReport>,
     started: Instant,
+    /// Start of the first upload, end of the last one.
+    blob_span: Mutex<Option<(Instant, Instant)>>,
 }
 
 /// Makes a presence check's key.
@@ -95,6 +104,7 @@ impl<'a> Executor<'a> {
             events,
             report: Mutex::new(CopyReport::default()),
             started: Instant::now(),
+            blob_span: Mutex::new(None),
         }
     }
 
@@ -105,6 +115,11 @@ impl<'a> Executor<'a> {
     /// Concurrent transfers this executor runs (`--jobs`).
     pub fn jobs(&self) -> usize {
         self.options.jobs.max(1)
+    }
+
+    /// Small requests (presence checks, commits) this executor keeps in flight.
+    fn requests_in_flight(&self) -> usize {
+        self.options.jobs.max(MIN_REQUESTS_IN_FLIGHT)
     }
 
     /// Blobs uploaded or mounted so far.
@@ -134,7 +149,7 @@ impl<'a> Executor<'a> {
         let complete = if self.options.force {
             vec![false; plan.images.len()]
         } else {
-            parallel(&plan.images, self.options.jobs.max(4), |image| {
+            parallel(&plan.images, self.requests_in_flight(), |image| {
                 self.is_complete(image)
             })?
         };
@@ -143,7 +158,7 @@ impl<'a> Executor<'a> {
             .iter()
             .flat_map(|n| n.needed.iter().map(move |r| (&n.desc, r)))
             .collect();
-        let found = parallel(&pairs, self.options.jobs.max(1), |(desc, repo)| {
+        let found = parallel(&pairs, self.requests_in_flight(), |(desc, repo)| {
             self.sink
                 .has_blob(repo, desc)
                 .map_err(CopyError::sink(format!("blob {} in {repo}", desc.digest)))
@@ -240,6 +255,7 @@ impl<'a> Executor<'a> {
                 (None, Some(_)) => Body::Gone,
                 (None, None) => body.take().unwrap_or(Body::Gone),
             };
+            let began = Instant::now();
             let put = self
                 .sink
                 .put_blob(repo, desc, have_in.as_deref(), this)
@@ -260,6 +276,7 @@ impl<'a> Executor<'a> {
                     }
                 }
                 BlobPut::Uploaded { resumed_from } => {
+                    self.uploaded_between(began, Instant::now());
                     tally.blobs_uploaded += 1;
                     tally.bytes_uploaded += desc.size.saturating_sub(resumed_from);
                     drop(tally);
@@ -292,7 +309,7 @@ impl<'a> Executor<'a> {
             .iter()
             .zip(prepared.complete.iter().copied())
             .collect();
-        let done = parallel(&work, self.options.jobs.max(4), |(image, complete)| {
+        let done = parallel(&work, self.requests_in_flight(), |(image, complete)| {
             if *complete {
                 (self.events)(CopyEvent::ImageUpToDate {
                     source: image.source.clone(),
@@ -388,9 +405,23 @@ impl<'a> Executor<'a> {
         Ok((manifests, tags))
     }
 
-    /// The report so far: counts, images, tokens and wall time.
+    /// Widens the blob phase to cover an upload.
+    fn uploaded_between(&self, began: Instant, ended: Instant) {
+        let mut span = self.blob_span.lock().unwrap_or_else(|p| p.into_inner());
+        *span = Some(match *span {
+            None => (began, ended),
+            Some((first, last)) => (first.min(began), last.max(ended)),
+        });
+    }
+
+    /// The report so far: counts, images, tokens, wall time and the blob phase.
     pub fn report(&self) -> CopyReport {
         let mut report = self.tally().clone();
+        report.blob_seconds = self
+            .blob_span
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(0.0, |(first, last)| (last - first).as_secs_f64());
         report.tokens_fetched = self.sink.tokens_fetched();
         report.seconds = self.started.elapsed().as_secs_f64();
         report.dry_run = self.sink.is_dry_run();
@@ -412,6 +443,17 @@ fn by_subject(referrers: &[Referrer]) -> Vec<(&Digest, Vec<&Referrer>)> {
         .collect()
 }
 
+/// The order blobs are handed to the workers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOrder {
+    /// Largest first: the long transfers start early (pushes).
+    LargestFirst,
+    /// The order the plan lists them in (images in order, each image's
+    /// blobs in walk order): a consumer reading them in that order (the
+    /// package writer of ferry-pack) waits the least.
+    PlanOrder,
+}
+
 /// Copies `plan` from a random-access `source` into `sink`: prepare, every
 /// missing blob on `jobs` workers (largest first, re-openable so the sink can
 /// retry and resume), then commit.
@@ -422,10 +464,32 @@ pub fn copy(
     options: CopyOptions,
     events: &(dyn Fn(CopyEvent) + Sync),
 ) -> Result<CopyReport, CopyError> {
+    copy_in_order(plan, source, sink, options, BlobOrder::LargestFirst, events)
+}
+
+/// [`copy`], with the blobs handed to the workers in `order`.
+pub fn copy_in_order(
+    plan: &Plan,
+    source: &dyn Source,
+    sink: &dyn Sink,
+    options: CopyOptions,
+    order: BlobOrder,
+    events: &(dyn Fn(CopyEvent) + Sync),
+) -> Result<CopyReport, CopyError> {
     let executor = Executor::new(sink, options, events);
     let prepared = executor.prepare(plan)?;
     let mut tasks: Vec<&BlobTask> = prepared.tasks.values().filter(|t| !t.is_done()).collect();
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.desc.size));
+    match order {
+        BlobOrder::LargestFirst => tasks.sort_by_key(|t| std::cmp::Reverse(t.desc.size)),
+        BlobOrder::PlanOrder => {
+            let mut rank: std::collections::HashMap<&Digest, usize> = Default::default();
+            for b in plan.images.iter().flat_map(|i| &i.blobs) {
+                let next = rank.len();
+                rank.entry(&b.digest).or_insert(next);
+            }
+            tasks.sort_by_key(|t| rank.get(&t.desc.digest).copied().unwrap_or(usize::MAX));
+        }
+    }
     parallel(&tasks, options.jobs.max(1), |task| {
         let open = |offset: u64| source.open_blob(&task.desc, offset);
         executor.deliver(task, Body::Reopen(&open))

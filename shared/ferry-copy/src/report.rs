@@ -129,6 +129,11 @@ pub struct CopyReport {
     pub tokens_fetched: u64,
     /// Wall time.
     pub seconds: f64,
+    /// The blob phase: from the start of the first blob upload to the end of
+    /// the last one (0 when nothing was uploaded). `bytes_uploaded` over this
+    /// is the transfer rate while blobs were moving, without the presence
+    /// checks before and the manifests after.
+    pub blob_seconds: f64,
     /// True for a dry run.
     pub dry_run: bool,
 }

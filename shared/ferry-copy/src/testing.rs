@@ -213,6 +213,14 @@ pub struct MemorySink {
     pub fail_transient: bool,
     /// The holding repository it offers, if any.
     pub holding: Option<String>,
+    /// Which thread made each upload, in order.
+    pub upload_threads: Mutex<Vec<(Digest, std::thread::ThreadId)>>,
+    /// When set, every presence check (`has_blob`) waits until this many are
+    /// in flight at once (or fails after 30 s: the checks were not run that
+    /// concurrently).
+    pub presence_rendezvous: Option<usize>,
+    pub presence_waiting: Mutex<usize>,
+    pub presence_arrived: std::sync::Condvar,
 }
 
 impl MemorySink {
@@ -310,6 +318,24 @@ impl Sink for MemorySink {
     }
     fn has_blob(&self, repository: &str, desc: &Descriptor) -> Result<bool, SinkError> {
         self.call(format!("HEAD blob {repository} {}", short(&desc.digest)))?;
+        if let Some(want) = self.presence_rendezvous {
+            let mut waiting = self.presence_waiting.lock().unwrap();
+            *waiting += 1;
+            self.presence_arrived.notify_all();
+            let (waiting, timeout) = self
+                .presence_arrived
+                .wait_timeout_while(waiting, std::time::Duration::from_secs(30), |n| *n < want)
+                .unwrap();
+            if timeout.timed_out() {
+                return Err(SinkError::new(
+                    SinkErrorKind::Permanent,
+                    format!(
+                        "only {} presence checks in flight at once, not {want}",
+                        *waiting
+                    ),
+                ));
+            }
+        }
         Ok(self.holds(repository, &desc.digest))
     }
     fn put_blob(
@@ -333,6 +359,10 @@ impl Sink for MemorySink {
             }
         }
         self.call(format!("UPLOAD {repository} {}", short(&desc.digest)))?;
+        self.upload_threads
+            .lock()
+            .unwrap()
+            .push((desc.digest.clone(), std::thread::current().id()));
         let mut bytes = Vec::new();
         match body {
             Body::Reopen(open) => {

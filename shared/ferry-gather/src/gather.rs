@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 use std::sync::Mutex;
 
-use ferry_copy::executor::{copy, CopyOptions};
+use ferry_copy::executor::{copy_in_order, BlobOrder, CopyOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
 use ferry_copy::plan::{plan, Destination, Plan};
 use ferry_copy::pool::parallel;
 use ferry_copy::referrer::fallback_tag;
@@ -364,6 +365,25 @@ pub fn gather_registries(
     options: &PackOptions,
     events: &(dyn Fn(PackEvent) + Sync),
 ) -> Result<Gathered, PackError> {
+    gather_registries_alongside(cache, registries, requests, options, events, |_, _| ())
+        .map(|(g, ())| g)
+}
+
+/// [`gather_registries`], running `alongside` on another thread from the
+/// moment every manifest is in the cache and the images are known (its
+/// [`Gathered`] has the images and referrers, not yet the counts) while the
+/// blobs are pulled in the plan's order (images sorted by name, as the
+/// package writer reads them); the flag is set once the pull has ended
+/// (whether or not it succeeded). ferry-pack writes the package there, so
+/// pulling and writing overlap.
+pub fn gather_registries_alongside<T: Send>(
+    cache: &Store,
+    registries: &RegistrySource,
+    requests: &[Request],
+    options: &PackOptions,
+    events: &(dyn Fn(PackEvent) + Sync),
+    alongside: impl FnOnce(&Gathered, &AtomicBool) -> T + Send,
+) -> Result<(Gathered, T), PackError> {
     let mut seen = BTreeSet::new();
     let requests: Vec<Request> = requests
         .iter()
@@ -481,24 +501,52 @@ pub fn gather_registries(
         })?;
     }
 
-    let mut entries: Vec<Descriptor> = pending
+    // Sorted by name: the package writer's order, so the blobs it reads
+    // first are pulled first.
+    let mut named: Vec<(&str, Descriptor)> = pending
         .iter()
-        .map(|p| named_entry(plain(&p.image.root), &p.image.name))
+        .map(|p| (p.image.name.as_str(), named_entry(plain(&p.image.root), &p.image.name)))
         .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let mut entries: Vec<Descriptor> = named.into_iter().map(|(_, d)| d).collect();
     entries.extend(referrer_roots.iter().map(|(d, _, _)| plain(d)));
     let plan = plan(&entries, cache_destination, |d| {
         cache.read_small_blob(d, MAX_MANIFEST_BYTES)
     })
     .map_err(CopyError::Plan)?;
     let source = CacheFirst { cache, registries };
-    let mut gathered = pull(cache, &source, &plan, options.jobs, events)?;
-    gathered.images = pending.iter().map(|p| p.image.clone()).collect();
+    let known = Gathered {
+        images: pending.iter().map(|p| p.image.clone()).collect(),
+        referrers: referrers_of(&plan),
+        ..Gathered::default()
+    };
+    let done = AtomicBool::new(false);
+    let (pulled, beside) = std::thread::scope(|s| {
+        let beside = s.spawn(|| alongside(&known, &done));
+        let pulled = pull(cache, &source, &plan, options.jobs, events);
+        done.store(true, Ordering::SeqCst);
+        (pulled, beside.join())
+    });
+    let beside = beside.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let mut gathered = pulled?;
+    gathered.images = known.images;
     if !options.platforms.is_empty() {
         for p in pending.iter().filter(|p| !p.filtered) {
             check_platform(cache, &p.image, &options.platforms, events);
         }
     }
-    Ok(gathered)
+    Ok((gathered, beside))
+}
+
+/// The referrers the plan attached to its images, each once.
+fn referrers_of(plan: &Plan) -> Vec<Descriptor> {
+    let mut referrers: Vec<Descriptor> = Vec::new();
+    for r in plan.images.iter().flat_map(|i| &i.referrers) {
+        if !referrers.iter().any(|x| x.digest == r.root.digest) {
+            referrers.push(plain(&r.root));
+        }
+    }
+    referrers
 }
 
 /// Runs the copy of `plan` from `source` into the cache and counts what was
@@ -531,7 +579,7 @@ pub(crate) fn pull(
         force: false,
         clean_holding: false,
     };
-    copy(plan, source, &sink, options, &|e| {
+    copy_in_order(plan, source, &sink, options, BlobOrder::PlanOrder, &|e| {
         if let CopyEvent::BlobUploaded { digest, size, .. } = &e {
             pulled
                 .lock()
@@ -546,15 +594,9 @@ pub(crate) fn pull(
         .iter()
         .flat_map(|i| i.blobs.iter().map(|b| &b.digest))
         .collect();
-    let mut referrers: Vec<Descriptor> = Vec::new();
-    for r in plan.images.iter().flat_map(|i| &i.referrers) {
-        if !referrers.iter().any(|x| x.digest == r.root.digest) {
-            referrers.push(plain(&r.root));
-        }
-    }
     Ok(Gathered {
         images: Vec::new(),
-        referrers,
+        referrers: referrers_of(plan),
         blobs_pulled: pulled.len() as u64,
         blobs_cached: all.len().saturating_sub(pulled.len()) as u64,
         bytes_pulled: pulled.values().sum(),

@@ -34,7 +34,9 @@ pub mod platform;
 pub mod request;
 
 pub use error::PackError;
-pub use gather::{gather_registries, Gathered, GatheredImage, PackEvent, PackOptions};
+pub use gather::{
+    gather_registries, gather_registries_alongside, Gathered, GatheredImage, PackEvent, PackOptions,
+};
 pub use local::gather_local;
 pub use platform::PlatformSpec;
 pub use request::{parse_reference, read_list, Request};

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ferry_store::read_ahead::ReadAhead;
+
 use crate::collect::EntryFailure;
 use crate::decompress::Decompressed;
 use crate::detect::Compression;
@@ -79,6 +81,49 @@ pub fn for_each_entry_in(
     walk_archive(&mut archive, handler, &corrupt)?;
     std::io::copy(&mut archive.into_inner().into_inner(), &mut std::io::sink())
         .map(|_| ())
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+/// Buffers of decompressed bytes the decoder thread of
+/// [`for_each_entry_read_ahead`] may run ahead by (bounded memory: 4 x 1 MiB).
+const READ_AHEAD_CHUNK: usize = 1 << 20;
+const READ_AHEAD_DEPTH: usize = 4;
+
+/// [`for_each_entry`] with the reading and decompression on a thread of their
+/// own ([`ReadAhead`]), a few MiB ahead of `handler`, so that decoding overlaps
+/// what the handler does with the bytes (hashing them: `ferry-verify PKG`).
+/// Same entries, same checks, same errors.
+pub fn for_each_entry_read_ahead(
+    path: &Path,
+    compression: Compression,
+    threads: u32,
+    progress: Arc<AtomicU64>,
+    handler: &mut dyn EntryHandler,
+) -> Result<(), PackageError> {
+    let format = format_name(compression);
+    let corrupt = |cause: String| PackageError::Corrupt {
+        path: path.into(),
+        format,
+        offset: progress.load(Ordering::Relaxed),
+        cause,
+    };
+    let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
+    let ahead =
+        ReadAhead::new(decompressed, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH).map_err(|source| {
+            PackageError::Io {
+                path: path.into(),
+                source,
+            }
+        })?;
+    let mut archive = tar::Archive::new(HeaderGuard::new(ahead));
+    walk_archive(&mut archive, handler, &corrupt)?;
+    let mut ahead = archive.into_inner().into_inner();
+    // Whatever follows the tar's end still has to decode cleanly (checked by
+    // the decoder as it goes); then the decoder itself checks its trailer.
+    std::io::copy(&mut ahead, &mut std::io::sink()).map_err(|e| corrupt(e.to_string()))?;
+    ahead
+        .into_inner()
+        .and_then(Decompressed::finish)
         .map_err(|e| corrupt(e.to_string()))
 }
 

@@ -4,7 +4,7 @@
 //! Secrets live only in [`Credential`] and in the cache; never in errors.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -30,6 +30,8 @@ pub struct Authenticator {
     credential: Option<Credential>,
     scheme: Mutex<Option<Scheme>>,
     tokens: Mutex<HashMap<String, (Secret, Instant)>>,
+    /// One gate per scope set: threads that need the same token wait for one fetch.
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     token_fetches: std::sync::atomic::AtomicU64,
 }
 
@@ -41,6 +43,7 @@ impl Authenticator {
             credential,
             scheme: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
             token_fetches: Default::default(),
         }
     }
@@ -82,6 +85,66 @@ impl Authenticator {
         }
     }
 
+    /// The `Authorization` value to send for `scopes`, as [`Self::header_for`];
+    /// but once the registry is known to want Bearer tokens, a scope set with
+    /// no valid token gets one first (fetched once however many threads ask
+    /// at the same time), so that the request does not earn a 401 first.
+    pub fn authorize(
+        &self,
+        transport: &Transport,
+        scopes: &[String],
+    ) -> Result<Option<String>, RegistryError> {
+        if let Some(value) = self.header_for(scopes) {
+            return Ok(Some(value));
+        }
+        let scheme = self
+            .scheme
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(Scheme::Bearer { realm, service }) = scheme else {
+            return Ok(None);
+        };
+        if scopes.is_empty() {
+            return Ok(None);
+        }
+        let gate = self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(scope_key(scopes))
+            .or_default()
+            .clone();
+        let _one_fetch = gate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = self.header_for(scopes) {
+            return Ok(Some(value)); // another thread fetched it meanwhile
+        }
+        self.store_token(transport, &realm, service.as_deref(), scopes)?;
+        Ok(self.header_for(scopes))
+    }
+
+    /// Fetches a token for `scopes` and caches it for a little less than its lifetime.
+    fn store_token(
+        &self,
+        transport: &Transport,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<(), RegistryError> {
+        let (token, lifetime) = self.fetch_token(transport, realm, service, scopes)?;
+        // Refresh a little before the registry would reject it, and
+        // never keep a token past its own lifetime.
+        let valid = lifetime
+            .saturating_sub(lifetime / 10)
+            .max(Duration::from_secs(5))
+            .min(lifetime);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(scope_key(scopes), (token, Instant::now() + valid));
+        Ok(())
+    }
+
     /// True once a 401 taught the scheme (Basic, or Bearer and its realm).
     pub fn knows_scheme(&self) -> bool {
         self.scheme
@@ -121,19 +184,7 @@ impl Authenticator {
                 Ok(())
             }
             Scheme::Bearer { realm, service } => {
-                let (token, lifetime) =
-                    self.fetch_token(transport, &realm, service.as_deref(), scopes)?;
-                // Refresh a little before the registry would reject it, and
-                // never keep a token past its own lifetime.
-                let valid = lifetime
-                    .saturating_sub(lifetime / 10)
-                    .max(Duration::from_secs(5))
-                    .min(lifetime);
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(scope_key(scopes), (token, Instant::now() + valid));
-                Ok(())
+                self.store_token(transport, &realm, service.as_deref(), scopes)
             }
         }
     }

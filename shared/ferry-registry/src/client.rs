@@ -127,7 +127,7 @@ impl Client {
         body: BodyFn<'_, '_>,
     ) -> Result<Response, RegistryError> {
         for round in 0..2 {
-            let authorization = self.auth.header_for(scopes);
+            let authorization = self.auth.authorize(&self.transport, scopes)?;
             let mut owned = body()?;
             let b = match &mut owned {
                 OwnedBody::Empty => Body::Empty,

@@ -229,11 +229,31 @@ fn a_401_without_a_challenge_reuses_the_basic_challenge_of_the_ping() {
 
 #[test]
 fn a_401_without_a_challenge_reuses_the_bearer_realm_of_the_ping() {
-    let reg = FakeRegistry::with_quirks(Quirks {
+    let quirks = Quirks {
         token_auth: Some(("u".into(), "p".into())),
         challenge_only_on_ping: true,
         ..Quirks::default()
-    });
+    };
+    // No ping first: the 401 without a challenge sends the client to /v2/ for the realm.
+    let reg = FakeRegistry::with_quirks(quirks.clone());
+    image(&reg, "a/b", "1.0");
+    let (client, _) = client_for(&reg.addr(), Some(basic("u", "p")));
+    assert!(client
+        .manifest_head("a/b", "1.0", Access::Pull)
+        .expect("HEAD with a token for the repository's scope")
+        .is_some());
+    assert_eq!(
+        reg.requests(),
+        [
+            "HEAD /v2/a/b/manifests/1.0",
+            "GET /v2/",
+            "GET /token?service=fake&scope=repository:a/b:pull",
+            "HEAD /v2/a/b/manifests/1.0",
+        ]
+    );
+    // After a ping the realm is known: the repository's token is fetched
+    // before its first request, which then earns no 401.
+    let reg = FakeRegistry::with_quirks(quirks);
     image(&reg, "a/b", "1.0");
     let (client, _) = client_for(&reg.addr(), Some(basic("u", "p")));
     client.ping().expect("ping");
@@ -247,10 +267,50 @@ fn a_401_without_a_challenge_reuses_the_bearer_realm_of_the_ping() {
             "GET /v2/",
             "GET /token?service=fake",
             "GET /v2/",
-            "HEAD /v2/a/b/manifests/1.0",
             "GET /token?service=fake&scope=repository:a/b:pull",
             "HEAD /v2/a/b/manifests/1.0",
         ]
+    );
+}
+
+#[test]
+fn once_the_bearer_realm_is_known_a_new_scope_fetches_its_token_first_and_once() {
+    // Every request to a repository not asked before used to earn a 401 first,
+    // and threads asking at once each earned theirs (ferry-diff against a
+    // token registry: 60 extra 401s for 10 repositories, BENCHMARKS.md).
+    let reg = FakeRegistry::with_quirks(Quirks {
+        token_auth: Some(("u".into(), "p".into())),
+        ..Quirks::default()
+    });
+    image(&reg, "a/b", "1.0");
+    let (client, _) = client_for(&reg.addr(), Some(basic("u", "p")));
+    client.ping().expect("ping");
+    let before = reg.requests().len();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                assert!(client
+                    .manifest_head("a/b", "1.0", Access::Pull)
+                    .expect("HEAD with a token")
+                    .is_some());
+            });
+        }
+    });
+    let after: Vec<String> = reg.requests()[before..].to_vec();
+    let count = |r: &str| after.iter().filter(|x| x.as_str() == r).count();
+    assert_eq!(
+        count("GET /token?service=fake&scope=repository:a/b:pull"),
+        1,
+        "{after:?}"
+    );
+    assert_eq!(
+        count("HEAD /v2/a/b/manifests/1.0"),
+        8,
+        "no 401 first: {after:?}"
+    );
+    assert_eq!(
+        after[0],
+        "GET /token?service=fake&scope=repository:a/b:pull"
     );
 }
 

@@ -1,14 +1,18 @@
 //! Store audits: re-hash every blob in parallel and check the graph is closed.
 //!
 //! Problems are collected, never fatal, so one run reports everything.
-//! Hashing uses rayon across blobs and streams each blob through one 1 MiB
-//! buffer per worker with sequential read-ahead requested (so resident memory
-//! stays small whatever the blob size). Streaming measured faster than
-//! memory-mapped windows on both warm and cold caches (BENCHMARKS.md).
+//! Hashing runs on a rayon pool of `jobs` threads, one blob per thread,
+//! largest first, each read the way measured fastest for it
+//! ([`crate::file_hash`]): sha256/sha512 through one 1 MiB buffer on the
+//! hashing thread; `--fast` maps each blob and hashes it with blake3 on its
+//! thread. A blob larger than its fair share of the work (total bytes / jobs,
+//! e.g. one huge layer) gets help: a reader thread so its hashing core only
+//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Resident
+//! memory stays small whatever the blob size (a few 1 MiB buffers or one
+//! 16 MiB mapped window per blob being hashed).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,12 +22,15 @@ use serde::Serialize;
 use crate::descriptor::{Descriptor, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, Hasher};
 use crate::error::StoreError;
+use crate::file_hash::{blake3_file, feed_file_read_ahead};
 use crate::journal;
 use crate::layout::{image_name, Store, STATE_DIR};
 use crate::walk::walk_graph;
 
-/// Bytes read at once per blob being hashed.
-const READ_BUFFER: usize = 1 << 20;
+pub use crate::file_hash::feed_file;
+
+/// Blobs smaller than this are never given a reader thread of their own.
+const READ_AHEAD_MIN: u64 = 8 << 20;
 
 /// What is wrong with one blob or manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -257,19 +264,34 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
     } else {
         None
     };
-    let mut work: Vec<(&Descriptor, &Vec<String>)> =
-        needed.values().map(|(d, imgs)| (d, imgs)).collect();
-    work.sort_by_key(|w| std::cmp::Reverse(w.0.size));
+    let work: Vec<&Descriptor> = {
+        let mut w: Vec<&Descriptor> = needed
+            .values()
+            .map(|(d, _)| d)
+            .filter(|d| d.urls.is_empty() || store.blob_path(&d.digest).exists())
+            .collect();
+        w.sort_by_key(|d| std::cmp::Reverse(d.size));
+        w
+    };
+    let jobs = options.jobs.max(1);
+    // A blob bigger than its share would keep one core hashing while the others
+    // sit idle: it gets a reader thread (on an idle core) of its own.
+    let fair_share = work.iter().map(|d| d.size).sum::<u64>() / jobs as u64;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.jobs.max(1))
+        .num_threads(jobs)
         .build()
         .map_err(|e| StoreError::io("start hashing threads", root, std::io::Error::other(e)))?;
     let results: Vec<(Digest, Check)> = pool.install(|| {
         work.par_iter()
-            .filter(|(d, _)| d.urls.is_empty() || store.blob_path(&d.digest).exists())
-            .map(|(d, _)| {
+            .with_max_len(1)
+            .map(|d| {
                 let fast = sidecar.as_ref().and_then(|s| s.blobs.get(&d.digest));
-                (d.digest.clone(), check_blob(&store, d, fast))
+                let read = if jobs > 1 && d.size >= READ_AHEAD_MIN && d.size > fair_share {
+                    Read::Helped
+                } else {
+                    Read::Alone
+                };
+                (d.digest.clone(), check_blob(&store, d, fast, read))
             })
             .collect()
     });
@@ -395,14 +417,29 @@ pub fn check_stored_blob(
     size: u64,
     sidecar: Option<&(u64, String)>,
 ) -> Result<(), ProblemKind> {
-    match check_blob(store, &Descriptor::new("", digest.clone(), size), sidecar) {
+    match check_blob(
+        store,
+        &Descriptor::new("", digest.clone(), size),
+        sidecar,
+        Read::Alone,
+    ) {
         Check::Ok { .. } => Ok(()),
         Check::Bad(kind, _) => Err(kind),
     }
 }
 
+/// How a blob is read and hashed ([`crate::file_hash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// On its hashing thread alone.
+    Alone,
+    /// With help, for a blob above its fair share: a reader thread a few
+    /// buffers ahead (full digest), all the pool's threads (blake3).
+    Helped,
+}
+
 /// Checks one blob: presence, size, then blake3 sidecar (fast) or its digest.
-fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>) -> Check {
+fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>, read: Read) -> Check {
     let path = store.blob_path(&d.digest);
     let file = match File::open(&path) {
         Ok(f) => f,
@@ -439,17 +476,14 @@ fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>) ->
         );
     }
     if let Some((_, blake3_hex)) = sidecar.filter(|(size, _)| *size == d.size) {
-        let mut h = blake3::Hasher::new();
-        match feed_file(&file, |chunk| {
-            h.update(chunk);
-        }) {
-            Ok(()) if h.finalize().to_hex().as_str() == blake3_hex => {
+        match blake3_file(&file, actual_size, read == Read::Helped) {
+            Ok(h) if h.to_hex().as_str() == blake3_hex => {
                 return Check::Ok {
                     hashed: actual_size,
                     fast: true,
                 }
             }
-            Ok(()) => {} // sidecar disagrees: confirm with the real digest below
+            Ok(_) => {} // sidecar disagrees: confirm with the real digest below
             Err(e) => {
                 return Check::Bad(
                     ProblemKind::Unreadable {
@@ -461,7 +495,11 @@ fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>) ->
         }
     }
     let mut h = Hasher::new(d.digest.algorithm());
-    if let Err(e) = feed_file(&file, |chunk| h.update(chunk)) {
+    let fed = match read {
+        Read::Alone => feed_file(&file, |chunk| h.update(chunk)),
+        Read::Helped => feed_file_read_ahead(&file, |chunk| h.update(chunk)),
+    };
+    if let Err(e) = fed {
         return Check::Bad(
             ProblemKind::Unreadable {
                 detail: e.to_string(),
@@ -483,34 +521,6 @@ fn check_blob(store: &Store, d: &Descriptor, sidecar: Option<&(u64, String)>) ->
         hashed: actual_size,
         fast: false,
     }
-}
-
-/// Feeds a whole file to `f` from its first byte (whatever the file position),
-/// in reads of at most [`READ_BUFFER`] bytes.
-pub fn feed_file(file: &File, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
-    advise_sequential(file);
-    let mut buffer = vec![0u8; READ_BUFFER];
-    let mut offset = 0u64;
-    loop {
-        match file.read_at(&mut buffer, offset) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                f(&buffer[..n]);
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Asks the kernel for a larger read-ahead (cold media read faster); a hint only.
-#[allow(unsafe_code)]
-fn advise_sequential(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is
-    // valid for the duration of the call because `file` is borrowed.
-    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
 }
 
 fn list_blobs(store: &Store) -> Vec<Result<Digest, PathBuf>> {
@@ -573,9 +583,13 @@ mod tests {
 
     /// A store with one image: config + two layers; returns (root, layer digests, manifest digest).
     fn store_with_image(dir: &Path) -> (Vec<Digest>, Digest) {
+        store_with_layers(dir, [vec![1u8; 100_000], vec![2u8; 3_000]])
+    }
+
+    /// A store with one image of config + `layers`; returns (layer digests, manifest digest).
+    fn store_with_layers(dir: &Path, layers: [Vec<u8>; 2]) -> (Vec<Digest>, Digest) {
         let store = Store::open_for_write(dir).unwrap();
         let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-        let layers = [vec![1u8; 100_000], vec![2u8; 3_000]];
         let config_d = Digest::sha256_of(&config);
         store.put_bytes(&config_d, &config, "config").unwrap();
         let mut layer_descs = Vec::new();
@@ -662,6 +676,75 @@ mod tests {
             }
         )));
         assert!(kinds.contains(&(layers[1].clone(), ProblemKind::Missing)));
+    }
+
+    /// One layer above [`READ_AHEAD_MIN`] and far above its fair share: the full
+    /// check reads it on a reader thread and `--fast` maps it and hashes it with
+    /// blake3 on both threads (above the mapping threshold). (Blobs hashed alone
+    /// are covered by the tests above and by `file_hash`'s.) Both must still see
+    /// a flipped byte anywhere, a truncation and a deletion.
+    #[test]
+    fn a_huge_blob_is_checked_as_strictly_on_the_overlapped_and_parallel_paths() {
+        let big = (READ_AHEAD_MIN + 3 * 65_536 + 17) as usize;
+        let pristine: Vec<u8> = (0..big).map(|i| (i * 13 % 241) as u8).collect();
+        for at in [0, big / 2, big - 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let (layers, _) = store_with_layers(dir.path(), [pristine.clone(), vec![2u8; 3_000]]);
+            let r = audit_store(dir.path(), &opts(true)).unwrap();
+            assert!(r.problems.is_empty(), "{:?}", r.problems);
+            assert_eq!(r.fast_checked_blobs, 4);
+            let store = Store::open_read_only(dir.path()).unwrap();
+            let path = store.blob_path(&layers[0]);
+            let mut bytes = pristine.clone();
+            bytes[at] ^= 0x40;
+            std::fs::write(&path, &bytes).unwrap();
+            for fast in [false, true] {
+                let r = audit_store(dir.path(), &opts(fast)).unwrap();
+                assert_eq!(
+                    r.problems.len(),
+                    1,
+                    "at {at}, fast={fast}: {:?}",
+                    r.problems
+                );
+                assert!(
+                    matches!(&r.problems[0].kind, ProblemKind::DigestMismatch { expected, actual }
+                        if *expected == layers[0] && *actual == Digest::sha256_of(&bytes)),
+                    "at {at}, fast={fast}: {:?}",
+                    r.problems
+                );
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (layers, _) = store_with_layers(dir.path(), [pristine.clone(), vec![2u8; 3_000]]);
+        let store = Store::open_read_only(dir.path()).unwrap();
+        let path = store.blob_path(&layers[0]);
+        std::fs::write(&path, &pristine[..big - 1]).unwrap();
+        for fast in [false, true] {
+            let r = audit_store(dir.path(), &opts(fast)).unwrap();
+            assert_eq!(
+                r.problems
+                    .iter()
+                    .map(|p| p.kind.clone())
+                    .collect::<Vec<_>>(),
+                vec![ProblemKind::SizeMismatch {
+                    expected_size: big as u64,
+                    actual_size: big as u64 - 1
+                }],
+                "fast={fast}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        for fast in [false, true] {
+            let r = audit_store(dir.path(), &opts(fast)).unwrap();
+            assert_eq!(
+                r.problems
+                    .iter()
+                    .map(|p| (p.digest.clone(), p.kind.clone()))
+                    .collect::<Vec<_>>(),
+                vec![(Some(layers[0].clone()), ProblemKind::Missing)],
+                "fast={fast}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 3. Names last: `index.json` is rewritten atomically, after the blobs it names.
 //! 4. The journal is a hint: replay skips torn lines and every record is re-checked.
 //! 5. One writer per store: [`Store::open_for_write`] takes an advisory lock.
-//! 6. Bounded memory: blobs are streamed; only manifests (≤ 4 MiB) are read whole.
+//! 6. Bounded memory: blobs are streamed (or, for `--fast` audits, mapped one
+//!    16 MiB window at a time); only manifests (≤ 4 MiB) are read whole.
 //!
 //! This crate knows nothing of HTTP or command-line flags.
 
@@ -22,10 +23,12 @@ pub mod blob_writer;
 pub mod descriptor;
 pub mod digest;
 pub mod error;
+pub mod file_hash;
 pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod media;
+pub mod read_ahead;
 pub mod reference;
 pub mod space;
 pub mod verify_reader;

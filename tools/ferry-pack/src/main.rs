@@ -14,11 +14,13 @@ use ferry_cli::registry_args::WithoutCredential;
 use ferry_cli::{human, Outcome};
 use ferry_copy::CopyEvent;
 use ferry_gather::{
-    gather_local, gather_registries, parse_reference, read_list, Gathered, PackEvent, PackOptions,
+    gather_local, gather_registries, gather_registries_alongside, parse_reference, read_list, Gathered, PackEvent, PackOptions,
     PlatformSpec,
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
-use ferry_package::pack::{write_package, Compression, WriteOptions};
+use ferry_package::pack::{
+    write_package, write_package_as_pulled, Arrival, Compression, WriteOptions,
+};
 use ferry_package::volume::{write_volume_set, Role, VolumeOptions};
 use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
@@ -85,7 +87,15 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
     let tty = std::io::stderr().is_terminal();
     let pulled = Arc::new(AtomicU64::new(0));
     let bar: Mutex<Option<ByteProgress>> = Mutex::new(None);
+    // Blobs pulled (and so verified) in this run: the writer does not hash them again.
+    let pulled_now: Mutex<std::collections::HashSet<ferry_store::Digest>> = Mutex::default();
     let events = |e: PackEvent| {
+        if let PackEvent::Copy(CopyEvent::BlobUploaded { digest, .. }) = &e {
+            pulled_now
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(digest.clone());
+        }
         if let PackEvent::Planned { bytes, .. } = &e {
             let mut slot = bar.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(old) = slot.take() {
@@ -103,6 +113,31 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         print_event(&e, json, tty);
     };
 
+    let compression = match cli.compress {
+        Compress::Zstd => Compression::Zstd { level: 3 },
+        Compress::Xz => Compression::Xz { preset: 6 },
+        Compress::None => Compression::None,
+    };
+    let mut recorded = BTreeMap::new();
+    if !cli.platform.is_empty() {
+        let mut p: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
+        p.sort();
+        p.dedup();
+        recorded.insert("platforms".to_owned(), p.join(","));
+    }
+    recorded.insert("referrers".to_owned(), cli.referrers.to_string());
+    let write = WriteOptions {
+        compression,
+        threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        tool: format!("ferry-pack {}", ferry_cli::VERSION),
+        options: recorded,
+    };
+    let written = Arc::new(AtomicU64::new(0));
+    // Registries only: the package is written while the blobs are pulled
+    // (in the order it reads them), each blob as soon as it is in the cache.
+    // A volume set is planned from the whole package, so it is written once the pulls are done.
+    let overlapped = cli.from.is_empty() && cli.volume_size.is_none();
+    let mut summary = None;
     let mut gathered = Gathered::default();
     if !requests.is_empty() {
         let hosts: BTreeSet<&str> = requests
@@ -139,7 +174,57 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         )?;
         let registries = RegistrySource::new(conns.into_iter().map(|c| Arc::new(c.client)))
             .with_counter(pulled.clone());
-        let got = gather_registries(&cache, &registries, &requests, &options, &events);
+        let got = if overlapped {
+            gather_registries_alongside(
+                &cache,
+                &registries,
+                &requests,
+                &options,
+                &events,
+                |known, pull_ended| {
+                    let (images, referrers) = known.pack_inputs();
+                    let here = |d: &ferry_store::Descriptor| {
+                        if !cache.has_blob(&d.digest, d.size) {
+                            None
+                        } else if pulled_now
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .contains(&d.digest)
+                        {
+                            Some(Arrival::Verified)
+                        } else {
+                            Some(Arrival::InCache)
+                        }
+                    };
+                    let arrived = |d: &ferry_store::Descriptor| loop {
+                        if let Some(a) = here(d) {
+                            return a;
+                        }
+                        if pull_ended.load(Ordering::SeqCst) {
+                            return here(d).unwrap_or(Arrival::Never);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    };
+                    write_package_as_pulled(
+                        &cache,
+                        &images,
+                        &referrers,
+                        &cli.out,
+                        &write,
+                        &|n| {
+                            written.fetch_add(n, Ordering::Relaxed);
+                        },
+                        &arrived,
+                    )
+                },
+            )
+            .map(|(g, written)| {
+                summary = Some(written);
+                g
+            })
+        } else {
+            gather_registries(&cache, &registries, &requests, &options, &events)
+        };
         if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             b.finish();
         }
@@ -165,87 +250,73 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         gathered.merge(got?);
     }
 
-    let compression = match cli.compress {
-        Compress::Zstd => Compression::Zstd { level: 3 },
-        Compress::Xz => Compression::Xz { preset: 6 },
-        Compress::None => Compression::None,
-    };
-    let mut recorded = BTreeMap::new();
-    if !cli.platform.is_empty() {
-        let mut p: Vec<String> = options.platforms.iter().map(|p| p.to_string()).collect();
-        p.sort();
-        p.dedup();
-        recorded.insert("platforms".to_owned(), p.join(","));
-    }
-    recorded.insert("referrers".to_owned(), cli.referrers.to_string());
-    let write = WriteOptions {
-        compression,
-        threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
-        tool: format!("ferry-pack {}", ferry_cli::VERSION),
-        options: recorded,
-    };
-    let (images, referrers) = gathered.pack_inputs();
-    let total = package_bytes(&cache, &gathered);
-    let written = Arc::new(AtomicU64::new(0));
-    let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
-    if let Some(volume_size) = cli.volume_size {
-        let stem = volume_stem(&cli.out);
-        let set = write_volume_set(
-            &cache,
-            &images,
-            &referrers,
-            &stem,
-            &write,
-            &VolumeOptions {
-                volume_size,
-                parity: cli.parity,
-            },
-            &|n| {
+    let summary = match summary {
+        Some(done) => done,
+        None => {
+            let (images, referrers) = gathered.pack_inputs();
+            let total = package_bytes(&cache, &gathered);
+            let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
+            if let Some(volume_size) = cli.volume_size {
+                let stem = volume_stem(&cli.out);
+                let set = write_volume_set(
+                    &cache,
+                    &images,
+                    &referrers,
+                    &stem,
+                    &write,
+                    &VolumeOptions {
+                        volume_size,
+                        parity: cli.parity,
+                    },
+                    &|n| {
+                        written.fetch_add(n, Ordering::Relaxed);
+                    },
+                );
+                wbar.finish();
+                let set = set.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
+                if json {
+                    let files: Vec<serde_json::Value> = set
+                        .files
+                        .iter()
+                        .map(|f| serde_json::json!({"path": f.path, "role": f.role, "index": f.index, "bytes": f.bytes}))
+                        .collect();
+                    emit_json(&serde_json::json!({"event": "summary", "summary": {
+                        "set_id": set.set_id.to_string(), "volume_size": volume_size, "files": files,
+                        "split_entries": set.split_entries, "images": gathered.images.len(),
+                        "referrers": gathered.referrers.len(), "blobs_pulled": gathered.blobs_pulled,
+                        "blobs_cached": gathered.blobs_cached, "bytes_pulled": gathered.bytes_pulled,
+                        "cache": cache_dir,
+                    }}));
+                } else {
+                    let data = set.files.iter().filter(|f| f.role == Role::Data).count();
+                    println!(
+                        "wrote volume set {} ({data} data + {} parity volume(s) of at most {volume_size} bytes, {} entr{} cut into parts): {} image(s), {} referrer(s); pulled {} blob(s) ({}), {} already in the cache",
+                        ferry_package::volume::short(&set.set_id),
+                        cli.parity,
+                        set.split_entries,
+                        if set.split_entries == 1 { "y" } else { "ies" },
+                        gathered.images.len(),
+                        gathered.referrers.len(),
+                        gathered.blobs_pulled,
+                        human::bytes(gathered.bytes_pulled),
+                        gathered.blobs_cached
+                    );
+                    for f in &set.files {
+                        println!("  {} ({} bytes)", f.path.display(), f.bytes);
+                    }
+                    for f in &set.removed_stale {
+                        println!("  removed {} (a volume of an earlier split of the same name)", f.display());
+                    }
+                }
+                return Ok(Outcome::Clean);
+            }
+            let done = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
                 written.fetch_add(n, Ordering::Relaxed);
-            },
-        );
-        wbar.finish();
-        let set = set.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
-        if json {
-            let files: Vec<serde_json::Value> = set
-                .files
-                .iter()
-                .map(|f| serde_json::json!({"path": f.path, "role": f.role, "index": f.index, "bytes": f.bytes}))
-                .collect();
-            emit_json(&serde_json::json!({"event": "summary", "summary": {
-                "set_id": set.set_id.to_string(), "volume_size": volume_size, "files": files,
-                "split_entries": set.split_entries, "images": gathered.images.len(),
-                "referrers": gathered.referrers.len(), "blobs_pulled": gathered.blobs_pulled,
-                "blobs_cached": gathered.blobs_cached, "bytes_pulled": gathered.bytes_pulled,
-                "cache": cache_dir,
-            }}));
-        } else {
-            let data = set.files.iter().filter(|f| f.role == Role::Data).count();
-            println!(
-                "wrote volume set {} ({data} data + {} parity volume(s) of at most {volume_size} bytes, {} entr{} cut into parts): {} image(s), {} referrer(s); pulled {} blob(s) ({}), {} already in the cache",
-                ferry_package::volume::short(&set.set_id),
-                cli.parity,
-                set.split_entries,
-                if set.split_entries == 1 { "y" } else { "ies" },
-                gathered.images.len(),
-                gathered.referrers.len(),
-                gathered.blobs_pulled,
-                human::bytes(gathered.bytes_pulled),
-                gathered.blobs_cached
-            );
-            for f in &set.files {
-                println!("  {} ({} bytes)", f.path.display(), f.bytes);
-            }
-            for f in &set.removed_stale {
-                println!("  removed {} (a volume of an earlier split of the same name)", f.display());
-            }
+            });
+            wbar.finish();
+            done
         }
-        return Ok(Outcome::Clean);
-    }
-    let summary = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
-        written.fetch_add(n, Ordering::Relaxed);
-    });
-    wbar.finish();
+    };
     let summary = summary.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
 
     let package_images: Vec<serde_json::Value> = gathered

@@ -206,23 +206,56 @@ impl Lane<'_, '_> {
             .is_some_and(|(_, p)| p.tasks.keys().all(|d| self.done.contains(d)))
     }
 
-    /// Delivers the buffered blobs the plan needs (from memory).
+    /// The buffered blobs (configs read with the manifests) the plan needs
+    /// and this sink has not had yet.
+    fn pending_buffered(&self, buffered: &HashMap<Digest, Vec<u8>>) -> Vec<BlobTask> {
+        buffered
+            .keys()
+            .filter(|d| !self.done.contains(*d))
+            .filter_map(|d| self.task_for(d).cloned())
+            .collect()
+    }
+
+    /// Delivers the buffered blobs the plan needs (from memory), on the
+    /// copy's workers: each is a few round trips for a few bytes.
     pub(super) fn deliver_buffered(
         &mut self,
         buffered: &HashMap<Digest, Vec<u8>>,
     ) -> Result<(), CopyError> {
-        let pending: Vec<Digest> = buffered
-            .keys()
-            .filter(|d| !self.done.contains(*d) && self.task_for(d).is_some())
-            .cloned()
-            .collect();
-        for d in pending {
-            let held: Arc<dyn HeldBytes> = Arc::new(buffered.get(&d).cloned().unwrap_or_default());
+        let pending = self.pending_buffered(buffered);
+        let executor = self.executor;
+        crate::pool::parallel(&pending, executor.jobs(), |task| {
+            let bytes = buffered.get(&task.desc.digest).cloned().unwrap_or_default();
+            let held: Arc<dyn HeldBytes> = Arc::new(bytes);
             let open = move |offset: u64| Ok(crate::chunk_pool::read_from(&held, offset));
-            if let Some(task) = self.task_for(&d) {
-                self.executor.deliver(task, Body::Reopen(&open))?;
-            }
-            self.done.insert(d);
+            executor.deliver(task, Body::Reopen(&open))
+        })?;
+        for task in pending {
+            self.done.insert(task.desc.digest);
+        }
+        Ok(())
+    }
+
+    /// During a read: hands the buffered blobs the plan needs to the spool's
+    /// workers, so that their round trips overlap the layers being read and
+    /// sent instead of holding the reader back (copies of at most
+    /// [`SPOOL_BUDGET`] bytes are queued at once; past that they are
+    /// delivered here).
+    pub(super) fn queue_buffered(
+        &mut self,
+        buffered: &HashMap<Digest, Vec<u8>>,
+    ) -> Result<(), CopyError> {
+        let pending = self.pending_buffered(buffered);
+        let bytes: u64 = pending.iter().map(|t| t.desc.size).sum();
+        if bytes > SPOOL_BUDGET {
+            return self.deliver_buffered(buffered);
+        }
+        for task in pending {
+            let held: Arc<dyn HeldBytes> =
+                Arc::new(buffered.get(&task.desc.digest).cloned().unwrap_or_default());
+            let digest = task.desc.digest.clone();
+            self.spool.submit(task, held);
+            self.done.insert(digest);
         }
         Ok(())
     }
@@ -266,8 +299,9 @@ impl Lane<'_, '_> {
                 }
             };
         }
-        // Buffered leaves first (children before parents still holds: manifests go last).
-        if let Err(e) = self.deliver_buffered(buffered) {
+        // Buffered leaves first (children before parents still holds: manifests
+        // are committed after every worker has finished).
+        if let Err(e) = self.queue_buffered(buffered) {
             self.failure = Some(e);
             return None;
         }

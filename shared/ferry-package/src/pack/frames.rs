@@ -5,8 +5,10 @@
 //!   from the seek table without decoding the rest, and frames decode in
 //!   parallel. Frames are compressed on several threads and written in order;
 //!   the bytes do not depend on the thread count (each frame is compressed
-//!   alone with fixed parameters). The seek table is a skippable frame at the
-//!   end: `zstd -d` skips it.
+//!   alone with fixed parameters). An entry that is already compressed (gzip
+//!   or zstd layers: recompressing them gains nothing and costs the most CPU)
+//!   is framed in stored ("raw") blocks instead, which any zstd decoder reads.
+//!   The seek table is a skippable frame at the end: `zstd -d` skips it.
 //! - xz: one stream, a block per entry (and every [`XZ_BLOCK_MAX`] bytes),
 //!   from liblzma's multi-threaded encoder, whose output does not depend on
 //!   the thread count; xz's own index locates every block.
@@ -66,6 +68,7 @@ impl Compression {
                 ("compression", "zstd-seekable".into()),
                 ("zstd_level", level.to_string()),
                 ("zstd_frame_max", ZSTD_FRAME_MAX.to_string()),
+                ("zstd_stored", "layers already gzip or zstd compressed".into()),
             ],
             Compression::Xz { preset } => vec![
                 ("compression", "xz".into()),
@@ -94,6 +97,12 @@ pub trait FramedOutput {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Ends the current frame or block here (a new entry starts).
     fn boundary(&mut self) -> io::Result<()>;
+    /// [`FramedOutput::boundary`] for an entry whose data is already
+    /// compressed: its frames are stored, not compressed (zstd); the same as
+    /// `boundary` for the other formats.
+    fn boundary_stored(&mut self) -> io::Result<()> {
+        self.boundary()
+    }
     /// Ends the output: seek table, stream footer.
     fn finish(self: Box<Self>) -> io::Result<FramedSummary>;
 }
@@ -178,7 +187,9 @@ struct Done {
 struct ZstdSeekable {
     current: Vec<u8>,
     next_seq: u64,
-    jobs: Option<SyncSender<(u64, Vec<u8>)>>,
+    jobs: Option<SyncSender<(u64, Vec<u8>, bool)>>,
+    /// The current entry's frames are stored, not compressed.
+    stored: bool,
     /// One token per frame allowed in flight (taken to submit, returned when written).
     tokens: Receiver<()>,
     workers: Vec<JoinHandle<()>>,
@@ -192,7 +203,7 @@ impl ZstdSeekable {
         for _ in 0..in_flight {
             token_tx.send(()).expect("room for every token");
         }
-        let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<u8>)>(threads);
+        let (jobs_tx, jobs_rx) = sync_channel::<(u64, Vec<u8>, bool)>(threads);
         let jobs_rx = std::sync::Arc::new(std::sync::Mutex::new(jobs_rx));
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
         let workers = (0..threads)
@@ -203,8 +214,9 @@ impl ZstdSeekable {
                     let mut compressor = zstd_frame_compressor(level);
                     loop {
                         let job = jobs_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((seq, input))) = job else { return };
+                        let Ok(Ok((seq, input, stored))) = job else { return };
                         let compressed = match &mut compressor {
+                            _ if stored => Ok(stored_frame(&input)),
                             Ok(c) => c.compress(&input),
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                         };
@@ -226,6 +238,7 @@ impl ZstdSeekable {
             current: Vec::with_capacity(ZSTD_FRAME_MAX),
             next_seq: 0,
             jobs: Some(jobs_tx),
+            stored: false,
             tokens,
             workers,
             writer: Some(writer),
@@ -241,7 +254,7 @@ impl ZstdSeekable {
             && self
                 .jobs
                 .as_ref()
-                .is_some_and(|j| j.send((self.next_seq, frame)).is_ok());
+                .is_some_and(|j| j.send((self.next_seq, frame, self.stored)).is_ok());
         self.next_seq += 1;
         if !sent {
             return Err(self.writer_failure());
@@ -257,6 +270,34 @@ impl ZstdSeekable {
             _ => io::Error::other("the package writer thread stopped"),
         }
     }
+}
+
+/// Largest block of a zstd frame.
+const ZSTD_BLOCK_MAX: usize = 128 << 10;
+
+/// A zstd frame holding `input` in stored (raw) blocks: single segment, the
+/// content size in 4 bytes, and the content checksum (low 32 bits of XXH64),
+/// as RFC 8878 describes them. Costs a copy, no compression.
+pub fn stored_frame(input: &[u8]) -> Vec<u8> {
+    let blocks = input.len().div_ceil(ZSTD_BLOCK_MAX).max(1);
+    let mut out = Vec::with_capacity(input.len() + 3 * blocks + 13);
+    out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+    // Frame header descriptor: 4-byte content size, single segment, checksum.
+    out.push(0b1010_0100);
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    let mut chunks = input.chunks(ZSTD_BLOCK_MAX).peekable();
+    if input.is_empty() {
+        out.extend_from_slice(&[1, 0, 0]); // one empty raw block, the last
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        let header = (chunk.len() as u32) << 3 | last; // block type 0: raw
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(chunk);
+    }
+    let checksum = xxhash_rust::xxh64::xxh64(input, 0) as u32;
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out
 }
 
 fn zstd_frame_compressor(level: i32) -> io::Result<zstd::bulk::Compressor<'static>> {
@@ -322,7 +363,15 @@ impl FramedOutput for ZstdSeekable {
     }
 
     fn boundary(&mut self) -> io::Result<()> {
-        self.submit()
+        self.submit()?;
+        self.stored = false;
+        Ok(())
+    }
+
+    fn boundary_stored(&mut self) -> io::Result<()> {
+        self.submit()?;
+        self.stored = true;
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> io::Result<FramedSummary> {
@@ -429,5 +478,25 @@ impl FramedOutput for XzBlocks {
         self.run(&[], liblzma::stream::Action::Finish)?;
         let blocks = self.blocks;
         self.out.finish(blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_frames_decode_to_their_input_and_carry_its_checksum() {
+        for len in [0usize, 1, ZSTD_BLOCK_MAX - 1, ZSTD_BLOCK_MAX, ZSTD_BLOCK_MAX + 1, ZSTD_FRAME_MAX] {
+            let input: Vec<u8> = (0..len).map(|i| (i * 7 + i / 3) as u8).collect();
+            let frame = stored_frame(&input);
+            let back = zstd::bulk::decompress(&frame, ZSTD_FRAME_MAX).expect("a valid frame");
+            assert!(back == input, "length {len}");
+            let mut bad = frame.clone();
+            if len > 0 {
+                bad[8] ^= 1; // a data byte: the content checksum no longer matches
+                assert!(zstd::bulk::decompress(&bad, ZSTD_FRAME_MAX).is_err(), "length {len}");
+            }
+        }
     }
 }

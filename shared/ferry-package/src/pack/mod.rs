@@ -140,6 +140,19 @@ pub enum PackError {
     Store(#[from] ferry_store::StoreError),
 }
 
+/// Whether a blob the writer waited for is in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Pulled in this run: its bytes were hashed as they arrived and it was
+    /// renamed into the cache only when they matched; copied without hashing
+    /// them again (its size is still checked).
+    Verified,
+    /// In the cache from an earlier run: hashed again as it is copied.
+    InCache,
+    /// Will not come (the pull failed): no package is written.
+    Never,
+}
+
 /// One tar entry of the package, before its bytes are read.
 struct Planned {
     path: String,
@@ -179,6 +192,18 @@ pub fn plan_package(
     images: &[PackImage],
     referrers: &[PackReferrer],
     options: &WriteOptions,
+) -> Result<PackagePlan, PackError> {
+    plan_package_of(cache, images, referrers, options, true)
+}
+
+/// [`plan_package`]; `require_blobs` false: only the manifests must be in the
+/// cache yet (configs and layers are still being pulled).
+fn plan_package_of(
+    cache: &Store,
+    images: &[PackImage],
+    referrers: &[PackReferrer],
+    options: &WriteOptions,
+    require_blobs: bool,
 ) -> Result<PackagePlan, PackError> {
     let mut images: Vec<PackImage> = images.to_vec();
     images.sort_by(|a, b| a.name.cmp(&b.name).then(a.root.digest.cmp(&b.root.digest)));
@@ -238,7 +263,7 @@ pub fn plan_package(
     for image in &graph.images {
         for b in &image.blobs {
             if seen.insert(b.digest.clone()) {
-                if !cache.has_blob(&b.digest, b.size) {
+                if require_blobs && !cache.has_blob(&b.digest, b.size) {
                     return Err(PackError::Incomplete {
                         image: image.source.clone(),
                         problem: format!(
@@ -309,6 +334,34 @@ pub fn write_package(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PackSummary, PackError> {
     let plan = plan_package(cache, images, referrers, options)?;
+    write_planned(cache, plan, out, options, progress, &|_| Arrival::InCache)
+}
+
+/// [`write_package`] while the blobs are still arriving in `cache` (pulled on
+/// other threads, in package order): every manifest must be there, and before
+/// each config or layer is copied, `arrived` waits for it ([`Arrival`]). The
+/// bytes are the same as [`write_package`]'s.
+pub fn write_package_as_pulled(
+    cache: &Store,
+    images: &[PackImage],
+    referrers: &[PackReferrer],
+    out: &Path,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> Arrival + Sync),
+) -> Result<PackSummary, PackError> {
+    let plan = plan_package_of(cache, images, referrers, options, false)?;
+    write_planned(cache, plan, out, options, progress, arrived)
+}
+
+fn write_planned(
+    cache: &Store,
+    plan: PackagePlan,
+    out: &Path,
+    options: &WriteOptions,
+    progress: &(dyn Fn(u64) + Sync),
+    arrived: &(dyn Fn(&Descriptor) -> Arrival + Sync),
+) -> Result<PackSummary, PackError> {
     let tmp = temp_path(out);
     let io_err = |source: io::Error| PackError::Io {
         path: tmp.clone(),
@@ -335,7 +388,18 @@ pub fn write_package(
                     write_small(&mut output, &entry.path, &bytes).map_err(io_err)?
                 }
                 EntryKind::Blob => {
-                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress)?
+                    let arrival = arrived(&desc);
+                    if arrival == Arrival::Never {
+                        return Err(PackError::Incomplete {
+                            image: entry.path.clone(),
+                            problem: format!(
+                                "blob {} ({} bytes) did not arrive in the cache",
+                                desc.digest, desc.size
+                            ),
+                        });
+                    }
+                    let verify = arrival == Arrival::InCache;
+                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress, verify)?
                 }
             };
             tar_bytes += n;
@@ -477,6 +541,14 @@ pub fn canonical_header(path: &str, size: u64) -> io::Result<tar::Header> {
     Ok(h)
 }
 
+/// Layers stored compressed (gzip, zstd): recompressing them gains nothing.
+pub fn already_compressed(media_type: &str) -> bool {
+    media_type.ends_with("+gzip")
+        || media_type.ends_with("+zstd")
+        || media_type.ends_with(".tar.gzip")
+        || media_type.ends_with(".tar.zstd")
+}
+
 /// Zero bytes after an entry of `size` up to the next block.
 pub fn padding(size: u64) -> usize {
     ((BLOCK - size % BLOCK) % BLOCK) as usize
@@ -504,7 +576,8 @@ pub fn check_bytes(cache: &Store, d: &Descriptor, bytes: &[u8]) -> Result<(), Pa
     Ok(())
 }
 
-/// Streams one cache blob into the package, checking it on the way.
+/// Streams one cache blob into the package, checking its size and (with
+/// `verify`) its digest on the way.
 pub fn copy_blob(
     cache: &Store,
     d: &Descriptor,
@@ -512,6 +585,7 @@ pub fn copy_blob(
     o: &mut Box<dyn FramedOutput>,
     buf: &mut [u8],
     progress: &(dyn Fn(u64) + Sync),
+    verify: bool,
 ) -> Result<u64, PackError> {
     let file_path = cache.blob_path(&d.digest);
     let io_err = |source: io::Error| PackError::Io {
@@ -519,10 +593,21 @@ pub fn copy_blob(
         source,
     };
     let file = File::open(&file_path).map_err(io_err)?;
-    let mut reader = VerifyingReader::new(file, &d.digest, Some(d.size));
-    o.boundary().map_err(io_err)?;
+    if already_compressed(&d.media_type) {
+        o.boundary_stored().map_err(io_err)?;
+    } else {
+        o.boundary().map_err(io_err)?;
+    }
     o.write(canonical_header(path, d.size).map_err(io_err)?.as_bytes())
         .map_err(io_err)?;
+    // Hashed again unless it was verified as it arrived in this run; the
+    // size is always checked (a short or long file is never packed).
+    let mut verifying = verify.then(|| VerifyingReader::new(&file, &d.digest, Some(d.size)));
+    let mut plain = &file;
+    let reader: &mut dyn Read = match verifying.as_mut() {
+        Some(v) => v,
+        None => &mut plain,
+    };
     let mut left = d.size;
     while left > 0 {
         let want = (left.min(buf.len() as u64)) as usize;
@@ -536,12 +621,21 @@ pub fn copy_blob(
     }
     // Anything past the recorded size also makes the check fail.
     let mut extra = [0u8; 1];
-    let _ = reader.read(&mut extra).map_err(io_err)?;
-    if let Err(m) = reader.finish() {
+    let past_end = reader.read(&mut extra).map_err(io_err)?;
+    let outcome = match verifying {
+        Some(v) => v.finish().map(|_| ()).map_err(|m| m.to_string()),
+        None if left > 0 || past_end > 0 => Err(format!(
+            "expected {} bytes, the cache file holds {}",
+            d.size,
+            if left > 0 { format!("{}", d.size - left) } else { "more".to_owned() }
+        )),
+        None => Ok(()),
+    };
+    if let Err(problem) = outcome {
         let _ = std::fs::remove_file(&file_path);
         return Err(PackError::CorruptCache {
             digest: d.digest.clone(),
-            problem: m.to_string(),
+            problem,
         });
     }
     o.write(&[0u8; BLOCK as usize][..padding(d.size)])

@@ -545,3 +545,66 @@ fn export_stores_the_images_and_not_the_package_manifest() {
         .collect();
     assert_eq!(names.len(), images.len());
 }
+
+#[test]
+fn written_while_blobs_arrive_gives_the_same_bytes_and_a_missing_one_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let (full, images) = fixture(&src);
+    let whole = tmp.path().join("whole.tar.zst");
+    let want = write_package(&full, &images, &[], &whole, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
+        .unwrap();
+    // A cache holding only the manifests; the blobs arrive on another thread.
+    let cache_dir = tmp.path().join("cache");
+    std::fs::create_dir_all(cache_dir.join("blobs/sha256")).unwrap();
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(src.join(f), cache_dir.join(f)).unwrap();
+    }
+    let blobs: Vec<_> = want.manifest.entries.clone();
+    for e in blobs.iter().filter(|e| e.kind == EntryKind::Manifest) {
+        std::fs::copy(full.blob_path(&e.digest), cache_dir.join(&e.path)).unwrap();
+    }
+    let cache = Store::open_read_only(&cache_dir).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // Arrivals count as verified (the puller hashed them): only the size is checked.
+    let arrived = |d: &ferry_store::Descriptor| loop {
+        if cache.has_blob(&d.digest, d.size) {
+            return Arrival::Verified;
+        }
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            return if cache.has_blob(&d.digest, d.size) {
+                Arrival::Verified
+            } else {
+                Arrival::Never
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let out = tmp.path().join("as-pulled.tar.zst");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for e in blobs.iter().filter(|e| e.kind == EntryKind::Blob) {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                let tmp_path = cache_dir.join(format!("{}.tmp", e.path));
+                std::fs::copy(full.blob_path(&e.digest), &tmp_path).unwrap();
+                std::fs::rename(&tmp_path, cache_dir.join(&e.path)).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let got = write_package_as_pulled(
+            &cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {}, &arrived,
+        )
+        .unwrap();
+        assert_eq!(got.sha256, want.sha256);
+    });
+    // A blob that never comes: an error naming it, nothing at the final path.
+    let last = blobs.iter().rfind(|e| e.kind == EntryKind::Blob).unwrap();
+    std::fs::remove_file(cache_dir.join(&last.path)).unwrap();
+    let out = tmp.path().join("never.tar.zst");
+    let err = write_package_as_pulled(
+        &cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {}, &arrived,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains(&last.digest.to_string()), "{err}");
+    assert!(!out.exists() && !temp_path(&out).exists());
+}

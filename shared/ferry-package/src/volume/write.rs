@@ -13,7 +13,7 @@ use ferry_store::{Digest, Hasher, Store};
 use crate::pack::frames::framed_output;
 use crate::pack::manifest::{EntryKind, EntryRecord};
 use crate::pack::{
-    canonical_header, check_bytes, copy_blob, padding, plan_package, temp_path, write_small,
+    already_compressed, canonical_header, check_bytes, copy_blob, padding, plan_package, temp_path, write_small,
     PackError, PackImage, PackReferrer, PackagePlan, WriteOptions, BLOCK,
 };
 
@@ -375,11 +375,15 @@ fn write_data_volume(
                 write_small(&mut out, &it.path, &bytes).map_err(&io_err)?;
             }
             (1, EntryKind::Blob) => {
-                copy_blob(cache, &desc, &it.path, &mut out, &mut buf, progress)?;
+                copy_blob(cache, &desc, &it.path, &mut out, &mut buf, progress, true)?;
             }
             _ => {
                 let mut reader = entry_reader(cache, entry, it.start)?;
-                out.boundary().map_err(&io_err)?;
+                if already_compressed(&entry.media_type) {
+                    out.boundary_stored().map_err(&io_err)?;
+                } else {
+                    out.boundary().map_err(&io_err)?;
+                }
                 out.write(canonical_header(&it.path, it.size).map_err(&io_err)?.as_bytes())
                     .map_err(&io_err)?;
                 let mut h = Hasher::new(entry.digest.algorithm());

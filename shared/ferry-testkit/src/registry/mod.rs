@@ -289,6 +289,11 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The registry process's PID (its CPU time is in `/proc/PID/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The registry's port.
     pub fn port(&self) -> u16 {
         self.port

@@ -1,0 +1,318 @@
+//! Reading a whole blob file for hashing, three ways, each the fastest measured
+//! for its case (BENCHMARKS.md, "ferry-verify"):
+//!
+//! - [`feed_file`]: `pread` into one 1 MiB buffer on the hashing thread. Best
+//!   when every core is already hashing a blob of its own (many blobs): the
+//!   copy out of the page cache costs the least CPU this way.
+//! - [`feed_file_read_ahead`]: a reader thread copies the file into recycled
+//!   buffers ([`ReadAhead`]) while the calling thread hashes. Best for a blob
+//!   bigger than its share of the work (one huge layer): the copy moves to an
+//!   otherwise idle core and the hashing core only hashes.
+//! - [`blake3_file`]: the file memory-mapped, one 16 MiB window at a time with
+//!   the next one's read-ahead requested (`POSIX_FADV_WILLNEED`), and hashed
+//!   with blake3 on the calling thread, or for a blob above its fair share on
+//!   every thread of the current rayon pool (`update_rayon`, as `b3sum` does);
+//!   no copy at all, which matters at blake3's speed.
+//!
+//! Invariants: every byte of the file from offset 0 to its end is fed exactly
+//! once, in order, whatever the file position; a read error is returned, never
+//! a shortened hash; memory is bounded (one 1 MiB buffer, 4 read-ahead
+//! buffers, or one 16 MiB mapped window of page cache). A mapped file that another process
+//! truncates while it is hashed raises SIGBUS (as with `b3sum`); ferry itself
+//! never changes a blob in place (blobs are written to a temp file and renamed),
+//! and audits refuse a store while a ferry writer holds its lock.
+
+use std::fs::File;
+use std::io::{self, BufRead, Read};
+use std::os::unix::fs::FileExt;
+
+use crate::read_ahead::ReadAhead;
+
+/// Bytes read at once per blob being hashed.
+pub const READ_BUFFER: usize = 1 << 20;
+/// Read-ahead buffers per blob read on a reader thread.
+/// Shallow on purpose: with 4 x 1 MiB in flight the hasher reads bytes the
+/// reader just wrote (still in cache); 16 x 1 MiB or 4 x 4 MiB measured about
+/// 1.5x the hashing CPU (bytes fetched from DRAM again).
+const READ_AHEAD_DEPTH: usize = 4;
+/// Smaller files are read, not mapped, by [`blake3_file`] (a mapping costs more than it saves).
+const MMAP_MIN: u64 = 1 << 20;
+/// Bytes of a file mapped (and hashed on all threads) at once; a multiple of
+/// the page size, so every window's offset is page-aligned.
+const MMAP_WINDOW: usize = 16 << 20;
+
+/// Feeds a whole file to `f` from its first byte (whatever the file position),
+/// in reads of at most [`READ_BUFFER`] bytes, on the calling thread.
+pub fn feed_file(file: &File, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    advise_sequential(file);
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut offset = 0u64;
+    loop {
+        match file.read_at(&mut buffer, offset) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                f(&buffer[..n]);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads `file` from offset 0 with `pread`, leaving the descriptor's position alone.
+struct PositionalReader {
+    file: File,
+    offset: u64,
+}
+
+impl Read for PositionalReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Like [`feed_file`], but a reader thread copies the file into
+/// [`READ_BUFFER`]-sized buffers a few ahead while `f` runs on the calling thread.
+pub fn feed_file_read_ahead(file: &File, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    advise_sequential(file);
+    let reader = PositionalReader {
+        file: file.try_clone()?,
+        offset: 0,
+    };
+    let mut ahead = ReadAhead::new(reader, READ_BUFFER, READ_AHEAD_DEPTH)?;
+    loop {
+        let chunk = ahead.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        f(chunk);
+        ahead.consume(n);
+    }
+    ahead.into_inner().map(drop)
+}
+
+/// The blake3 of the whole of `file` (`len` bytes by its metadata), hashed on
+/// every thread of the current rayon pool when `parallel` (one huge blob),
+/// else on the calling thread (many blobs, one per thread: measured faster
+/// warm and cold, as the disk then sees one sequential stream per blob).
+/// Fails if the file's size is not `len` before or after hashing.
+pub fn blake3_file(file: &File, len: u64, parallel: bool) -> io::Result<blake3::Hash> {
+    let changed = |now: u64| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the file changed size while it was hashed ({len} then {now} bytes)"),
+        )
+    };
+    // Mapping past the end of a file that shrank would fault (SIGBUS) on access.
+    let before = file.metadata()?.len();
+    if before != len {
+        return Err(changed(before));
+    }
+    let mut hasher = blake3::Hasher::new();
+    if len < MMAP_MIN {
+        feed_file(file, |chunk| {
+            hasher.update(chunk);
+        })?;
+    } else {
+        // One window mapped at a time (resident memory stays bounded), the next
+        // one's read-ahead requested before this one is hashed.
+        let mut offset = 0u64;
+        while offset < len {
+            let window = (len - offset).min(MMAP_WINDOW as u64);
+            let map = Mapping::new(file, offset, window)?;
+            if offset + window < len {
+                advise_will_need(file, offset + window, MMAP_WINDOW as u64);
+            }
+            if parallel {
+                hasher.update_rayon(map.bytes());
+            } else {
+                hasher.update(map.bytes());
+            }
+            offset += window;
+        }
+    }
+    let now = file.metadata()?.len();
+    if now != len {
+        return Err(changed(now));
+    }
+    Ok(hasher.finalize())
+}
+
+/// A read-only shared mapping of `len` bytes of a file from a page-aligned
+/// offset, unmapped on drop.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    #[allow(unsafe_code)]
+    fn new(file: &File, offset: u64, len: u64) -> io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large to map"))?;
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to map"))?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map an empty file",
+            ));
+        }
+        // SAFETY: a fresh read-only mapping chosen by the kernel (null hint) of an
+        // open descriptor (the kernel checks the offset's alignment); nothing else
+        // aliases it. The result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: advice on the mapping just made, within its length; a hint only.
+        let _ = unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
+        Ok(Mapping { ptr, len })
+    }
+
+    #[allow(unsafe_code)]
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live PROT_READ mapping of `len` bytes until `self`
+        // is dropped, and the slice borrows `self`. Its contents can change only
+        // if another process writes the file (see the module doc).
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+// SAFETY: the mapping is read-only and owned; sharing `&[u8]` views across
+// threads (update_rayon) is as safe as sharing any immutable byte slice.
+#[allow(unsafe_code)]
+unsafe impl Sync for Mapping {}
+#[allow(unsafe_code)]
+unsafe impl Send for Mapping {}
+
+impl Drop for Mapping {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no slice of it
+        // outlives `self` (they borrow it).
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
+}
+
+/// Asks the kernel to start reading `[offset, offset + len)` of `file` now; a hint only.
+#[allow(unsafe_code)]
+fn advise_will_need(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: as in `advise_sequential`: integer arguments and a borrowed, valid descriptor.
+    let _ =
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
+}
+
+/// Asks the kernel for a larger read-ahead (cold media read faster); a hint only.
+#[allow(unsafe_code)]
+fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is
+    // valid for the duration of the call because `file` is borrowed.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(bytes).unwrap();
+        t.flush().unwrap();
+        let f = File::open(t.path()).unwrap();
+        (t, f)
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    /// Sizes around every boundary: empty, below and above one buffer, the
+    /// mapping threshold and a window.
+    const SIZES: [usize; 7] = [
+        0,
+        1,
+        READ_BUFFER - 1,
+        READ_BUFFER + 1,
+        MMAP_MIN as usize + 4097,
+        MMAP_WINDOW + 12_345,
+        3 * READ_BUFFER,
+    ];
+
+    #[test]
+    fn every_way_feeds_every_byte_once_in_order() {
+        for len in SIZES {
+            let bytes = data(len);
+            let (_t, f) = file_with(&bytes);
+            let mut plain = Vec::new();
+            feed_file(&f, |c| plain.extend_from_slice(c)).unwrap();
+            assert!(plain == bytes, "plain, {len} bytes");
+            let mut ahead = Vec::new();
+            feed_file_read_ahead(&f, |c| ahead.extend_from_slice(c)).unwrap();
+            assert!(ahead == bytes, "read-ahead, {len} bytes");
+            for parallel in [false, true] {
+                assert_eq!(
+                    blake3_file(&f, len as u64, parallel).unwrap(),
+                    blake3::hash(&bytes),
+                    "blake3, {len} bytes, parallel {parallel}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_changes_every_hash() {
+        let len = MMAP_WINDOW + 12_345;
+        let bytes = data(len);
+        for at in [0, len / 2, len - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 1;
+            let (_t, f) = file_with(&flipped);
+            let mut sha = crate::Hasher::new(crate::Algorithm::Sha256);
+            feed_file_read_ahead(&f, |c| sha.update(c)).unwrap();
+            assert_ne!(sha.finish(), crate::Digest::sha256_of(&bytes), "at {at}");
+            for parallel in [false, true] {
+                assert_ne!(
+                    blake3_file(&f, len as u64, parallel).unwrap(),
+                    blake3::hash(&bytes),
+                    "at {at}, parallel {parallel}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn blake3_refuses_a_file_whose_size_is_not_the_one_given() {
+        let bytes = data(MMAP_MIN as usize * 2);
+        let (_t, f) = file_with(&bytes);
+        // Hashing the first `len` bytes of a longer file must not pass as the whole.
+        for parallel in [false, true] {
+            let e = blake3_file(&f, MMAP_MIN + 5, parallel).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+            let e = blake3_file(&f, 10, parallel).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        }
+    }
+}
