@@ -670,6 +670,39 @@ pub fn audit_archive_dir(
     Ok(total)
 }
 
+/// Verifies a volume set's logical package (`reader`, see
+/// [`crate::volume::VolumeSet::reader`]) as [`audit_package`] does a package:
+/// every blob against its name, `ferry-package.json` against the content,
+/// the image graphs. `label` names the set in problems.
+pub fn audit_volume_set(
+    reader: &mut dyn Read,
+    label: &Path,
+    progress: Arc<AtomicU64>,
+) -> Result<AuditReport, PackageError> {
+    let started = Instant::now();
+    let mut a = Auditor::default();
+    match crate::entries::for_each_entry_in(reader, label, progress, &mut a) {
+        Ok(()) => {}
+        Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
+            a.problems.push(problem(
+                None,
+                None,
+                ProblemKind::CorruptPackage {
+                    detail: e.to_string(),
+                },
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    let mut report = empty_report(a.count, a.bytes);
+    if let Some(bytes) = a.package_manifest.take() {
+        check_package_manifest(&bytes, &mut a, &mut report);
+    }
+    check_graphs(a, &mut report);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,29 @@ pub fn for_each_entry(
         .map_err(|e| corrupt(e.to_string()))
 }
 
+/// Streams every entry of the plain tar read from `reader` (a volume set's
+/// logical package) to `handler`, reading it to its end; `label` names it in
+/// errors, `progress` counts the tar bytes read.
+pub fn for_each_entry_in(
+    reader: &mut dyn Read,
+    label: &Path,
+    progress: Arc<AtomicU64>,
+    handler: &mut dyn EntryHandler,
+) -> Result<(), PackageError> {
+    let corrupt = |cause: String| PackageError::Corrupt {
+        path: label.into(),
+        format: "volume set",
+        offset: progress.load(Ordering::Relaxed),
+        cause,
+    };
+    let counting = crate::decompress::CountingReader::new(reader, progress.clone());
+    let mut archive = tar::Archive::new(HeaderGuard::new(counting));
+    walk_archive(&mut archive, handler, &corrupt)?;
+    std::io::copy(&mut archive.into_inner().into_inner(), &mut std::io::sink())
+        .map(|_| ())
+        .map_err(|e| corrupt(e.to_string()))
+}
+
 /// Buffers of decompressed bytes the decoder thread of
 /// [`for_each_entry_read_ahead`] may run ahead by (bounded memory: 4 x 1 MiB).
 const READ_AHEAD_CHUNK: usize = 1 << 20;

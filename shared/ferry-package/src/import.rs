@@ -75,6 +75,37 @@ pub fn import_package(
         }
         PackageFormat::LayoutDir => read_dir(path, &mut collector, progress)?,
     }
+    finish_import(path, format, collector, store)
+}
+
+/// Reads a volume set (its logical package, volume by volume in one pass)
+/// into `store`, as [`import_package`] does a package; `label` names the set
+/// in errors. When volumes are missing beyond repair, the set holds only the
+/// complete images: those are imported (the caller reports the others).
+pub fn import_volume_set(
+    set: &mut crate::volume::VolumeSet,
+    label: &Path,
+    store: &Store,
+    options: &ImportOptions,
+) -> Result<ImportReport, PackageError> {
+    let compression = match set.header.compression.as_str() {
+        "xz" => crate::detect::Compression::Xz,
+        "none" => crate::detect::Compression::None,
+        _ => crate::detect::Compression::Zstd,
+    };
+    let mut collector = Collector::new(store, options.present_check);
+    let mut reader = set.reader();
+    crate::entries::for_each_entry_in(&mut reader, label, options.progress.clone(), &mut collector)?;
+    finish_import(label, PackageFormat::Archive(compression), collector, store)
+}
+
+/// Names the images whose graphs are complete in the store (names last).
+fn finish_import(
+    path: &Path,
+    format: PackageFormat,
+    collector: Collector<'_>,
+    store: &Store,
+) -> Result<ImportReport, PackageError> {
     let roots = package_roots(&collector, store).map_err(|e| match e {
         PackageError::NotAPackage { why, .. } => PackageError::NotAPackage {
             path: path.into(),

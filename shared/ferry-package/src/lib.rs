@@ -32,9 +32,10 @@ pub mod import;
 pub mod nested;
 pub mod pack;
 pub mod package_source;
+pub mod volume;
 pub mod stage;
 
 pub use collect::{PresentCheck, ReplacedBlob};
 pub use detect::{detect, Compression, PackageFormat};
 pub use error::PackageError;
-pub use import::{import_package, ImportOptions, ImportReport, ImportedImage};
+pub use import::{import_package, import_volume_set, ImportOptions, ImportReport, ImportedImage};

@@ -45,6 +45,49 @@ impl PackageStream {
     }
 }
 
+/// A volume set read once as its logical package (see [`crate::volume`]).
+pub struct VolumeSetStream {
+    set: std::sync::Mutex<crate::volume::VolumeSet>,
+    label: PathBuf,
+}
+
+impl VolumeSetStream {
+    /// The set; `label` names it in errors.
+    pub fn new(set: crate::volume::VolumeSet, label: &Path) -> VolumeSetStream {
+        VolumeSetStream {
+            set: std::sync::Mutex::new(set),
+            label: label.to_owned(),
+        }
+    }
+
+    /// The set back (for its report: rebuilt volumes, waiting images).
+    pub fn into_inner(self) -> crate::volume::VolumeSet {
+        self.set.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SinglePassSource for VolumeSetStream {
+    fn read_once(
+        &self,
+        progress: Arc<AtomicU64>,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<Flow, EntryError>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut visitor = Visitor {
+            visit,
+            stopped: false,
+        };
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = set.reader();
+        let walked =
+            crate::entries::for_each_entry_in(&mut reader, &self.label, progress, &mut visitor);
+        match walked {
+            Err(_) if visitor.stopped => Ok(()),
+            Err(e) => Err(Box::new(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
 /// Adapts the tar walk to the engine's visitor.
 struct Visitor<'v> {
     visit: &'v mut dyn FnMut(Entry<'_>) -> Result<Flow, EntryError>,
@@ -83,7 +126,7 @@ impl Visitor<'_> {
 
 impl EntryHandler for Visitor<'_> {
     fn file(&mut self, path: &str, size: u64, reader: &mut dyn Read) -> Result<(), EntryFailure> {
-        if METADATA_FILES.contains(&path) {
+        if METADATA_FILES.contains(&path) || path == crate::pack::manifest::PACKAGE_MANIFEST {
             let bytes = read_metadata(path, size, reader)?;
             let flow = (self.visit)(Entry::Metadata { path, bytes });
             return self.flow(flow);

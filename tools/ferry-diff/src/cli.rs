@@ -43,9 +43,10 @@ pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-diff", version = ferry_cli::VERSION)]
 pub struct Cli {
-    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
-    #[arg(long, value_name = "PACKAGE_OR_STORE")]
-    pub source: PathBuf,
+    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory,
+    /// or a volume set: its directory, or its volume files in any order.
+    #[arg(long, value_name = "PACKAGE_OR_STORE", num_args = 1.., required = true)]
+    pub source: Vec<PathBuf>,
     /// Registry address, TLS and credential options (shared with the other registry tools).
     #[command(flatten)]
     pub registry: RegistryArgs,

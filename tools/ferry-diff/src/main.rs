@@ -12,7 +12,10 @@ use ferry_copy::compare::{compare, DiffOptions, Status};
 use ferry_copy::stream::read_plan;
 use ferry_copy::StoreSource;
 use ferry_diff::cli::{Cli, HELP};
-use ferry_package::package_source::PackageStream;
+use ferry_copy::stream::SinglePassSource;
+use ferry_package::package_source::{PackageStream, VolumeSetStream};
+use ferry_package::volume::set::is_volume_source;
+use ferry_package::volume::VolumeSet;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, RegistrySink};
 
@@ -39,18 +42,42 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
     // A package is read once, as far as its manifests: no staging copy.
     let mut planned = None;
     if cli.staging.is_none() {
-        if let Some(stream) =
-            PackageStream::open(&cli.source).map_err(|e| ferry_cli::exit::about(&cli.source, e))?
-        {
-            let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
+        let about = |e: &dyn std::fmt::Display| ferry_cli::exit::about(&cli.source[0], e);
+        // A volume set is read as its logical package (missing volumes rebuilt
+        // from parity first, or named).
+        let set = if cli.source.len() > 1 || is_volume_source(&cli.source[0]) {
+            let set = VolumeSet::open(&cli.source, None).map_err(|e| about(&e))?;
+            if let Some(msg) = set.missing_message() {
+                anyhow::bail!("{}: {msg}", cli.source[0].display());
+            }
+            if !json {
+                for r in &set.rebuilt {
+                    eprintln!("ferry-diff: data volume {} {}: rebuilt from {}", r.index, r.reason, r.from);
+                }
+            }
+            let size = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
+            Some((VolumeSetStream::new(set, &cli.source[0]), size))
+        } else {
+            None
+        };
+        let file = match &set {
+            Some(_) => None,
+            None => PackageStream::open(&cli.source[0]).map_err(|e| about(&e))?,
+        };
+        let picked: Option<(&dyn SinglePassSource, u64)> = match (&set, &file) {
+            (Some((s, size)), _) => Some((s, *size)),
+            (None, Some(f)) => Some((f, std::fs::metadata(&cli.source[0]).map(|m| m.len()).unwrap_or(0))),
+            _ => None,
+        };
+        if let Some((stream, size)) = picked {
             let bar = ferry_cli::progress::ByteProgress::start("reading", size, !json);
-            let read = read_plan(&stream, &map, bar.counter());
+            let read = read_plan(stream, &map, bar.counter());
             bar.finish();
-            match read.map_err(|e| ferry_cli::exit::about(&cli.source, e))? {
+            match read.map_err(|e| ferry_cli::exit::about(&cli.source[0], e))? {
                 Ok(plan) => planned = Some(plan),
                 Err(reason) if !json => eprintln!(
                     "ferry-diff: cannot read {} in one pass ({reason}); staging it once instead",
-                    cli.source.display()
+                    cli.source[0].display()
                 ),
                 Err(_) => {}
             }
@@ -61,7 +88,7 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
         None => {
             let source = ferry_cli::registry_args::open_source(
                 "ferry-diff",
-                &cli.source,
+                &cli.source[0],
                 cli.staging.as_deref(),
                 cli.jobs.resolve(),
                 json,

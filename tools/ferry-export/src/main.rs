@@ -13,7 +13,8 @@ use ferry_cli::args::print_json;
 use ferry_cli::progress::ByteProgress;
 use ferry_cli::{human, Outcome};
 use ferry_export::cli::{Cli, HELP};
-use ferry_package::{estimate, import_package, ImportOptions, PresentCheck};
+use ferry_package::volume::{self, VolumeSet};
+use ferry_package::{estimate, import_package, import_volume_set, ImportOptions, PresentCheck};
 use ferry_store::audit::ProblemKind;
 use ferry_store::Store;
 use serde::Serialize;
@@ -54,18 +55,33 @@ fn main() -> ExitCode {
 
 fn export(cli: &Cli) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let format = ferry_package::detect(&cli.source)?;
+    let source = &cli.source[0];
+    // A volume set: opened (foreign volumes refused, missing ones rebuilt or
+    // named) before anything is written.
+    let mut set = if cli.source.len() > 1 || volume::set::is_volume_source(source) {
+        let set = VolumeSet::open(&cli.source, None).map_err(|e| ferry_cli::exit::about(source, e))?;
+        report_set(&set, cli.output.json);
+        Some(set)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&cli.to)
         .with_context(|| format!("cannot create {}", cli.to.display()))?;
     let store = Store::open_for_write(&cli.to)?;
-    let unpacked = estimate::unpacked_size(&cli.source, format);
-    estimate::check_space(&cli.to, unpacked)?;
-
-    let source_size = if cli.source.is_dir() {
-        unpacked
-    } else {
-        std::fs::metadata(&cli.source)?.len()
+    let (format, unpacked, source_size) = match &set {
+        Some(set) => {
+            let tar = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
+            (None, tar, tar)
+        }
+        None => {
+            let format = ferry_package::detect(source)?;
+            let unpacked = estimate::unpacked_size(source, format);
+            let size = if source.is_dir() { unpacked } else { std::fs::metadata(source)?.len() };
+            (Some(format), unpacked, size)
+        }
     };
+    let _ = format;
+    estimate::check_space(&cli.to, unpacked)?;
     let progress = ByteProgress::start("export", source_size, !cli.output.json);
     let options = ImportOptions {
         progress: progress.counter(),
@@ -76,7 +92,10 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
             PresentCheck::Recorded
         },
     };
-    let result = import_package(&cli.source, &store, &options);
+    let result = match &mut set {
+        Some(set) => import_volume_set(set, source, &store, &options),
+        None => import_package(source, &store, &options),
+    };
     progress.finish();
     let report = result.map_err(|e| {
         let hint = if e.is_disk_full() {
@@ -90,13 +109,13 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         } else {
             String::new()
         };
-        ferry_cli::exit::about(&cli.source, format!("{e}{hint}"))
+        ferry_cli::exit::about(source, format!("{e}{hint}"))
     })?;
 
     let seconds = started.elapsed().as_secs_f64();
     let c = report.counts;
     let summary = Summary {
-        source: cli.source.clone(),
+        source: source.clone(),
         destination: cli.to.clone(),
         format: report.format.to_string(),
         images: report
@@ -128,8 +147,8 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
         println!(
             "exported {} image(s) from {} ({}) to {}: {} blob(s) written ({}), {} already present ({}), {:.1}s, {:.0} MB/s",
             summary.images.len(),
-            cli.source.display(),
-            summary.format,
+            source.display(),
+            if set.is_some() { "volume set".to_owned() } else { summary.format.clone() },
             cli.to.display(),
             c.blobs_written,
             human::bytes(c.bytes_written),
@@ -145,5 +164,29 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
             );
         }
     }
+    if let Some(set) = &set {
+        if !set.waiting.is_empty() {
+            anyhow::bail!(
+                "{}; rerun with the missing volume(s) to export the rest (what is exported now is kept)",
+                set.missing_message().unwrap_or_default()
+            );
+        }
+    }
     Ok(Outcome::Clean)
+}
+
+/// Says which volumes were rebuilt and which are missing, before anything is written.
+fn report_set(set: &VolumeSet, json: bool) {
+    if json {
+        return;
+    }
+    for r in &set.rebuilt {
+        eprintln!(
+            "ferry-export: data volume {} of {} {}: rebuilt from {}",
+            r.index, set.header.data_volumes, r.reason, r.from
+        );
+    }
+    if let Some(msg) = set.missing_message() {
+        eprintln!("ferry-export: {msg}; exporting the complete images now");
+    }
 }

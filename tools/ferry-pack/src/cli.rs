@@ -16,6 +16,8 @@ Examples:
       --platform linux/amd64 --referrers --out app.tar.zst
   ferry-pack --from app-oci-archive.tar --from /media/usb/ferry-store \\
       --compress xz --out bundle.tar.xz
+  ferry-pack --images images.txt --out /media/staging/bundle \\
+      --volume-size dvd5 --parity 2
   ferry-pack --images images.txt --out bundle.tar.zst \\
       --credentials-for registry.example:5000=admin:registry.pw --cacert ca.pem
 
@@ -34,6 +36,14 @@ the cache: oci-layout, index.json and ferry-package.json first, then manifests,
 then blobs; the same images and options give the same bytes (zstd seekable by
 default, --compress xz multi-block, or none: a plain tar that skopeo reads as
 oci-archive:). It appears at --out only when complete.
+
+--volume-size SIZE splits the package into a volume set for media with a size
+limit: no file exceeds SIZE by a single byte; each volume is a tar (compressed
+like the package) that verifies alone (ferry-verify VOLUME) and holds the
+package metadata; a blob larger than the room left is cut into parts, each with
+its own digest. --parity N adds N Reed-Solomon volumes: any N lost or damaged
+volumes are rebuilt by ferry-verify/export/diff/push, which take the set's
+directory or its files in any order.
 
 Multi-arch indexes are kept whole. --platform linux/amd64 (repeatable) keeps only
 those platforms: the packaged index is then a NEW one with another digest,
@@ -69,6 +79,10 @@ pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
     json: "Print JSON lines on stdout (one event per line, the summary last) instead of human text",
 };
 
+fn volume_size(text: &str) -> Result<u64, String> {
+    ferry_package::volume::parse_size(text)
+}
+
 /// `--compress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compress {
@@ -103,6 +117,15 @@ pub struct Cli {
     /// Keep only this platform of multi-arch indexes (repeatable; default: indexes kept whole).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Vec<String>,
+    /// Split the package into volumes of at most SIZE bytes each (exact): bytes, 4.7GB, 4GiB,
+    /// or dvd5, dvd9, bd25, bd50, cd700, fat32. --out then names the set:
+    /// OUT.vol001-of-00N.tar.zst, ... (a .tar.zst/.tar.xz/.tar suffix of OUT is dropped).
+    #[arg(long, value_name = "SIZE", value_parser = volume_size)]
+    pub volume_size: Option<u64>,
+    /// Add N Reed-Solomon parity volumes (OUT.par1-of-N.tar, ...): any N missing or damaged
+    /// volumes of the set are rebuilt by every reading tool.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "volume_size")]
+    pub parity: u32,
     /// Bring each image's referrers (signatures, SBOMs, attestations) and cosign-style tags.
     #[arg(long)]
     pub referrers: bool,

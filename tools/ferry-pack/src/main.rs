@@ -21,6 +21,7 @@ use ferry_pack::cli::{Cli, Compress, HELP};
 use ferry_package::pack::{
     write_package, write_package_as_pulled, Arrival, Compression, WriteOptions,
 };
+use ferry_package::volume::{write_volume_set, Role, VolumeOptions};
 use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
@@ -134,7 +135,8 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
     let written = Arc::new(AtomicU64::new(0));
     // Registries only: the package is written while the blobs are pulled
     // (in the order it reads them), each blob as soon as it is in the cache.
-    let overlapped = cli.from.is_empty();
+    // A volume set is planned from the whole package, so it is written once the pulls are done.
+    let overlapped = cli.from.is_empty() && cli.volume_size.is_none();
     let mut summary = None;
     let mut gathered = Gathered::default();
     if !requests.is_empty() {
@@ -254,6 +256,60 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
             let (images, referrers) = gathered.pack_inputs();
             let total = package_bytes(&cache, &gathered);
             let wbar = ByteProgress::start_with_blobs("write", total, written.clone(), None, !json);
+            if let Some(volume_size) = cli.volume_size {
+                let stem = volume_stem(&cli.out);
+                let set = write_volume_set(
+                    &cache,
+                    &images,
+                    &referrers,
+                    &stem,
+                    &write,
+                    &VolumeOptions {
+                        volume_size,
+                        parity: cli.parity,
+                    },
+                    &|n| {
+                        written.fetch_add(n, Ordering::Relaxed);
+                    },
+                );
+                wbar.finish();
+                let set = set.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
+                if json {
+                    let files: Vec<serde_json::Value> = set
+                        .files
+                        .iter()
+                        .map(|f| serde_json::json!({"path": f.path, "role": f.role, "index": f.index, "bytes": f.bytes}))
+                        .collect();
+                    emit_json(&serde_json::json!({"event": "summary", "summary": {
+                        "set_id": set.set_id.to_string(), "volume_size": volume_size, "files": files,
+                        "split_entries": set.split_entries, "images": gathered.images.len(),
+                        "referrers": gathered.referrers.len(), "blobs_pulled": gathered.blobs_pulled,
+                        "blobs_cached": gathered.blobs_cached, "bytes_pulled": gathered.bytes_pulled,
+                        "cache": cache_dir,
+                    }}));
+                } else {
+                    let data = set.files.iter().filter(|f| f.role == Role::Data).count();
+                    println!(
+                        "wrote volume set {} ({data} data + {} parity volume(s) of at most {volume_size} bytes, {} entr{} cut into parts): {} image(s), {} referrer(s); pulled {} blob(s) ({}), {} already in the cache",
+                        ferry_package::volume::short(&set.set_id),
+                        cli.parity,
+                        set.split_entries,
+                        if set.split_entries == 1 { "y" } else { "ies" },
+                        gathered.images.len(),
+                        gathered.referrers.len(),
+                        gathered.blobs_pulled,
+                        human::bytes(gathered.bytes_pulled),
+                        gathered.blobs_cached
+                    );
+                    for f in &set.files {
+                        println!("  {} ({} bytes)", f.path.display(), f.bytes);
+                    }
+                    for f in &set.removed_stale {
+                        println!("  removed {} (a volume of an earlier split of the same name)", f.display());
+                    }
+                }
+                return Ok(Outcome::Clean);
+            }
             let done = write_package(&cache, &images, &referrers, &cli.out, &write, &|n| {
                 written.fetch_add(n, Ordering::Relaxed);
             });
@@ -295,6 +351,17 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Clean)
+}
+
+/// The stem of a volume set named by --out: its .tar.zst/.tar.xz/.tar suffix dropped.
+fn volume_stem(out: &std::path::Path) -> std::path::PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = [".tar.zst", ".tar.xz", ".tar"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(&name)
+        .to_owned();
+    out.with_file_name(stem)
 }
 
 /// Bytes of every distinct node the package will hold (for the write bar).

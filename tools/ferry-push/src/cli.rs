@@ -38,6 +38,12 @@ docker-archive, or a package of image archives (one per image), is staged once
 into PACKAGE.ferry-store (--staging DIR forces staging);
 its layers are plain tar: the bytes that costs are printed, and --compress-layers
 gzip|zstd compresses them before the push (new manifests, digests printed).
+A volume set (ferry-pack --volume-size) is pushed the same way, read volume by
+volume in one pass: give its directory or its files in any order. Missing or
+damaged volumes are rebuilt from parity first (and named); a volume of another
+set is refused before anything is sent. With more volumes missing than parity
+rebuilds, every complete image is pushed and the others are named with the
+volumes they wait for (exit 2); rerun with them to push the rest.
 Several registries: give --private-registry once per registry; the package is
 read once and pushed to all of them at once, each with its own CA (--cacert-for
 HOST:PORT=CA.pem) and credentials (--credentials-for HOST:PORT=USER:PASSWORD_FILE);
@@ -77,9 +83,10 @@ pub enum CompressLayers {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-push", version = ferry_cli::VERSION)]
 pub struct Cli {
-    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory.
-    #[arg(long, value_name = "PACKAGE_OR_STORE")]
-    pub source: PathBuf,
+    /// Package (.tar.xz, .tar.zst, .tar.gz, .tar, docker-archive) or store directory,
+    /// or a volume set: its directory, or its volume files in any order.
+    #[arg(long, value_name = "PACKAGE_OR_STORE", num_args = 1.., required = true)]
+    pub source: Vec<PathBuf>,
     /// Registry address, TLS and credential options (shared with the other registry tools).
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -15,7 +15,10 @@ use ferry_cli::{human, Outcome};
 use ferry_copy::plan::Destination;
 use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
-use ferry_package::package_source::PackageStream;
+use ferry_copy::stream::SinglePassSource;
+use ferry_package::package_source::{PackageStream, VolumeSetStream};
+use ferry_package::volume::set::is_volume_source;
+use ferry_package::volume::VolumeSet;
 use ferry_push::cli::{Cli, CompressLayers, HELP};
 use ferry_registry::credentials::CredentialSource;
 use ferry_registry::meter::TransferMeter;
@@ -64,10 +67,27 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
 
     // A package is pushed in one read, whatever its order, to every registry at once.
     if cli.staging.is_none() && cli.compress_layers.is_none() {
-        if let Some(stream) =
-            PackageStream::open(&cli.source).map_err(|e| ferry_cli::exit::about(&cli.source, e))?
-        {
-            let size = std::fs::metadata(&cli.source).map(|m| m.len()).unwrap_or(0);
+        let about = |e: &dyn std::fmt::Display| ferry_cli::exit::about(&cli.source[0], e);
+        // A volume set: opened (foreign volumes refused, missing ones rebuilt
+        // or named) before anything is sent.
+        let set = if cli.source.len() > 1 || is_volume_source(&cli.source[0]) {
+            let set = VolumeSet::open(&cli.source, None).map_err(|e| about(&e))?;
+            report_set(&set, json);
+            let size = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
+            Some((VolumeSetStream::new(set, &cli.source[0]), size))
+        } else {
+            None
+        };
+        let file = match &set {
+            Some(_) => None,
+            None => PackageStream::open(&cli.source[0]).map_err(|e| about(&e))?,
+        };
+        let picked: Option<(&dyn SinglePassSource, u64)> = match (&set, &file) {
+            (Some((s, size)), _) => Some((s, *size)),
+            (None, Some(f)) => Some((f, std::fs::metadata(&cli.source[0]).map(|m| m.len()).unwrap_or(0))),
+            _ => None,
+        };
+        if let Some((stream, size)) = picked {
             let sent = Arc::new(TransferMeter::new());
             let bar = ByteProgress::start_with_blobs(
                 "push",
@@ -102,13 +122,15 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                     events: &printers[i],
                 })
                 .collect();
-            let results = copy_stream_to_many(&stream, &targets, options, bar.counter());
+            let results = copy_stream_to_many(stream, &targets, options, bar.counter());
             bar.finish();
-            if let Some(Ok(StreamOutcome::NotStreamable(reason))) = results.first() {
+            if let (Some(Ok(StreamOutcome::NotStreamable(reason))), Some(_)) = (results.first(), &set) {
+                anyhow::bail!("{}: the volume set cannot be pushed in one read ({reason})", cli.source[0].display());
+            } else if let Some(Ok(StreamOutcome::NotStreamable(reason))) = results.first() {
                 if json {
                     emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
                 } else {
-                    eprintln!("ferry-push: cannot push {} in one read ({reason}); staging it once instead", cli.source.display());
+                    eprintln!("ferry-push: cannot push {} in one read ({reason}); staging it once instead", cli.source[0].display());
                 }
             } else {
                 let results = results
@@ -118,16 +140,26 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                         Ok(StreamOutcome::NotStreamable(reason)) => {
                             Err(anyhow::anyhow!("{reason}"))
                         }
-                        Err(e) => Err(ferry_cli::exit::about(&cli.source, e)),
+                        Err(e) => Err(ferry_cli::exit::about(&cli.source[0], e)),
                     })
                     .collect();
-                return conclude(cli, &conns, results);
+                let outcome = conclude(cli, &conns, results)?;
+                if let Some((stream, _)) = set {
+                    let set = stream.into_inner();
+                    if !set.waiting.is_empty() {
+                        anyhow::bail!(
+                            "{}; the complete images are pushed: rerun with the missing volume(s) to push the rest",
+                            set.missing_message().unwrap_or_default()
+                        );
+                    }
+                }
+                return Ok(outcome);
             }
         }
     }
     let source = ferry_cli::registry_args::open_source(
         "ferry-push",
-        &cli.source,
+        &cli.source[0],
         cli.staging.as_deref(),
         cli.jobs.resolve(),
         json,
@@ -199,7 +231,7 @@ fn uncompressed_layers(
     json: bool,
 ) -> anyhow::Result<()> {
     use ferry_package::compress_layers::{compress_layers, uncompressed_layers, LayerCompression};
-    let about = |e| ferry_cli::exit::about(&cli.source, e);
+    let about = |e| ferry_cli::exit::about(&cli.source[0], e);
     let Some(how) = cli.compress_layers else {
         let u = uncompressed_layers(&source.store).map_err(about)?;
         if u.layers > 0 {
@@ -217,10 +249,10 @@ fn uncompressed_layers(
         }
         return Ok(());
     };
-    if source.path == cli.source {
+    if source.path == cli.source[0] {
         anyhow::bail!(
             "--compress-layers rewrites a package staged by ferry-push; {} is a store: export the package again or push without it",
-            cli.source.display()
+            cli.source[0].display()
         );
     }
     let how = match how {
@@ -288,6 +320,28 @@ fn conclude(
         );
     }
     Ok(Outcome::Clean)
+}
+
+/// Says which volumes were rebuilt and which are missing, before anything is sent.
+fn report_set(set: &VolumeSet, json: bool) {
+    for r in &set.rebuilt {
+        let line = format!(
+            "data volume {} of {} {}: rebuilt from {}",
+            r.index, set.header.data_volumes, r.reason, r.from
+        );
+        if json {
+            emit_json(&serde_json::json!({"event": "volume_rebuilt", "volume": r.index, "message": line}));
+        } else {
+            eprintln!("ferry-push: {line}");
+        }
+    }
+    if let Some(msg) = set.missing_message() {
+        if json {
+            emit_json(&serde_json::json!({"event": "volumes_missing", "missing": set.missing(), "message": msg}));
+        } else {
+            eprintln!("ferry-push: {msg}; pushing the complete images now");
+        }
+    }
 }
 
 /// Prints one event: JSON lines with --json; otherwise a line per image off a

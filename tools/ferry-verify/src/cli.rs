@@ -12,6 +12,8 @@ Examples:
   ferry-verify /media/usb/ferry-store                # full check of a store
   ferry-verify --fast --json /media/usb/ferry-store  # cheap blake3 audit
   ferry-verify bmpackages_1.30.0.tar.xz              # a package, streamed
+  ferry-verify /media/dvd/pkg.vol003-of-007.tar.zst  # one volume alone
+  ferry-verify /srv/incoming/pkg/                    # a whole volume set
   # check; repair from the package only if damaged (exit 0: sound or repaired):
   ferry-verify --quarantine /media/usb/ferry-store || \\
       ferry-export --source bmpackages_1.30.0.tar.xz --to /media/usb/ferry-store
@@ -22,6 +24,13 @@ and agree with their descriptors' media types. Keeps going after a problem and
 reports all of them. Unreferenced blobs and leftover temp files are reported
 as information, not failures. A store whose index.json names no image is a
 finding: an export into it did not finish (images are named last).
+A volume (ferry-pack --volume-size) given alone is checked alone: its header,
+every blob and part against its digest, its content digest, its size; a
+courier can check each disc as it arrives. A directory of volumes, or several
+volume files, is checked as the set: every volume alone, then missing or
+damaged data volumes are rebuilt from parity (each named, with the volumes it
+was rebuilt from; exit 1 all the same), then the rejoined package is verified
+like a package. A volume of another set is refused (exit 2).
 --fast checks the blake3 recorded by ferry-export instead of the digests.
 Blobs are hashed --jobs at a time; a blob larger than its share of the work
 (one huge layer) gets help: a reader thread so its core only hashes, or with
@@ -50,7 +59,7 @@ pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
 #[derive(Debug, Parser)]
 #[command(name = "ferry-verify", version = ferry_cli::VERSION)]
 pub struct Cli {
-    /// Stores (OCI layout directories) or package files to verify.
+    /// Stores (OCI layout directories), package files, volumes, or volume-set directories to verify.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
     /// Check sizes and the blake3 sidecar recorded by ferry-export (several times

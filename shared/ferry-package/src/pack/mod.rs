@@ -20,7 +20,7 @@
 pub mod frames;
 pub mod manifest;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;

@@ -11,7 +11,7 @@ use ferry_testkit::{generate_layout, FixtureSpec};
 use super::manifest::{EntryKind, PackageManifest, PACKAGE_MANIFEST};
 use super::*;
 
-fn fixture(dir: &Path) -> (Store, Vec<PackImage>) {
+pub(crate) fn fixture(dir: &Path) -> (Store, Vec<PackImage>) {
     let spec = FixtureSpec {
         seed: 7,
         images: 4,
@@ -37,7 +37,7 @@ fn fixture(dir: &Path) -> (Store, Vec<PackImage>) {
     (store, images)
 }
 
-fn options(compression: Compression, threads: usize) -> WriteOptions {
+pub(crate) fn options(compression: Compression, threads: usize) -> WriteOptions {
     WriteOptions {
         compression,
         threads,
@@ -46,7 +46,7 @@ fn options(compression: Compression, threads: usize) -> WriteOptions {
     }
 }
 
-fn decoded(path: &Path) -> Vec<u8> {
+pub(crate) fn decoded(path: &Path) -> Vec<u8> {
     let raw = std::fs::read(path).unwrap();
     let mut out = Vec::new();
     if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
