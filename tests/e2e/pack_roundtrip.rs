@@ -251,6 +251,11 @@ fn packed_images_export_verify_and_push_byte_identical() {
     let dst = Registry::start(RegistryOptions::new(RegistryMode::TlsToken)).unwrap();
     let p = push(&dst, &out, "dst", &[]);
     assert_eq!(p.code, 0, "{}\n{}", p.stderr, p.stdout);
+    // Streamed in one read (metadata first): no staging copy beside the package.
+    assert!(
+        !tmp.path().join("bundle.tar.zst.ferry-store").exists(),
+        "the package was staged instead of streamed"
+    );
     let strip = |r: &str| r.split_once('/').unwrap().1.to_owned(); // drop the source host
     for (i, reference) in s.refs.iter().enumerate() {
         let digest = s.fixture.images[i].descriptor.digest.to_string();
