@@ -9,6 +9,8 @@
 #   scripts/bench-pack.sh [SIZE_MIB]      (default 1100)
 # Prints a Markdown section to stdout (paste into BENCHMARKS.md); progress goes to stderr.
 # FERRY_BENCH_DIR: work directory (default target/bench-pack); FERRY_BENCH_KEEP=1 keeps files.
+# Then runs scripts/bench-volumes.sh (volume sets with parity vs the single package) unless
+# FERRY_BENCH_VOLUMES=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -135,3 +137,11 @@ Images: $(wc -l < "$LIST") images x $LAYERS incompressible ${LAYER_MIB} MiB laye
 
 Targets: at least 2x faster than the peer, package within 2% of its size, peak RSS under 100 MiB.
 MD
+
+# Volume sets (issue #13): packing with --volume-size and --parity 2 against packing one
+# package, and pushing the set against pushing the package, same run (its own script, so it can
+# also be run alone). FERRY_BENCH_VOLUMES=0 skips it.
+if [ "${FERRY_BENCH_VOLUMES:-1}" != 0 ]; then
+  echo
+  bash scripts/bench-volumes.sh "$SIZE_MIB"
+fi
