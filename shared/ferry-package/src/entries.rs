@@ -35,6 +35,21 @@ pub trait EntryHandler {
     fn data_offset(&mut self, _offset: u64) {}
 }
 
+/// The error for a package `path` of `format` that stops making sense, at
+/// the offset `progress` has reached.
+fn corruption<'a>(
+    path: &'a Path,
+    format: &'static str,
+    progress: &'a AtomicU64,
+) -> impl Fn(String) -> PackageError + 'a {
+    move |cause| PackageError::Corrupt {
+        path: path.into(),
+        format,
+        offset: progress.load(Ordering::Relaxed),
+        cause,
+    }
+}
+
 /// Streams every entry of the tar package at `path` to `handler`, then checks
 /// that the compressed stream ends cleanly (integrity trailer, no trailing garbage).
 pub fn for_each_entry(
@@ -44,13 +59,7 @@ pub fn for_each_entry(
     progress: Arc<AtomicU64>,
     handler: &mut dyn EntryHandler,
 ) -> Result<(), PackageError> {
-    let format = format_name(compression);
-    let corrupt = |cause: String| PackageError::Corrupt {
-        path: path.into(),
-        format,
-        offset: progress.load(Ordering::Relaxed),
-        cause,
-    };
+    let corrupt = corruption(path, format_name(compression), &progress);
     let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
     let mut archive = tar::Archive::new(HeaderGuard::new(decompressed));
     walk_archive(&mut archive, handler, &corrupt)?;
@@ -70,12 +79,7 @@ pub fn for_each_entry_in(
     progress: Arc<AtomicU64>,
     handler: &mut dyn EntryHandler,
 ) -> Result<(), PackageError> {
-    let corrupt = |cause: String| PackageError::Corrupt {
-        path: label.into(),
-        format: "volume set",
-        offset: progress.load(Ordering::Relaxed),
-        cause,
-    };
+    let corrupt = corruption(label, "volume set", &progress);
     let counting = crate::decompress::CountingReader::new(reader, progress.clone());
     let mut archive = tar::Archive::new(HeaderGuard::new(counting));
     walk_archive(&mut archive, handler, &corrupt)?;
@@ -100,13 +104,7 @@ pub fn for_each_entry_read_ahead(
     progress: Arc<AtomicU64>,
     handler: &mut dyn EntryHandler,
 ) -> Result<(), PackageError> {
-    let format = format_name(compression);
-    let corrupt = |cause: String| PackageError::Corrupt {
-        path: path.into(),
-        format,
-        offset: progress.load(Ordering::Relaxed),
-        cause,
-    };
+    let corrupt = corruption(path, format_name(compression), &progress);
     let decompressed = Decompressed::open(path, compression, threads, progress.clone())?;
     let ahead =
         ReadAhead::new(decompressed, READ_AHEAD_CHUNK, READ_AHEAD_DEPTH).map_err(|source| {

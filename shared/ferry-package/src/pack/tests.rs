@@ -23,8 +23,12 @@ pub(crate) fn fixture(dir: &Path) -> (Store, Vec<PackImage>) {
     };
     let fx = generate_layout(&spec, dir).unwrap();
     let store = Store::open_read_only(dir).unwrap();
-    let images = fx
-        .images
+    (store, pack_images(&fx))
+}
+
+/// The fixture's images as the writer takes them (asked for by their names).
+pub(crate) fn pack_images(fx: &ferry_testkit::Fixture) -> Vec<PackImage> {
+    fx.images
         .iter()
         .map(|i| PackImage {
             name: i.reference.clone(),
@@ -33,8 +37,7 @@ pub(crate) fn fixture(dir: &Path) -> (Store, Vec<PackImage>) {
             source_digest: i.descriptor.digest.clone(),
             platforms: Vec::new(),
         })
-        .collect();
-    (store, images)
+        .collect()
 }
 
 pub(crate) fn options(compression: Compression, threads: usize) -> WriteOptions {
@@ -249,17 +252,7 @@ fn zstd_frames_start_at_every_entry_so_any_blob_decodes_alone() {
     };
     let fx = generate_layout(&spec, &tmp.path().join("cache")).unwrap();
     let store = Store::open_read_only(&tmp.path().join("cache")).unwrap();
-    let images: Vec<PackImage> = fx
-        .images
-        .iter()
-        .map(|i| PackImage {
-            name: i.reference.clone(),
-            root: i.descriptor.clone(),
-            requested: i.reference.clone(),
-            source_digest: i.descriptor.digest.clone(),
-            platforms: Vec::new(),
-        })
-        .collect();
+    let images = pack_images(&fx);
     let out = tmp.path().join("p.tar.zst");
     let s = write_package(
         &store,
