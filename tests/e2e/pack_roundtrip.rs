@@ -254,7 +254,8 @@ fn packed_images_export_verify_and_push_byte_identical() {
     // Streamed in one read (metadata first): no staging copy beside the package.
     assert!(
         !tmp.path().join("bundle.tar.zst.ferry-store").exists(),
-        "the package was staged instead of streamed"
+        "the package was staged instead of streamed: {}",
+        p.stderr
     );
     let strip = |r: &str| r.split_once('/').unwrap().1.to_owned(); // drop the source host
     for (i, reference) in s.refs.iter().enumerate() {

@@ -50,7 +50,13 @@ fn fixture(dir: &Path, seed: u64, images: usize) -> (Store, Vec<PackImage>, Fixt
     (store, images, fx)
 }
 
-fn split(cache: &Store, images: &[PackImage], dir: &Path, size: u64, parity: u32) -> VolumeSetSummary {
+fn split(
+    cache: &Store,
+    images: &[PackImage],
+    dir: &Path,
+    size: u64,
+    parity: u32,
+) -> VolumeSetSummary {
     std::fs::create_dir_all(dir).unwrap();
     write_volume_set(
         cache,
@@ -63,7 +69,10 @@ fn split(cache: &Store, images: &[PackImage], dir: &Path, size: u64, parity: u32
             tool: "ferry-pack test".into(),
             options: Default::default(),
         },
-        &VolumeOptions { volume_size: size, parity },
+        &VolumeOptions {
+            volume_size: size,
+            parity,
+        },
         &|_| {},
     )
     .unwrap()
@@ -75,7 +84,11 @@ fn verify(paths: &[&Path]) -> Run {
 
 fn sh(script: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -92,14 +105,26 @@ fn pushed(reg: &Registry, ns: &str, reference: &str, digest: &Digest) -> bool {
 
 fn assert_all_pushed(reg: &Registry, ns: &str, fx: &Fixture) {
     for image in &fx.images {
-        let raw = skopeo(reg, SkopeoRole::Inspect, &["inspect", "--raw", &mapped(reg, ns, &image.reference)]);
-        assert_eq!(Digest::sha256_of(&raw), image.descriptor.digest, "{} is not byte-identical", image.reference);
+        let raw = skopeo(
+            reg,
+            SkopeoRole::Inspect,
+            &["inspect", "--raw", &mapped(reg, ns, &image.reference)],
+        );
+        assert_eq!(
+            Digest::sha256_of(&raw),
+            image.descriptor.digest,
+            "{} is not byte-identical",
+            image.reference
+        );
     }
 }
 
 /// `--source A --source B …` after the first.
 fn more_sources(files: &[PathBuf]) -> Vec<String> {
-    files.iter().flat_map(|f| ["--source".to_owned(), f.display().to_string()]).collect()
+    files
+        .iter()
+        .flat_map(|f| ["--source".to_owned(), f.display().to_string()])
+        .collect()
 }
 
 fn export_files(files: &[PathBuf], to: &Path) -> Run {
@@ -113,7 +138,11 @@ fn export_files(files: &[PathBuf], to: &Path) -> Run {
 fn assert_store_has(store: &Path, fx: &Fixture) {
     let index = std::fs::read_to_string(store.join("index.json")).unwrap();
     for image in &fx.images {
-        assert!(index.contains(&image.descriptor.digest.to_string()), "{} not in the store", image.reference);
+        assert!(
+            index.contains(&image.descriptor.digest.to_string()),
+            "{} not in the store",
+            image.reference
+        );
     }
     let v = verify(&[store]);
     assert_eq!(v.code, 0, "{}", v.stdout);
@@ -132,19 +161,37 @@ fn pack_cli(layout: &Path, dir: &Path, size: &str, parity: u32) -> (Vec<PathBuf>
         .args(["--volume-size", size, "--parity", &parity.to_string()]));
     assert_eq!(r.code, 0, "ferry-pack: {}", r.stderr);
     assert!(r.stdout.contains("wrote volume set"), "{}", r.stdout);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    let (data, par): (Vec<PathBuf>, Vec<PathBuf>) =
-        files.into_iter().partition(|f| f.to_string_lossy().contains(".vol"));
+    let (data, par): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| f.to_string_lossy().contains(".vol"));
     (data, par)
 }
 
 #[test]
 fn ferry_pack_refuses_an_ambiguous_size() {
-    let r = run(Command::new(bin("ferry-pack")).args(["--from", "/nonexistent", "--out", "/tmp/x", "--volume-size", "4G"]));
+    let r = run(Command::new(bin("ferry-pack")).args([
+        "--from",
+        "/nonexistent",
+        "--out",
+        "/tmp/x",
+        "--volume-size",
+        "4G",
+    ]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("ambiguous"), "{}", r.stderr);
-    let r = run(Command::new(bin("ferry-pack")).args(["--from", "/nonexistent", "--out", "/tmp/x", "--parity", "2"]));
+    let r = run(Command::new(bin("ferry-pack")).args([
+        "--from",
+        "/nonexistent",
+        "--out",
+        "/tmp/x",
+        "--parity",
+        "2",
+    ]));
     assert_eq!(r.code, 2, "--parity without --volume-size: {}", r.stderr);
 }
 
@@ -158,7 +205,11 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     let all: Vec<PathBuf> = data.iter().chain(&parity).cloned().collect();
     assert!(data.len() >= 5, "{} data volumes", data.len());
     assert_eq!(parity.len(), 2);
-    assert!(data[0].file_name().unwrap().to_string_lossy().ends_with(&format!(".vol001-of-{:03}.tar.zst", data.len())));
+    assert!(data[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with(&format!(".vol001-of-{:03}.tar.zst", data.len())));
 
     // Each volume alone: ferry-verify, and tar -t with no ferry.
     for f in &all {
@@ -174,15 +225,25 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
         };
         assert!(listing.starts_with("ferry-volume.json\n"), "{listing}");
         if is_data {
-            assert!(listing.contains("ferry-package.json\n") && listing.contains("blobs/sha256/"), "{listing}");
+            assert!(
+                listing.contains("ferry-package.json\n") && listing.contains("blobs/sha256/"),
+                "{listing}"
+            );
         }
     }
-    assert!(
-        sh(&format!("zstd -dc '{}' '{}' | tar -t", data[0].display(), data[1].display())).contains("ferry-volume.json"),
-    );
+    assert!(sh(&format!(
+        "zstd -dc '{}' '{}' | tar -t",
+        data[0].display(),
+        data[1].display()
+    ))
+    .contains("ferry-volume.json"),);
     let whole = verify(&[&set_dir]);
     assert_eq!(whole.code, 0, "{}{}", whole.stdout, whole.stderr);
-    assert!(whole.stdout.contains("volume set") && whole.stdout.contains("OK"), "{}", whole.stdout);
+    assert!(
+        whole.stdout.contains("volume set") && whole.stdout.contains("OK"),
+        "{}",
+        whole.stdout
+    );
 
     // Export and push from the files in another order.
     let mut shuffled: Vec<PathBuf> = all.iter().rev().cloned().collect();
@@ -192,11 +253,23 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     assert_eq!(e.code, 0, "{}", e.stderr);
     assert_store_has(&out, &fx);
     let reg = Registry::start(RegistryOptions::new(RegistryMode::TlsHtpasswd)).unwrap();
-    let p = push(&reg, &shuffled[0], "any", &more_sources(&shuffled[1..]).iter().map(String::as_str).collect::<Vec<_>>());
+    let p = push(
+        &reg,
+        &shuffled[0],
+        "any",
+        &more_sources(&shuffled[1..])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(p.code, 0, "{}", p.stderr);
     assert_all_pushed(&reg, "any", &fx);
     let d = registry_tool("ferry-diff", &reg, &set_dir, "any", &[], &[], true);
-    assert_eq!(d.code, 0, "ferry-diff of the set against what it pushed: {}{}", d.stdout, d.stderr);
+    assert_eq!(
+        d.code, 0,
+        "ferry-diff of the set against what it pushed: {}{}",
+        d.stdout, d.stderr
+    );
 
     // Damage: moved away and brought back.
     let away = tmp.path().join("away");
@@ -210,7 +283,11 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
         b[at] ^= 0x01;
         std::fs::write(f, b).unwrap();
     };
-    for (case, ns) in [("one lost", "one"), ("two lost", "two"), ("one lost, one flipped", "flip")] {
+    for (case, ns) in [
+        ("one lost", "one"),
+        ("two lost", "two"),
+        ("one lost, one flipped", "flip"),
+    ] {
         take(&data[1]);
         match case {
             "two lost" => take(&data[4]),
@@ -219,12 +296,20 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
         }
         let v = verify(&[&set_dir]);
         assert_eq!(v.code, 1, "{case}: {}{}", v.stdout, v.stderr);
-        assert!(v.stdout.contains("data volume 2 of") && v.stdout.contains("rebuilt from"), "{case}: {}", v.stdout);
+        assert!(
+            v.stdout.contains("data volume 2 of") && v.stdout.contains("rebuilt from"),
+            "{case}: {}",
+            v.stdout
+        );
         if case == "two lost" {
             assert!(v.stdout.contains("data volume 5 of"), "{}", v.stdout);
         }
         if case == "one lost, one flipped" {
-            assert!(v.stdout.contains("data volume 3 of") && v.stdout.contains("damaged"), "{}", v.stdout);
+            assert!(
+                v.stdout.contains("data volume 3 of") && v.stdout.contains("damaged"),
+                "{}",
+                v.stdout
+            );
         }
         let out = tmp.path().join(format!("store-{ns}"));
         let e = export(&set_dir, &out, &[]);
@@ -239,8 +324,15 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
             give(&data[4]);
         }
         std::fs::write(&data[2], &original_2).unwrap();
-        let hidden: Vec<_> = std::fs::read_dir(&set_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
-        assert!(hidden.is_empty(), "{case}: the rebuild directory was left behind");
+        let hidden: Vec<_> = std::fs::read_dir(&set_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(
+            hidden.is_empty(),
+            "{case}: the rebuild directory was left behind"
+        );
     }
 
     // Three lost: more than parity rebuilds.
@@ -256,15 +348,39 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     let partial = tmp.path().join("store-partial");
     let e = export(&set_dir, &partial, &[]);
     assert_eq!(e.code, 2, "{}", e.stderr);
-    assert!(e.stderr.contains(&numbers) && e.stderr.contains("waits for volume"), "{}", e.stderr);
+    assert!(
+        e.stderr.contains(&numbers) && e.stderr.contains("waits for volume"),
+        "{}",
+        e.stderr
+    );
     let p = push(&reg, &set_dir, "partial", &[]);
     assert_eq!(p.code, 2, "{}", p.stderr);
-    assert!(p.stderr.contains(&numbers) && p.stderr.contains("waits for volume"), "{}", p.stderr);
-    let complete: Vec<bool> = fx.images.iter().map(|i| pushed(&reg, "partial", &i.reference, &i.descriptor.digest)).collect();
-    assert!(complete.iter().any(|c| *c), "no image was complete: {}", p.stderr);
-    assert!(complete.iter().any(|c| !*c), "every image was pushed with three volumes missing");
+    assert!(
+        p.stderr.contains(&numbers) && p.stderr.contains("waits for volume"),
+        "{}",
+        p.stderr
+    );
+    let complete: Vec<bool> = fx
+        .images
+        .iter()
+        .map(|i| pushed(&reg, "partial", &i.reference, &i.descriptor.digest))
+        .collect();
+    assert!(
+        complete.iter().any(|c| *c),
+        "no image was complete: {}",
+        p.stderr
+    );
+    assert!(
+        complete.iter().any(|c| !*c),
+        "every image was pushed with three volumes missing"
+    );
     for (image, done) in fx.images.iter().zip(&complete) {
-        assert_eq!(p.stderr.contains(&format!("{} waits for", image.reference)), !done, "{}", p.stderr);
+        assert_eq!(
+            p.stderr.contains(&format!("{} waits for", image.reference)),
+            !done,
+            "{}",
+            p.stderr
+        );
     }
     // Rerun with every volume: the rest, and nothing sent twice.
     for f in lost {
@@ -276,7 +392,10 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     assert_all_pushed(&reg, "partial", &fx);
     let uploads = reg.count_requests("PUT", "/blobs/uploads/") - uploads_before;
     let total = fx.unique_blobs().len();
-    assert!(uploads > 0 && uploads < total, "{uploads} blob uploads on the rerun of {total} blobs");
+    assert!(
+        uploads > 0 && uploads < total,
+        "{uploads} blob uploads on the rerun of {total} blobs"
+    );
     let e = export(&set_dir, &partial, &["--json"]);
     assert_eq!(e.code, 0, "{}", e.stderr);
     assert_store_has(&partial, &fx);
@@ -286,8 +405,15 @@ fn volume_set_verifies_exports_pushes_rebuilds_and_waits_for_volumes() {
     std::fs::copy(&other.files[0].path, set_dir.join("intruder.tar.zst")).unwrap();
     let p = push(&reg, &set_dir, "foreign", &[]);
     assert_eq!(p.code, 2, "{}", p.stderr);
-    assert!(p.stderr.contains("another set") && p.stderr.contains("intruder.tar.zst"), "{}", p.stderr);
-    assert!(!fx.images.iter().any(|i| pushed(&reg, "foreign", &i.reference, &i.descriptor.digest)));
+    assert!(
+        p.stderr.contains("another set") && p.stderr.contains("intruder.tar.zst"),
+        "{}",
+        p.stderr
+    );
+    assert!(!fx
+        .images
+        .iter()
+        .any(|i| pushed(&reg, "foreign", &i.reference, &i.descriptor.digest)));
     let e = export(&set_dir, &tmp.path().join("store-foreign"), &[]);
     assert_eq!(e.code, 2, "{}", e.stderr);
 }
@@ -297,7 +423,10 @@ fn no_volume_exceeds_the_size() {
     let tmp = tempfile::tempdir().unwrap();
     let (cache, images, fx) = fixture(&tmp.path().join("layout"), 52, 4);
     let largest = fx.unique_blobs().iter().map(|d| d.size).max().unwrap();
-    for (i, size) in [200_000, largest - 1, 1_000_000, 4 << 20].into_iter().enumerate() {
+    for (i, size) in [200_000, largest - 1, 1_000_000, 4 << 20]
+        .into_iter()
+        .enumerate()
+    {
         let dir = tmp.path().join(format!("s{i}"));
         let sum = split(&cache, &images, &dir, size, 2);
         for f in &sum.files {

@@ -110,7 +110,10 @@ fn referrers_are_attached_to_every_image_holding_their_subject() {
 fn plan_order_hands_blobs_to_the_workers_in_the_order_the_plan_lists_them() {
     let mut images = Images::default();
     // Sizes chosen so that largest-first would be another order.
-    let m = images.manifest(r#"{"os":"linux","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#, &[b"a", b"layer-two-is-the-longest"]);
+    let m = images.manifest(
+        r#"{"os":"linux","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+        &[b"a", b"layer-two-is-the-longest"],
+    );
     images.name(&m, "gcr.io/a/app:1.0");
     let want: Vec<String> = (0..3)
         .map(|i| format!("UPLOAD ns/a/app {}", short(&blob_of(&images, &m, i).digest)))
@@ -125,12 +128,23 @@ fn plan_order_hands_blobs_to_the_workers_in_the_order_the_plan_lists_them() {
         &quiet(),
     )
     .unwrap();
-    let uploads: Vec<String> = sink.calls().into_iter().filter(|c| c.starts_with("UPLOAD")).collect();
+    let uploads: Vec<String> = sink
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("UPLOAD"))
+        .collect();
     assert_eq!(uploads, want);
     let sink = MemorySink::default();
     copy(&images.plan(), &images, &sink, ONE, &quiet()).unwrap();
-    let uploads: Vec<String> = sink.calls().into_iter().filter(|c| c.starts_with("UPLOAD")).collect();
-    assert_ne!(uploads, want, "largest-first differs here, so the test can tell them apart");
+    let uploads: Vec<String> = sink
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("UPLOAD"))
+        .collect();
+    assert_ne!(
+        uploads, want,
+        "largest-first differs here, so the test can tell them apart"
+    );
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::io::Read;
 use std::sync::Mutex;
 
 use ferry_copy::executor::{copy_in_order, BlobOrder, CopyOptions};
-use std::sync::atomic::{AtomicBool, Ordering};
 use ferry_copy::plan::{plan, Destination, Plan};
 use ferry_copy::pool::parallel;
 use ferry_copy::referrer::fallback_tag;
@@ -22,6 +21,7 @@ use ferry_store::descriptor::{children_of, MAX_MANIFEST_BYTES};
 use ferry_store::layout::named_entry;
 use ferry_store::{media, Descriptor, Digest, Reference, Store, StoreError};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::PackError;
 use crate::platform::{filter_index, PlatformSpec};
@@ -505,7 +505,12 @@ pub fn gather_registries_alongside<T: Send>(
     // first are pulled first.
     let mut named: Vec<(&str, Descriptor)> = pending
         .iter()
-        .map(|p| (p.image.name.as_str(), named_entry(plain(&p.image.root), &p.image.name)))
+        .map(|p| {
+            (
+                p.image.name.as_str(),
+                named_entry(plain(&p.image.root), &p.image.name),
+            )
+        })
         .collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     let mut entries: Vec<Descriptor> = named.into_iter().map(|(_, d)| d).collect();

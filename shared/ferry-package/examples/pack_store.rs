@@ -34,13 +34,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for p in std::env::args().skip(2).map(PathBuf::from) {
             let started = std::time::Instant::now();
             let n = if ferry_package::volume::set::is_volume_source(&p) {
-                let mut set = ferry_package::volume::VolumeSet::open(std::slice::from_ref(&p), None)?;
+                let mut set =
+                    ferry_package::volume::VolumeSet::open(std::slice::from_ref(&p), None)?;
                 drain(&mut set.reader())?
             } else {
                 let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&p)?);
                 drain(&mut zstd::stream::read::Decoder::with_buffer(f)?)?
             };
-            println!("{}: {n} bytes in {:.2}s", p.display(), started.elapsed().as_secs_f64());
+            println!(
+                "{}: {n} bytes in {:.2}s",
+                p.display(),
+                started.elapsed().as_secs_f64()
+            );
         }
         return Ok(());
     }
@@ -84,7 +89,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{} {} bytes", s.path.display(), s.bytes);
         }
         Some(volume_size) => {
-            let s = write_volume_set(&store, &images, &[], &out, &options, &VolumeOptions { volume_size, parity }, &|_| {})?;
+            let s = write_volume_set(
+                &store,
+                &images,
+                &[],
+                &out,
+                &options,
+                &VolumeOptions {
+                    volume_size,
+                    parity,
+                },
+                &|_| {},
+            )?;
             for f in &s.files {
                 println!("{} {} bytes", f.path.display(), f.bytes);
             }

@@ -95,7 +95,12 @@ pub fn import_volume_set(
     };
     let mut collector = Collector::new(store, options.present_check);
     let mut reader = set.reader();
-    crate::entries::for_each_entry_in(&mut reader, label, options.progress.clone(), &mut collector)?;
+    crate::entries::for_each_entry_in(
+        &mut reader,
+        label,
+        options.progress.clone(),
+        &mut collector,
+    )?;
     finish_import(label, PackageFormat::Archive(compression), collector, store)
 }
 

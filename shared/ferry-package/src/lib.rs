@@ -32,8 +32,8 @@ pub mod import;
 pub mod nested;
 pub mod pack;
 pub mod package_source;
-pub mod volume;
 pub mod stage;
+pub mod volume;
 
 pub use collect::{PresentCheck, ReplacedBlob};
 pub use detect::{detect, Compression, PackageFormat};

@@ -192,3 +192,55 @@ impl SinglePassSource for PackageStream {
         }
     }
 }
+
+/// What ferry-push and ferry-diff read in one pass: a package file, or a
+/// volume set read as the package it was cut from.
+pub enum OneRead {
+    /// A package file.
+    File(PackageStream, u64),
+    /// A volume set (its bytes: the logical package's tar).
+    Set(VolumeSetStream, u64),
+}
+
+impl OneRead {
+    /// `sources` as a volume set when they are one (several files, or a
+    /// volume or a directory of them): foreign volumes refused, missing or
+    /// damaged ones rebuilt from parity where they can be. `None`: a single
+    /// other source. The caller reports or refuses what is missing before
+    /// anything is read ([`OneRead::of_set`]).
+    pub fn volume_set(
+        sources: &[std::path::PathBuf],
+    ) -> Result<Option<crate::volume::VolumeSet>, crate::volume::VolumeError> {
+        match sources.first() {
+            Some(first) if sources.len() > 1 || crate::volume::set::is_volume_source(first) => {
+                crate::volume::VolumeSet::open(sources, None).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The set read as the package it was cut from (`label` names it in errors).
+    pub fn of_set(set: crate::volume::VolumeSet, label: &Path) -> OneRead {
+        let size = set
+            .manifest
+            .entries
+            .last()
+            .map_or(0, |e| e.offset + e.size + 1024);
+        OneRead::Set(VolumeSetStream::new(set, label), size)
+    }
+
+    /// The package file at `path`; `None` when it cannot be read in one pass
+    /// (a layout directory, a package that needs staging).
+    pub fn file(path: &Path) -> Result<Option<OneRead>, PackageError> {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        Ok(PackageStream::open(path)?.map(|s| OneRead::File(s, size)))
+    }
+
+    /// The source to read, and its size in bytes (for a progress bar).
+    pub fn source(&self) -> (&dyn SinglePassSource, u64) {
+        match self {
+            OneRead::File(s, size) => (s, *size),
+            OneRead::Set(s, size) => (s, *size),
+        }
+    }
+}

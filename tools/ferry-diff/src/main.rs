@@ -12,10 +12,7 @@ use ferry_copy::compare::{compare, DiffOptions, Status};
 use ferry_copy::stream::read_plan;
 use ferry_copy::StoreSource;
 use ferry_diff::cli::{Cli, HELP};
-use ferry_copy::stream::SinglePassSource;
-use ferry_package::package_source::{PackageStream, VolumeSetStream};
-use ferry_package::volume::set::is_volume_source;
-use ferry_package::volume::VolumeSet;
+use ferry_package::package_source::OneRead;
 use ferry_registry::meter::TransferMeter;
 use ferry_registry::sink::{destination, RegistrySink};
 
@@ -45,31 +42,24 @@ fn diff(cli: &Cli) -> anyhow::Result<Outcome> {
         let about = |e: &dyn std::fmt::Display| ferry_cli::exit::about(&cli.source[0], e);
         // A volume set is read as its logical package (missing volumes rebuilt
         // from parity first, or named).
-        let set = if cli.source.len() > 1 || is_volume_source(&cli.source[0]) {
-            let set = VolumeSet::open(&cli.source, None).map_err(|e| about(&e))?;
-            if let Some(msg) = set.missing_message() {
-                anyhow::bail!("{}: {msg}", cli.source[0].display());
-            }
-            if !json {
-                for r in &set.rebuilt {
-                    eprintln!("ferry-diff: data volume {} {}: rebuilt from {}", r.index, r.reason, r.from);
+        let one = match OneRead::volume_set(&cli.source).map_err(|e| about(&e))? {
+            Some(set) => {
+                if let Some(msg) = set.missing_message() {
+                    anyhow::bail!("{}: {msg}", cli.source[0].display());
                 }
+                if !json {
+                    for r in &set.rebuilt {
+                        eprintln!(
+                            "ferry-diff: data volume {} {}: rebuilt from {}",
+                            r.index, r.reason, r.from
+                        );
+                    }
+                }
+                Some(OneRead::of_set(set, &cli.source[0]))
             }
-            let size = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
-            Some((VolumeSetStream::new(set, &cli.source[0]), size))
-        } else {
-            None
+            None => OneRead::file(&cli.source[0]).map_err(|e| about(&e))?,
         };
-        let file = match &set {
-            Some(_) => None,
-            None => PackageStream::open(&cli.source[0]).map_err(|e| about(&e))?,
-        };
-        let picked: Option<(&dyn SinglePassSource, u64)> = match (&set, &file) {
-            (Some((s, size)), _) => Some((s, *size)),
-            (None, Some(f)) => Some((f, std::fs::metadata(&cli.source[0]).map(|m| m.len()).unwrap_or(0))),
-            _ => None,
-        };
-        if let Some((stream, size)) = picked {
+        if let Some((stream, size)) = one.as_ref().map(OneRead::source) {
             let bar = ferry_cli::progress::ByteProgress::start("reading", size, !json);
             let read = read_plan(stream, &map, bar.counter());
             bar.finish();

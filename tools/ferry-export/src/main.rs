@@ -59,7 +59,8 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
     // A volume set: opened (foreign volumes refused, missing ones rebuilt or
     // named) before anything is written.
     let mut set = if cli.source.len() > 1 || volume::set::is_volume_source(source) {
-        let set = VolumeSet::open(&cli.source, None).map_err(|e| ferry_cli::exit::about(source, e))?;
+        let set =
+            VolumeSet::open(&cli.source, None).map_err(|e| ferry_cli::exit::about(source, e))?;
         report_set(&set, cli.output.json);
         Some(set)
     } else {
@@ -70,13 +71,21 @@ fn export(cli: &Cli) -> anyhow::Result<Outcome> {
     let store = Store::open_for_write(&cli.to)?;
     let (format, unpacked, source_size) = match &set {
         Some(set) => {
-            let tar = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
+            let tar = set
+                .manifest
+                .entries
+                .last()
+                .map_or(0, |e| e.offset + e.size + 1024);
             (None, tar, tar)
         }
         None => {
             let format = ferry_package::detect(source)?;
             let unpacked = estimate::unpacked_size(source, format);
-            let size = if source.is_dir() { unpacked } else { std::fs::metadata(source)?.len() };
+            let size = if source.is_dir() {
+                unpacked
+            } else {
+                std::fs::metadata(source)?.len()
+            };
             (Some(format), unpacked, size)
         }
     };

@@ -14,8 +14,8 @@ use ferry_cli::registry_args::WithoutCredential;
 use ferry_cli::{human, Outcome};
 use ferry_copy::CopyEvent;
 use ferry_gather::{
-    gather_local, gather_registries, gather_registries_alongside, parse_reference, read_list, Gathered, PackEvent, PackOptions,
-    PlatformSpec,
+    gather_local, gather_registries, gather_registries_alongside, parse_reference, read_list,
+    Gathered, PackEvent, PackOptions, PlatformSpec,
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
 use ferry_package::pack::{
@@ -305,7 +305,10 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                         println!("  {} ({} bytes)", f.path.display(), f.bytes);
                     }
                     for f in &set.removed_stale {
-                        println!("  removed {} (a volume of an earlier split of the same name)", f.display());
+                        println!(
+                            "  removed {} (a volume of an earlier split of the same name)",
+                            f.display()
+                        );
                     }
                 }
                 return Ok(Outcome::Clean);
@@ -355,7 +358,10 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
 
 /// The stem of a volume set named by --out: its .tar.zst/.tar.xz/.tar suffix dropped.
 fn volume_stem(out: &std::path::Path) -> std::path::PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = [".tar.zst", ".tar.xz", ".tar"]
         .iter()
         .find_map(|s| name.strip_suffix(s))

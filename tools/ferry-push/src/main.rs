@@ -15,9 +15,7 @@ use ferry_cli::{human, Outcome};
 use ferry_copy::plan::Destination;
 use ferry_copy::stream::{copy_stream_to_many, StreamOutcome, Target};
 use ferry_copy::{copy, CopyEvent, CopyOptions, CopyReport, DryRun, Sink, StoreSource};
-use ferry_copy::stream::SinglePassSource;
-use ferry_package::package_source::{PackageStream, VolumeSetStream};
-use ferry_package::volume::set::is_volume_source;
+use ferry_package::package_source::OneRead;
 use ferry_package::volume::VolumeSet;
 use ferry_push::cli::{Cli, CompressLayers, HELP};
 use ferry_registry::credentials::CredentialSource;
@@ -70,24 +68,14 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
         let about = |e: &dyn std::fmt::Display| ferry_cli::exit::about(&cli.source[0], e);
         // A volume set: opened (foreign volumes refused, missing ones rebuilt
         // or named) before anything is sent.
-        let set = if cli.source.len() > 1 || is_volume_source(&cli.source[0]) {
-            let set = VolumeSet::open(&cli.source, None).map_err(|e| about(&e))?;
-            report_set(&set, json);
-            let size = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
-            Some((VolumeSetStream::new(set, &cli.source[0]), size))
-        } else {
-            None
+        let one = match OneRead::volume_set(&cli.source).map_err(|e| about(&e))? {
+            Some(set) => {
+                report_set(&set, json);
+                Some(OneRead::of_set(set, &cli.source[0]))
+            }
+            None => OneRead::file(&cli.source[0]).map_err(|e| about(&e))?,
         };
-        let file = match &set {
-            Some(_) => None,
-            None => PackageStream::open(&cli.source[0]).map_err(|e| about(&e))?,
-        };
-        let picked: Option<(&dyn SinglePassSource, u64)> = match (&set, &file) {
-            (Some((s, size)), _) => Some((s, *size)),
-            (None, Some(f)) => Some((f, std::fs::metadata(&cli.source[0]).map(|m| m.len()).unwrap_or(0))),
-            _ => None,
-        };
-        if let Some((stream, size)) = picked {
+        if let Some((stream, size)) = one.as_ref().map(OneRead::source) {
             let sent = Arc::new(TransferMeter::new());
             let bar = ByteProgress::start_with_blobs(
                 "push",
@@ -124,8 +112,13 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                 .collect();
             let results = copy_stream_to_many(stream, &targets, options, bar.counter());
             bar.finish();
-            if let (Some(Ok(StreamOutcome::NotStreamable(reason))), Some(_)) = (results.first(), &set) {
-                anyhow::bail!("{}: the volume set cannot be pushed in one read ({reason})", cli.source[0].display());
+            if let (Some(Ok(StreamOutcome::NotStreamable(reason))), Some(OneRead::Set(..))) =
+                (results.first(), &one)
+            {
+                anyhow::bail!(
+                    "{}: the volume set cannot be pushed in one read ({reason})",
+                    cli.source[0].display()
+                );
             } else if let Some(Ok(StreamOutcome::NotStreamable(reason))) = results.first() {
                 if json {
                     emit_json(&serde_json::json!({"event": "staging", "reason": reason}));
@@ -144,7 +137,7 @@ fn push(cli: &Cli) -> anyhow::Result<Outcome> {
                     })
                     .collect();
                 let outcome = conclude(cli, &conns, results)?;
-                if let Some((stream, _)) = set {
+                if let Some(OneRead::Set(stream, _)) = one {
                     let set = stream.into_inner();
                     if !set.waiting.is_empty() {
                         anyhow::bail!(
@@ -330,14 +323,18 @@ fn report_set(set: &VolumeSet, json: bool) {
             r.index, set.header.data_volumes, r.reason, r.from
         );
         if json {
-            emit_json(&serde_json::json!({"event": "volume_rebuilt", "volume": r.index, "message": line}));
+            emit_json(
+                &serde_json::json!({"event": "volume_rebuilt", "volume": r.index, "message": line}),
+            );
         } else {
             eprintln!("ferry-push: {line}");
         }
     }
     if let Some(msg) = set.missing_message() {
         if json {
-            emit_json(&serde_json::json!({"event": "volumes_missing", "missing": set.missing(), "message": msg}));
+            emit_json(
+                &serde_json::json!({"event": "volumes_missing", "missing": set.missing(), "message": msg}),
+            );
         } else {
             eprintln!("ferry-push: {msg}; pushing the complete images now");
         }

@@ -203,12 +203,20 @@ fn verify_volume(path: &Path) -> anyhow::Result<PathReport> {
             blobs: c.items as u64,
             bytes: c.bytes,
             seconds,
-            gb_per_s: if seconds > 0.0 { c.bytes as f64 / 1e9 / seconds } else { 0.0 },
+            gb_per_s: if seconds > 0.0 {
+                c.bytes as f64 / 1e9 / seconds
+            } else {
+                0.0
+            },
             problems: c.problems.len(),
             fast_checked_blobs: 0,
             fast_fallback_blobs: 0,
         },
-        problems: c.problems.into_iter().map(|d| volume_problem(None, d)).collect(),
+        problems: c
+            .problems
+            .into_iter()
+            .map(|d| volume_problem(None, d))
+            .collect(),
         info,
     })
 }
@@ -232,7 +240,8 @@ fn verify_set(paths: &[PathBuf], bar: bool) -> anyhow::Result<PathReport> {
             }
         }
     }
-    set.rebuild_damaged(&damaged).map_err(|e| ferry_cli::exit::about(&label, e))?;
+    set.rebuild_damaged(&damaged)
+        .map_err(|e| ferry_cli::exit::about(&label, e))?;
     let mut info = ferry_store::audit::AuditInfo::default();
     info.notes.push(format!(
         "volume set {}: {} data + {} parity volume(s), volume size {}",
@@ -255,7 +264,11 @@ fn verify_set(paths: &[PathBuf], bar: bool) -> anyhow::Result<PathReport> {
     if let Some(msg) = set.missing_message() {
         problems.push(volume_problem(None, msg));
     } else {
-        let size = set.manifest.entries.last().map_or(0, |e| e.offset + e.size + 1024);
+        let size = set
+            .manifest
+            .entries
+            .last()
+            .map_or(0, |e| e.offset + e.size + 1024);
         let progress = ByteProgress::start("verify", size, bar);
         let mut reader = set.reader();
         let r = ferry_package::audit::audit_volume_set(&mut reader, &label, progress.counter());
@@ -263,7 +276,9 @@ fn verify_set(paths: &[PathBuf], bar: bool) -> anyhow::Result<PathReport> {
         report = Some(r.map_err(|e| ferry_cli::exit::about(&label, e))?);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let (images, blobs, bytes) = report.as_ref().map_or((0, 0, 0), |r| (r.images, r.blobs, r.bytes));
+    let (images, blobs, bytes) = report
+        .as_ref()
+        .map_or((0, 0, 0), |r| (r.images, r.blobs, r.bytes));
     if let Some(r) = report {
         problems.extend(r.problems);
         info.notes.extend(r.info.notes);
@@ -277,7 +292,11 @@ fn verify_set(paths: &[PathBuf], bar: bool) -> anyhow::Result<PathReport> {
             blobs,
             bytes,
             seconds,
-            gb_per_s: if seconds > 0.0 { bytes as f64 / 1e9 / seconds } else { 0.0 },
+            gb_per_s: if seconds > 0.0 {
+                bytes as f64 / 1e9 / seconds
+            } else {
+                0.0
+            },
             problems: problems.len(),
             fast_checked_blobs: 0,
             fast_fallback_blobs: 0,

@@ -68,7 +68,10 @@ impl Compression {
                 ("compression", "zstd-seekable".into()),
                 ("zstd_level", level.to_string()),
                 ("zstd_frame_max", ZSTD_FRAME_MAX.to_string()),
-                ("zstd_stored", "layers already gzip or zstd compressed".into()),
+                (
+                    "zstd_stored",
+                    "layers already gzip or zstd compressed".into(),
+                ),
             ],
             Compression::Xz { preset } => vec![
                 ("compression", "xz".into()),
@@ -214,7 +217,9 @@ impl ZstdSeekable {
                     let mut compressor = zstd_frame_compressor(level);
                     loop {
                         let job = jobs_rx.lock().map(|rx| rx.recv());
-                        let Ok(Ok((seq, input, stored))) = job else { return };
+                        let Ok(Ok((seq, input, stored))) = job else {
+                            return;
+                        };
                         let compressed = match &mut compressor {
                             _ if stored => Ok(stored_frame(&input)),
                             Ok(c) => c.compress(&input),
@@ -487,7 +492,14 @@ mod tests {
 
     #[test]
     fn stored_frames_decode_to_their_input_and_carry_its_checksum() {
-        for len in [0usize, 1, ZSTD_BLOCK_MAX - 1, ZSTD_BLOCK_MAX, ZSTD_BLOCK_MAX + 1, ZSTD_FRAME_MAX] {
+        for len in [
+            0usize,
+            1,
+            ZSTD_BLOCK_MAX - 1,
+            ZSTD_BLOCK_MAX,
+            ZSTD_BLOCK_MAX + 1,
+            ZSTD_FRAME_MAX,
+        ] {
             let input: Vec<u8> = (0..len).map(|i| (i * 7 + i / 3) as u8).collect();
             let frame = stored_frame(&input);
             let back = zstd::bulk::decompress(&frame, ZSTD_FRAME_MAX).expect("a valid frame");
@@ -495,7 +507,10 @@ mod tests {
             let mut bad = frame.clone();
             if len > 0 {
                 bad[8] ^= 1; // a data byte: the content checksum no longer matches
-                assert!(zstd::bulk::decompress(&bad, ZSTD_FRAME_MAX).is_err(), "length {len}");
+                assert!(
+                    zstd::bulk::decompress(&bad, ZSTD_FRAME_MAX).is_err(),
+                    "length {len}"
+                );
             }
         }
     }

@@ -399,7 +399,15 @@ fn write_planned(
                         });
                     }
                     let verify = arrival == Arrival::InCache;
-                    copy_blob(cache, &desc, &entry.path, &mut output, &mut buf, progress, verify)?
+                    copy_blob(
+                        cache,
+                        &desc,
+                        &entry.path,
+                        &mut output,
+                        &mut buf,
+                        progress,
+                        verify,
+                    )?
                 }
             };
             tar_bytes += n;
@@ -627,7 +635,11 @@ pub fn copy_blob(
         None if left > 0 || past_end > 0 => Err(format!(
             "expected {} bytes, the cache file holds {}",
             d.size,
-            if left > 0 { format!("{}", d.size - left) } else { "more".to_owned() }
+            if left > 0 {
+                format!("{}", d.size - left)
+            } else {
+                "more".to_owned()
+            }
         )),
         None => Ok(()),
     };

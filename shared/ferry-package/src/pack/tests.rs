@@ -545,8 +545,15 @@ fn written_while_blobs_arrive_gives_the_same_bytes_and_a_missing_one_writes_noth
     let src = tmp.path().join("src");
     let (full, images) = fixture(&src);
     let whole = tmp.path().join("whole.tar.zst");
-    let want = write_package(&full, &images, &[], &whole, &options(Compression::Zstd { level: 3 }, 2), &|_| {})
-        .unwrap();
+    let want = write_package(
+        &full,
+        &images,
+        &[],
+        &whole,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+    )
+    .unwrap();
     // A cache holding only the manifests; the blobs arrive on another thread.
     let cache_dir = tmp.path().join("cache");
     std::fs::create_dir_all(cache_dir.join("blobs/sha256")).unwrap();
@@ -585,7 +592,13 @@ fn written_while_blobs_arrive_gives_the_same_bytes_and_a_missing_one_writes_noth
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         let got = write_package_as_pulled(
-            &cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {}, &arrived,
+            &cache,
+            &images,
+            &[],
+            &out,
+            &options(Compression::Zstd { level: 3 }, 2),
+            &|_| {},
+            &arrived,
         )
         .unwrap();
         assert_eq!(got.sha256, want.sha256);
@@ -595,7 +608,13 @@ fn written_while_blobs_arrive_gives_the_same_bytes_and_a_missing_one_writes_noth
     std::fs::remove_file(cache_dir.join(&last.path)).unwrap();
     let out = tmp.path().join("never.tar.zst");
     let err = write_package_as_pulled(
-        &cache, &images, &[], &out, &options(Compression::Zstd { level: 3 }, 2), &|_| {}, &arrived,
+        &cache,
+        &images,
+        &[],
+        &out,
+        &options(Compression::Zstd { level: 3 }, 2),
+        &|_| {},
+        &arrived,
     )
     .unwrap_err();
     assert!(err.to_string().contains(&last.digest.to_string()), "{err}");

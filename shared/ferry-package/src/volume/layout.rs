@@ -204,23 +204,35 @@ impl Filler<'_> {
         let v = VolumeItem {
             path: item.path.clone(),
             entry: item.entry as u32,
-            digest: if whole { e.digest.clone() } else { placeholder_like(&e.digest) },
+            digest: if whole {
+                e.digest.clone()
+            } else {
+                placeholder_like(&e.digest)
+            },
             size: item.size,
             offset: e.offset + item.start,
             part: item.part,
             parts: if whole { 1 } else { parts_placeholder },
         };
-        serde_json::to_vec(&v).map(|b| b.len() as u64 + 1).unwrap_or(4096)
+        serde_json::to_vec(&v)
+            .map(|b| b.len() as u64 + 1)
+            .unwrap_or(4096)
     }
 
     /// Worst-case size of `open` plus an item of `span` tar bytes and `json` header bytes.
     fn total(&self, open: &Open, span: u64, json: u64) -> u64 {
         let (hb, hu) = self.bound.entry(tar_span(open.json + json));
-        let (ib, iu) = if span > 0 { self.bound.entry(span) } else { (0, 0) };
+        let (ib, iu) = if span > 0 {
+            self.bound.entry(span)
+        } else {
+            (0, 0)
+        };
         hb + open.bytes
             + ib
             + self.fixed_bytes
-            + self.bound.container(hu + open.units + iu + self.fixed_units)
+            + self
+                .bound
+                .container(hu + open.units + iu + self.fixed_units)
     }
 
     fn fits(&self, open: &Open, item: &PlannedItem, parts_ph: u32) -> bool {
@@ -266,7 +278,9 @@ impl Filler<'_> {
             // Cut at the blob boundary when the entry fits whole in the next
             // volume and this one is nearly full anyway.
             let room = self.limit.saturating_sub(self.total(&open, 0, 0));
-            if !open.items.is_empty() && room < empty_room / 16 && self.fits(&self.fresh(), &whole, 1)
+            if !open.items.is_empty()
+                && room < empty_room / 16
+                && self.fits(&self.fresh(), &whole, 1)
             {
                 done.push(std::mem::replace(&mut open, self.fresh()).items);
                 self.push(&mut open, whole, 1);

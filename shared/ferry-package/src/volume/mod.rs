@@ -171,7 +171,10 @@ impl VolumeHeader {
             Role::Parity => h.parity_volumes,
         };
         if h.index == 0 || h.index > count || h.layout.len() != h.data_volumes as usize {
-            return Err(format!("{VOLUME_HEADER}: index {} of {count} is inconsistent", h.index));
+            return Err(format!(
+                "{VOLUME_HEADER}: index {} of {count} is inconsistent",
+                h.index
+            ));
         }
         Ok(h)
     }
@@ -337,10 +340,16 @@ fn foreign_message(set: &Digest, foreign: &[(PathBuf, Digest)]) -> String {
 fn missing_message(missing: &[u32], damaged: &[u32], parity: &u32, total: &u32) -> String {
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!("data volume(s) {} of {total} missing", numbers(missing)));
+        parts.push(format!(
+            "data volume(s) {} of {total} missing",
+            numbers(missing)
+        ));
     }
     if !damaged.is_empty() {
-        parts.push(format!("data volume(s) {} of {total} damaged", numbers(damaged)));
+        parts.push(format!(
+            "data volume(s) {} of {total} damaged",
+            numbers(damaged)
+        ));
     }
     format!(
         "{}; {} usable parity volume(s) rebuild at most {}",
@@ -352,7 +361,10 @@ fn missing_message(missing: &[u32], damaged: &[u32], parity: &u32, total: &u32) 
 
 /// "3, 5, 6".
 pub fn numbers(list: &[u32]) -> String {
-    list.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    list.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first 12 hex digits of a set id.

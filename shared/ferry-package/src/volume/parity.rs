@@ -94,12 +94,21 @@ pub fn write_parity(
         let mut w = BufWriter::with_capacity(1 << 20, file);
         let bytes = h.to_bytes();
         let io = io_at(tmp);
-        w.write_all(canonical_header(VOLUME_HEADER, bytes.len() as u64).map_err(&io)?.as_bytes())
-            .map_err(&io)?;
+        w.write_all(
+            canonical_header(VOLUME_HEADER, bytes.len() as u64)
+                .map_err(&io)?
+                .as_bytes(),
+        )
+        .map_err(&io)?;
         w.write_all(&bytes).map_err(&io)?;
-        w.write_all(&[0u8; BLOCK as usize][..padding(bytes.len() as u64)]).map_err(&io)?;
-        w.write_all(canonical_header(PARITY_ENTRY, shard_bytes).map_err(&io)?.as_bytes())
+        w.write_all(&[0u8; BLOCK as usize][..padding(bytes.len() as u64)])
             .map_err(&io)?;
+        w.write_all(
+            canonical_header(PARITY_ENTRY, shard_bytes)
+                .map_err(&io)?
+                .as_bytes(),
+        )
+        .map_err(&io)?;
         headers.push(h);
         writers.push((w, Hasher::new(Algorithm::Sha256)));
     }
@@ -110,7 +119,8 @@ pub fn write_parity(
     }
     let mut shards = vec![vec![0u8; stripe as usize]; n];
     let first = &outs[0].0;
-    let mut encoder = ReedSolomonEncoder::new(n, p, stripe as usize).map_err(|e| rs_err(first, e))?;
+    let mut encoder =
+        ReedSolomonEncoder::new(n, p, stripe as usize).map_err(|e| rs_err(first, e))?;
     let mut done = 0u64;
     while done < shard_bytes {
         let len = stripe.min(shard_bytes - done) as usize;
@@ -123,7 +133,9 @@ pub fn write_parity(
         }
         let result = encoder.encode().map_err(|e| rs_err(first, e))?;
         for (j, (w, h)) in writers.iter_mut().enumerate() {
-            let shard = result.recovery(j).expect("one recovery shard per parity volume");
+            let shard = result
+                .recovery(j)
+                .expect("one recovery shard per parity volume");
             w.write_all(shard).map_err(io_at(&outs[j].0))?;
             h.update(shard);
         }
@@ -133,7 +145,8 @@ pub fn write_parity(
     for (j, (mut w, h)) in writers.into_iter().enumerate() {
         let tmp = &outs[j].0;
         let io = io_at(tmp);
-        w.write_all(&[0u8; BLOCK as usize][..padding(shard_bytes)]).map_err(&io)?;
+        w.write_all(&[0u8; BLOCK as usize][..padding(shard_bytes)])
+            .map_err(&io)?;
         w.write_all(&[0u8; TRAILER as usize]).map_err(&io)?;
         let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
         // The real digest over the placeholder (same length, same entry size).
@@ -179,13 +192,20 @@ pub fn rebuild(
     let first = targets.first().map(|t| t.1.clone()).unwrap_or_default();
     let mut readers: Vec<(usize, BufReader<File>)> = Vec::new();
     for (i, path) in present {
-        readers.push((*i, BufReader::with_capacity(1 << 20, File::open(path).map_err(io_at(path))?)));
+        readers.push((
+            *i,
+            BufReader::with_capacity(1 << 20, File::open(path).map_err(io_at(path))?),
+        ));
     }
     let mut recov: Vec<(usize, BufReader<File>, &Path)> = Vec::new();
     for s in parity.iter().take(targets.len()) {
         let mut f = File::open(&s.path).map_err(io_at(&s.path))?;
         f.seek(SeekFrom::Start(s.offset)).map_err(io_at(&s.path))?;
-        recov.push((s.index as usize - 1, BufReader::with_capacity(1 << 20, f), &s.path));
+        recov.push((
+            s.index as usize - 1,
+            BufReader::with_capacity(1 << 20, f),
+            &s.path,
+        ));
     }
     let mut outs: Vec<(usize, BufWriter<File>, u64, Hasher, &Path)> = Vec::new();
     for (i, path) in targets {
@@ -195,28 +215,43 @@ pub fn rebuild(
             .truncate(true)
             .open(path)
             .map_err(io_at(path))?;
-        outs.push((*i, BufWriter::with_capacity(1 << 20, f), files[*i].size, Hasher::new(Algorithm::Sha256), path));
+        outs.push((
+            *i,
+            BufWriter::with_capacity(1 << 20, f),
+            files[*i].size,
+            Hasher::new(Algorithm::Sha256),
+            path,
+        ));
     }
     let mut buf = vec![0u8; stripe as usize];
-    let mut decoder = ReedSolomonDecoder::new(n, p, stripe as usize).map_err(|e| rs_err(&first, e))?;
+    let mut decoder =
+        ReedSolomonDecoder::new(n, p, stripe as usize).map_err(|e| rs_err(&first, e))?;
     let mut done = 0u64;
     while done < shard_bytes {
         let len = stripe.min(shard_bytes - done) as usize;
         decoder.reset(n, p, len).map_err(|e| rs_err(&first, e))?;
         for (i, r) in readers.iter_mut() {
-            fill(r, &mut buf[..len]).map_err(io_at(&present.iter().find(|x| x.0 == *i).expect("present").1))?;
-            decoder.add_original_shard(*i, &buf[..len]).map_err(|e| rs_err(&first, e))?;
+            fill(r, &mut buf[..len]).map_err(io_at(
+                &present.iter().find(|x| x.0 == *i).expect("present").1,
+            ))?;
+            decoder
+                .add_original_shard(*i, &buf[..len])
+                .map_err(|e| rs_err(&first, e))?;
         }
         for (j, r, path) in recov.iter_mut() {
             fill(r, &mut buf[..len]).map_err(io_at(path))?;
-            decoder.add_recovery_shard(*j, &buf[..len]).map_err(|e| rs_err(path, e))?;
+            decoder
+                .add_recovery_shard(*j, &buf[..len])
+                .map_err(|e| rs_err(path, e))?;
         }
         let result = decoder.decode().map_err(|e| rs_err(&first, e))?;
         for (i, w, left, h, path) in outs.iter_mut() {
-            let restored = result.restored_original(*i).ok_or_else(|| VolumeError::Io {
-                path: path.to_path_buf(),
-                source: io::Error::other("Reed-Solomon: shard not restored"),
-            })?;
+            let restored = result
+                .restored_original(*i)
+                .ok_or_else(|| VolumeError::Io {
+                    path: path.to_path_buf(),
+                    source: io::Error::other("Reed-Solomon: shard not restored"),
+                })?;
             let take = (*left).min(len as u64) as usize;
             w.write_all(&restored[..take]).map_err(io_at(path))?;
             h.update(&restored[..take]);

@@ -13,7 +13,10 @@ use crate::detect::{detect_bytes, Compression, PackageFormat};
 use crate::pack::manifest::PackageManifest;
 use crate::pack::{tar_span, BLOCK};
 
-use super::{content_line, set_id, Role, VolumeError, VolumeHeader, MAX_HEADER_BYTES, PARITY_ENTRY, VOLUME_HEADER};
+use super::{
+    content_line, set_id, Role, VolumeError, VolumeHeader, MAX_HEADER_BYTES, PARITY_ENTRY,
+    VOLUME_HEADER,
+};
 
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
 const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
@@ -92,7 +95,10 @@ impl FrameReader {
         self.comp.resize(c as usize, 0);
         self.file.read_exact(&mut self.comp)?;
         if c < 4 || self.comp[c as usize - 4..] != sum.to_le_bytes() {
-            return Err(bad(format!("zstd frame {} does not match the seek table", self.next)));
+            return Err(bad(format!(
+                "zstd frame {} does not match the seek table",
+                self.next
+            )));
         }
         self.out.clear();
         self.out.reserve(d as usize);
@@ -101,7 +107,10 @@ impl FrameReader {
             .decompress_to_buffer(&self.comp, &mut self.out)
             .map_err(|e| bad(format!("zstd frame {}: {e}", self.next)))?;
         if n != d as usize {
-            return Err(bad(format!("zstd frame {} decodes to {n} bytes, the seek table says {d}", self.next)));
+            return Err(bad(format!(
+                "zstd frame {} decodes to {n} bytes, the seek table says {d}",
+                self.next
+            )));
         }
         self.pos = 0;
         self.next += 1;
@@ -117,7 +126,10 @@ thread_local! {
 
 impl Drop for FrameReader {
     fn drop(&mut self) {
-        let bufs = (std::mem::take(&mut self.comp), std::mem::take(&mut self.out));
+        let bufs = (
+            std::mem::take(&mut self.comp),
+            std::mem::take(&mut self.out),
+        );
         SPARE.with(|s| *s.borrow_mut() = Some(bufs));
     }
 }
@@ -154,9 +166,10 @@ pub fn decoded(path: &Path) -> io::Result<Box<dyn Read + Send>> {
             let raw = BufReader::with_capacity(1 << 20, File::open(path)?);
             Ok(Box::new(Decompressed::over(raw, c, 1)?))
         }
-        Some(PackageFormat::Archive(Compression::None)) => {
-            Ok(Box::new(BufReader::with_capacity(1 << 20, File::open(path)?)))
-        }
+        Some(PackageFormat::Archive(Compression::None)) => Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(path)?,
+        ))),
         _ => Err(bad("not a tar, tar.zst or tar.xz")),
     }
 }
@@ -300,9 +313,13 @@ pub fn open_volume(path: &Path) -> Result<OpenVolume, VolumeError> {
         return Err(not("an empty tar".into()));
     };
     if name != VOLUME_HEADER {
-        return Err(not(format!("its first entry is {name:?}, not {VOLUME_HEADER}")));
+        return Err(not(format!(
+            "its first entry is {name:?}, not {VOLUME_HEADER}"
+        )));
     }
-    let bytes = cursor.small(size, MAX_HEADER_BYTES).map_err(|e| not(e.to_string()))?;
+    let bytes = cursor
+        .small(size, MAX_HEADER_BYTES)
+        .map_err(|e| not(e.to_string()))?;
     let header = VolumeHeader::parse(&bytes).map_err(not)?;
     let corrupt = |why: String| VolumeError::Corrupt {
         file: path.to_path_buf(),
@@ -311,7 +328,11 @@ pub fn open_volume(path: &Path) -> Result<OpenVolume, VolumeError> {
     };
     let mut metadata = Vec::new();
     if header.role == Role::Data {
-        for want in ["oci-layout", "index.json", crate::pack::manifest::PACKAGE_MANIFEST] {
+        for want in [
+            "oci-layout",
+            "index.json",
+            crate::pack::manifest::PACKAGE_MANIFEST,
+        ] {
             let (name, size) = cursor
                 .next_entry()
                 .map_err(|e| corrupt(e.to_string()))?
@@ -319,11 +340,18 @@ pub fn open_volume(path: &Path) -> Result<OpenVolume, VolumeError> {
             if name != want {
                 return Err(corrupt(format!("entry {name:?} where {want} belongs")));
             }
-            let data = cursor.small(size, MAX_METADATA).map_err(|e| corrupt(e.to_string()))?;
+            let data = cursor
+                .small(size, MAX_METADATA)
+                .map_err(|e| corrupt(e.to_string()))?;
             metadata.push((name, data));
         }
         let manifest = &metadata[2].1;
-        let expected = set_id(manifest, header.volume_size, header.parity_volumes, header.data_volumes);
+        let expected = set_id(
+            manifest,
+            header.volume_size,
+            header.parity_volumes,
+            header.data_volumes,
+        );
         if expected != header.set_id {
             return Err(corrupt(format!(
                 "its set id {} does not match its ferry-package.json (expected {expected})",
@@ -358,7 +386,10 @@ pub struct VolumeCheck {
 /// content digest, its size, and nothing after its trailer.
 pub fn check_volume(path: &Path) -> Result<VolumeCheck, VolumeError> {
     let file_bytes = std::fs::metadata(path)
-        .map_err(|source| VolumeError::Io { path: path.to_path_buf(), source })?
+        .map_err(|source| VolumeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
         .len();
     let mut v = open_volume(path)?;
     let mut check = VolumeCheck {
@@ -369,7 +400,10 @@ pub fn check_volume(path: &Path) -> Result<VolumeCheck, VolumeError> {
         problems: Vec::new(),
     };
     if file_bytes > v.header.volume_size {
-        check.problems.push(format!("{file_bytes} bytes, over the set's volume size of {}", v.header.volume_size));
+        check.problems.push(format!(
+            "{file_bytes} bytes, over the set's volume size of {}",
+            v.header.volume_size
+        ));
     }
     let mut buf = vec![0u8; 1 << 20];
     let result = match v.header.role {
@@ -386,62 +420,105 @@ fn check_data(v: &mut OpenVolume, check: &mut VolumeCheck, buf: &mut [u8]) -> io
     let manifest = PackageManifest::parse(&v.metadata[2].1).map_err(bad)?;
     let index = &v.metadata[1].1;
     if Digest::sha256_of(index) != manifest.index_json.digest {
-        check.problems.push("index.json does not match the digest ferry-package.json pins".into());
+        check
+            .problems
+            .push("index.json does not match the digest ferry-package.json pins".into());
     }
     let mut list = String::new();
     for (name, data) in &v.metadata {
-        list.push_str(&content_line(name, &Digest::sha256_of(data), data.len() as u64));
+        list.push_str(&content_line(
+            name,
+            &Digest::sha256_of(data),
+            data.len() as u64,
+        ));
     }
     let h = &v.header;
-    let range = h.layout.get(h.index as usize - 1).copied().unwrap_or([0, 0]);
+    let range = h
+        .layout
+        .get(h.index as usize - 1)
+        .copied()
+        .unwrap_or([0, 0]);
     for item in &h.items {
         let Some(entry) = manifest.entries.get(item.entry as usize) else {
-            check.problems.push(format!("{}: entry {} is not in ferry-package.json", item.path, item.entry));
+            check.problems.push(format!(
+                "{}: entry {} is not in ferry-package.json",
+                item.path, item.entry
+            ));
             continue;
         };
         if item.entry < range[0] || item.entry >= range[1] || !item.path.starts_with(&entry.path) {
-            check.problems.push(format!("{}: does not match the set's layout", item.path));
+            check
+                .problems
+                .push(format!("{}: does not match the set's layout", item.path));
         }
-        let (name, size) = v.cursor.next_entry()?.ok_or_else(|| bad(format!("{} is missing (the tar ends early)", item.path)))?;
+        let (name, size) = v
+            .cursor
+            .next_entry()?
+            .ok_or_else(|| bad(format!("{} is missing (the tar ends early)", item.path)))?;
         if name != item.path || size != item.size {
-            return Err(bad(format!("entry {name:?} ({size} bytes) where {} ({} bytes) belongs", item.path, item.size)));
+            return Err(bad(format!(
+                "entry {name:?} ({size} bytes) where {} ({} bytes) belongs",
+                item.path, item.size
+            )));
         }
         let mut hasher = Hasher::new(item.digest.algorithm());
         v.cursor.data(size, buf, &mut |b| hasher.update(b))?;
         let actual = hasher.finish();
         if actual != item.digest {
-            check.problems.push(format!("{}: its bytes hash to {actual}, not {}", item.path, item.digest));
+            check.problems.push(format!(
+                "{}: its bytes hash to {actual}, not {}",
+                item.path, item.digest
+            ));
         }
         list.push_str(&content_line(&item.path, &actual, size));
         check.items += 1;
         check.bytes += size;
     }
     if let Some((name, _)) = v.cursor.next_entry()? {
-        check.problems.push(format!("entry {name:?} is not listed in {VOLUME_HEADER}"));
+        check
+            .problems
+            .push(format!("entry {name:?} is not listed in {VOLUME_HEADER}"));
         return Ok(());
     }
     v.cursor.finish()?;
     if Digest::sha256_of(list.as_bytes()) != h.content_digest {
-        check.problems.push("its content digest does not match its items".into());
+        check
+            .problems
+            .push("its content digest does not match its items".into());
     }
     Ok(())
 }
 
 fn check_parity(v: &mut OpenVolume, check: &mut VolumeCheck, buf: &mut [u8]) -> io::Result<()> {
-    let info = v.header.parity.clone().ok_or_else(|| bad("a parity volume without parity info"))?;
-    let (name, size) = v.cursor.next_entry()?.ok_or_else(|| bad(format!("{PARITY_ENTRY} is missing")))?;
+    let info = v
+        .header
+        .parity
+        .clone()
+        .ok_or_else(|| bad("a parity volume without parity info"))?;
+    let (name, size) = v
+        .cursor
+        .next_entry()?
+        .ok_or_else(|| bad(format!("{PARITY_ENTRY} is missing")))?;
     if name != PARITY_ENTRY || size != info.shard_bytes {
-        return Err(bad(format!("entry {name:?} ({size} bytes) where {PARITY_ENTRY} ({} bytes) belongs", info.shard_bytes)));
+        return Err(bad(format!(
+            "entry {name:?} ({size} bytes) where {PARITY_ENTRY} ({} bytes) belongs",
+            info.shard_bytes
+        )));
     }
     let mut hasher = Hasher::new(ferry_store::Algorithm::Sha256);
     v.cursor.data(size, buf, &mut |b| hasher.update(b))?;
     if hasher.finish() != v.header.content_digest {
-        check.problems.push(format!("its parity bytes do not match their digest {}", v.header.content_digest));
+        check.problems.push(format!(
+            "its parity bytes do not match their digest {}",
+            v.header.content_digest
+        ));
     }
     check.items = 1;
     check.bytes = size;
     if let Some((name, _)) = v.cursor.next_entry()? {
-        check.problems.push(format!("entry {name:?} is not listed in {VOLUME_HEADER}"));
+        check
+            .problems
+            .push(format!("entry {name:?} is not listed in {VOLUME_HEADER}"));
         return Ok(());
     }
     v.cursor.finish()

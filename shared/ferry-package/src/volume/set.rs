@@ -106,7 +106,8 @@ pub fn is_volume_source(path: &Path) -> bool {
 }
 
 fn hidden(p: &Path) -> bool {
-    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 impl VolumeSet {
@@ -143,7 +144,11 @@ impl VolumeSet {
         }
         if headers.is_empty() {
             return Err(VolumeError::Empty(
-                inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ));
         }
         // The set most volumes belong to; the others are refused.
@@ -151,7 +156,11 @@ impl VolumeSet {
         for (_, h, _) in &headers {
             *count.entry(&h.set_id).or_default() += 1;
         }
-        let best = count.iter().max_by_key(|(_, c)| **c).map(|(d, _)| (*d).clone()).expect("one header");
+        let best = count
+            .iter()
+            .max_by_key(|(_, c)| **c)
+            .map(|(d, _)| (*d).clone())
+            .expect("one header");
         let foreign: Vec<(PathBuf, Digest)> = headers
             .iter()
             .filter(|(_, h, _)| h.set_id != best)
@@ -174,7 +183,11 @@ impl VolumeSet {
         for (path, h, meta) in headers {
             if let Some(first) = found.get(&(h.role, h.index)) {
                 if std::fs::read(first).ok() != std::fs::read(&path).ok() {
-                    return Err(VolumeError::Duplicate { label: h.label(), first: first.clone(), second: path });
+                    return Err(VolumeError::Duplicate {
+                        label: h.label(),
+                        first: first.clone(),
+                        second: path,
+                    });
                 }
                 continue;
             }
@@ -188,11 +201,16 @@ impl VolumeSet {
         }
         let scratch_root = scratch.map(Path::to_path_buf).unwrap_or_else(|| {
             let first = found.values().next().expect("one volume");
-            first.parent().unwrap_or(Path::new(".")).join(format!(".ferry-rebuild-{}", super::short(&best)))
+            first
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(format!(".ferry-rebuild-{}", super::short(&best)))
         });
         let mut set = VolumeSet {
             set_id: best,
-            data: (1..=n as u32).map(|i| found.get(&(Role::Data, i)).cloned()).collect(),
+            data: (1..=n as u32)
+                .map(|i| found.get(&(Role::Data, i)).cloned())
+                .collect(),
             header: reference,
             parity,
             metadata,
@@ -207,10 +225,14 @@ impl VolumeSet {
         };
         let damaged: Vec<(u32, String)> = unreadable
             .iter()
-            .filter(|(_, role, i, _)| *role == Role::Data && (*i as usize) <= n && set.data[*i as usize - 1].is_none())
+            .filter(|(_, role, i, _)| {
+                *role == Role::Data && (*i as usize) <= n && set.data[*i as usize - 1].is_none()
+            })
             .map(|(_, _, i, why)| (*i, why.clone()))
             .collect();
-        let missing: Vec<u32> = (1..=n as u32).filter(|i| set.data[*i as usize - 1].is_none()).collect();
+        let missing: Vec<u32> = (1..=n as u32)
+            .filter(|i| set.data[*i as usize - 1].is_none())
+            .collect();
         // zstd volumes are checked frame by frame as they are read, and a bad
         // frame is rebuilt before any of its bytes are used; xz and plain tar
         // volumes would hand bytes on before their check, so with parity they
@@ -226,13 +248,25 @@ impl VolumeSet {
         }
         if set.metadata.len() != 3 {
             let missing: Vec<u32> = (1..=n as u32).collect();
-            return Err(VolumeError::Missing { missing, damaged: vec![], parity_usable: set.usable_parity(), data_volumes: n as u32 });
+            return Err(VolumeError::Missing {
+                missing,
+                damaged: vec![],
+                parity_usable: set.usable_parity(),
+                data_volumes: n as u32,
+            });
         }
-        set.manifest = PackageManifest::parse(&set.metadata[2].1).map_err(|why| VolumeError::Corrupt {
-            file: set.data.iter().flatten().next().cloned().unwrap_or_default(),
-            label: "ferry-package.json".into(),
-            why,
-        })?;
+        set.manifest =
+            PackageManifest::parse(&set.metadata[2].1).map_err(|why| VolumeError::Corrupt {
+                file: set
+                    .data
+                    .iter()
+                    .flatten()
+                    .next()
+                    .cloned()
+                    .unwrap_or_default(),
+                label: "ferry-package.json".into(),
+                why,
+            })?;
         set.include = vec![true; set.manifest.entries.len()];
         if set.data.iter().any(Option::is_none) {
             set.plan_partial()?;
@@ -259,7 +293,11 @@ impl VolumeSet {
     /// and damaged data volumes (`known`: damaged ones already found; `also`:
     /// data volumes found damaged while reading). Leaves the set partial when
     /// there is not enough parity.
-    fn repair(&mut self, known: &[(u32, String)], also: &[(u32, String)]) -> Result<(), VolumeError> {
+    fn repair(
+        &mut self,
+        known: &[(u32, String)],
+        also: &[(u32, String)],
+    ) -> Result<(), VolumeError> {
         let n = self.header.data_volumes as usize;
         let mut bad: BTreeMap<u32, String> = known.iter().chain(also).cloned().collect();
         for i in 1..=n as u32 {
@@ -276,7 +314,11 @@ impl VolumeSet {
             if check.problems.is_empty() {
                 if let Some(info) = h.parity.clone() {
                     records.get_or_insert((h.data_files.clone(), info));
-                    sources.push(ParitySource { index: j as u32 + 1, path: path.clone(), offset: parity_offset(h.to_bytes().len() as u64) });
+                    sources.push(ParitySource {
+                        index: j as u32 + 1,
+                        path: path.clone(),
+                        offset: parity_offset(h.to_bytes().len() as u64),
+                    });
                 }
             }
         }
@@ -320,16 +362,33 @@ impl VolumeSet {
             .map(|i| (*i as usize - 1, dir.join(&files[*i as usize - 1].name)))
             .collect();
         let used: Vec<ParitySource> = sources.into_iter().take(targets.len()).collect();
-        rebuild(&files, &info, self.header.parity_volumes, &present, &used, &targets)?;
+        rebuild(
+            &files,
+            &info,
+            self.header.parity_volumes,
+            &present,
+            &used,
+            &targets,
+        )?;
         let from = format!(
             "data volume(s) {} and parity volume(s) {}",
-            numbers(&present.iter().map(|(i, _)| *i as u32 + 1).collect::<Vec<_>>()),
+            numbers(
+                &present
+                    .iter()
+                    .map(|(i, _)| *i as u32 + 1)
+                    .collect::<Vec<_>>()
+            ),
             numbers(&used.iter().map(|s| s.index).collect::<Vec<_>>())
         );
         for (i, path) in targets {
             let index = i as u32 + 1;
             self.data[i] = Some(path.clone());
-            self.rebuilt.push(Rebuilt { index, reason: bad[&index].clone(), path, from: from.clone() });
+            self.rebuilt.push(Rebuilt {
+                index,
+                reason: bad[&index].clone(),
+                path,
+                from: from.clone(),
+            });
         }
         Ok(())
     }
@@ -337,31 +396,47 @@ impl VolumeSet {
     /// With data volumes missing beyond repair (a partial set): which images can
     /// be completed, which wait, and the `index.json` of the complete ones.
     fn plan_partial(&mut self) -> Result<(), VolumeError> {
-        let missing: BTreeSet<u32> = (1..=self.header.data_volumes).filter(|i| self.data[*i as usize - 1].is_none()).collect();
+        let missing: BTreeSet<u32> = (1..=self.header.data_volumes)
+            .filter(|i| self.data[*i as usize - 1].is_none())
+            .collect();
         let entry_ok: Vec<bool> = (0..self.manifest.entries.len())
             .map(|e| self.volumes_of(e).iter().all(|v| !missing.contains(v)))
             .collect();
         // Manifests held by present volumes (they come first in each volume;
         // one cut into parts is rejoined, and kept only when whole and right).
         let mut manifests: HashMap<Digest, Vec<u8>> = HashMap::new();
-        let index_of: HashMap<&Digest, usize> = self.manifest.entries.iter().enumerate().map(|(i, e)| (&e.digest, i)).collect();
+        let index_of: HashMap<&Digest, usize> = self
+            .manifest
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (&e.digest, i))
+            .collect();
         let mut joining: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut buf = vec![0u8; 1 << 20];
         for path in self.data.iter().flatten() {
             let mut v = open_volume(path)?;
             let label = v.header.label();
-            let corrupt = |e: io::Error| VolumeError::Corrupt { file: path.clone(), label: label.clone(), why: e.to_string() };
+            let corrupt = |e: io::Error| VolumeError::Corrupt {
+                file: path.clone(),
+                label: label.clone(),
+                why: e.to_string(),
+            };
             for item in v.header.items.clone() {
                 let entry = &self.manifest.entries[item.entry as usize];
                 if entry.kind != EntryKind::Manifest {
                     break;
                 }
-                let Some((_, size)) = v.cursor.next_entry().map_err(corrupt)? else { break };
+                let Some((_, size)) = v.cursor.next_entry().map_err(corrupt)? else {
+                    break;
+                };
                 let data = joining.entry(item.entry).or_default();
                 if item.part == 1 {
                     data.clear();
                 }
-                v.cursor.data(size, &mut buf, &mut |b| data.extend_from_slice(b)).map_err(corrupt)?;
+                v.cursor
+                    .data(size, &mut buf, &mut |b| data.extend_from_slice(b))
+                    .map_err(corrupt)?;
                 if item.part == item.parts {
                     let data = joining.remove(&item.entry).unwrap_or_default();
                     if entry.digest.of_same_algorithm(&data) == entry.digest {
@@ -374,8 +449,18 @@ impl VolumeSet {
             .manifest
             .images
             .iter()
-            .map(|i| (i.name.clone(), Descriptor::new(i.media_type.clone(), i.digest.clone(), 0)))
-            .chain(self.manifest.referrers.iter().map(|r| (format!("referrer {}", r.digest), Descriptor::new(r.media_type.clone(), r.digest.clone(), 0))))
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    Descriptor::new(i.media_type.clone(), i.digest.clone(), 0),
+                )
+            })
+            .chain(self.manifest.referrers.iter().map(|r| {
+                (
+                    format!("referrer {}", r.digest),
+                    Descriptor::new(r.media_type.clone(), r.digest.clone(), 0),
+                )
+            }))
             .collect();
         let mut include = vec![false; self.manifest.entries.len()];
         let mut complete: BTreeSet<Digest> = BTreeSet::new();
@@ -388,10 +473,16 @@ impl VolumeSet {
                 if !seen.insert(d.digest.clone()) {
                     continue;
                 }
-                let Some(&e) = index_of.get(&d.digest) else { continue };
+                let Some(&e) = index_of.get(&d.digest) else {
+                    continue;
+                };
                 entries.push(e);
                 if !entry_ok[e] {
-                    need.extend(self.volumes_of(e).into_iter().filter(|v| missing.contains(v)));
+                    need.extend(
+                        self.volumes_of(e)
+                            .into_iter()
+                            .filter(|v| missing.contains(v)),
+                    );
                     continue;
                 }
                 if self.manifest.entries[e].kind == EntryKind::Manifest {
@@ -409,19 +500,26 @@ impl VolumeSet {
                     include[e] = true;
                 }
             } else {
-                self.waiting.push(WaitingImage { name, volumes: need.into_iter().collect() });
+                self.waiting.push(WaitingImage {
+                    name,
+                    volumes: need.into_iter().collect(),
+                });
             }
         }
         self.include = include;
         // index.json of the complete images only.
-        let mut index: serde_json::Value = serde_json::from_slice(&self.metadata[1].1).map_err(|e| VolumeError::Corrupt {
-            file: PathBuf::new(),
-            label: "index.json".into(),
-            why: e.to_string(),
-        })?;
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&self.metadata[1].1).map_err(|e| VolumeError::Corrupt {
+                file: PathBuf::new(),
+                label: "index.json".into(),
+                why: e.to_string(),
+            })?;
         if let Some(list) = index.get_mut("manifests").and_then(|m| m.as_array_mut()) {
             list.retain(|m| {
-                m.get("digest").and_then(|d| d.as_str()).and_then(|d| d.parse::<Digest>().ok()).is_some_and(|d| complete.contains(&d))
+                m.get("digest")
+                    .and_then(|d| d.as_str())
+                    .and_then(|d| d.parse::<Digest>().ok())
+                    .is_some_and(|d| complete.contains(&d))
             });
         }
         let mut bytes = serde_json::to_vec(&index).unwrap_or_default();
@@ -456,7 +554,9 @@ impl VolumeSet {
 
     /// Missing data volume numbers (beyond repair).
     pub fn missing(&self) -> Vec<u32> {
-        (1..=self.header.data_volumes).filter(|i| self.data[*i as usize - 1].is_none()).collect()
+        (1..=self.header.data_volumes)
+            .filter(|i| self.data[*i as usize - 1].is_none())
+            .collect()
     }
 
     /// A one-line description of what is missing, for errors.
@@ -472,7 +572,11 @@ impl VolumeSet {
             self.usable_parity()
         )];
         for w in &self.waiting {
-            lines.push(format!("{} waits for volume(s) {}", w.name, numbers(&w.volumes)));
+            lines.push(format!(
+                "{} waits for volume(s) {}",
+                w.name,
+                numbers(&w.volumes)
+            ));
         }
         Some(lines.join("; "))
     }
@@ -501,12 +605,21 @@ impl VolumeSet {
 
     /// Total bytes of the data volume files (for progress).
     pub fn total_bytes(&self) -> u64 {
-        self.data.iter().flatten().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+        self.data
+            .iter()
+            .flatten()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Every volume file found, by role and number.
     pub fn files(&self) -> Vec<(Role, u32, PathBuf)> {
-        let mut v: Vec<(Role, u32, PathBuf)> = self.found.iter().map(|((r, i), p)| (*r, *i, p.clone())).collect();
+        let mut v: Vec<(Role, u32, PathBuf)> = self
+            .found
+            .iter()
+            .map(|((r, i), p)| (*r, *i, p.clone()))
+            .collect();
         v.sort_by_key(|(r, i, _)| (*r == Role::Parity, *i));
         v
     }
@@ -515,8 +628,14 @@ impl VolumeSet {
 fn empty_manifest() -> PackageManifest {
     PackageManifest {
         schema: String::new(),
-        created_by: crate::pack::manifest::CreatedBy { tool: String::new(), options: BTreeMap::new() },
-        index_json: crate::pack::manifest::Pinned { digest: Digest::sha256_of(b""), size: 0 },
+        created_by: crate::pack::manifest::CreatedBy {
+            tool: String::new(),
+            options: BTreeMap::new(),
+        },
+        index_json: crate::pack::manifest::Pinned {
+            digest: Digest::sha256_of(b""),
+            size: 0,
+        },
         images: Vec::new(),
         referrers: Vec::new(),
         entries: Vec::new(),
@@ -574,14 +693,20 @@ impl LogicalTar<'_> {
                     let next = self.cursor_op(TarCursor::next_entry)?;
                     let v = self.current.as_ref().expect("open");
                     let item = v.header.items[self.item].clone();
-                    let (name, size) =
-                        next.ok_or_else(|| bad(format!("{}: {} is missing", v.path.display(), item.path)))?;
+                    let (name, size) = next.ok_or_else(|| {
+                        bad(format!("{}: {} is missing", v.path.display(), item.path))
+                    })?;
                     if name != item.path || size != item.size {
-                        return Err(bad(format!("{}: entry {name:?} where {} belongs", v.path.display(), item.path)));
+                        return Err(bad(format!(
+                            "{}: entry {name:?} where {} belongs",
+                            v.path.display(),
+                            item.path
+                        )));
                     }
                     let entry = &self.set.manifest.entries[item.entry as usize];
                     if item.part == 1 && self.set.include[item.entry as usize] {
-                        let h = canonical_header(&entry.path, entry.size).map_err(|e| bad(e.to_string()))?;
+                        let h = canonical_header(&entry.path, entry.size)
+                            .map_err(|e| bad(e.to_string()))?;
                         self.pending.extend(h.as_bytes());
                     }
                     self.left = size;
@@ -597,17 +722,27 @@ impl LogicalTar<'_> {
                 // End of this volume: the trailer and the content digest.
                 if self.cursor_op(TarCursor::next_entry)?.is_some() {
                     let v = self.current.as_ref().expect("open");
-                    return Err(bad(format!("{}: an entry not listed in its header", v.path.display())));
+                    return Err(bad(format!(
+                        "{}: an entry not listed in its header",
+                        v.path.display()
+                    )));
                 }
                 self.cursor_op(TarCursor::finish)?;
                 let v = self.current.as_ref().expect("open");
                 let mut list = String::new();
                 for (name, data) in &v.metadata {
-                    list.push_str(&super::content_line(name, &Digest::sha256_of(data), data.len() as u64));
+                    list.push_str(&super::content_line(
+                        name,
+                        &Digest::sha256_of(data),
+                        data.len() as u64,
+                    ));
                 }
                 list.push_str(&self.list);
                 if Digest::sha256_of(list.as_bytes()) != v.header.content_digest {
-                    return Err(bad(format!("{}: its content digest does not match", v.path.display())));
+                    return Err(bad(format!(
+                        "{}: its content digest does not match",
+                        v.path.display()
+                    )));
                 }
                 self.current = None;
             }
@@ -653,7 +788,12 @@ impl LogicalTar<'_> {
                 .map_err(|e| bad(e.to_string()))?;
         }
         if self.set.rebuilt.len() == before || self.set.data[index as usize - 1].is_none() {
-            let file = self.set.found.get(&(Role::Data, index)).cloned().unwrap_or_default();
+            let file = self
+                .set
+                .found
+                .get(&(Role::Data, index))
+                .cloned()
+                .unwrap_or_default();
             return Err(bad(format!(
                 "{}: data volume {index} of {} is damaged ({why}) and parity cannot rebuild it",
                 file.display(),
@@ -666,7 +806,10 @@ impl LogicalTar<'_> {
     /// Runs `op` on the current volume's cursor; when the volume turns out
     /// damaged (a frame fails its check: none of its bytes were handed on),
     /// rebuilds it from parity and runs `op` again from the same decoded offset.
-    fn cursor_op<T>(&mut self, mut op: impl FnMut(&mut TarCursor) -> io::Result<T>) -> io::Result<T> {
+    fn cursor_op<T>(
+        &mut self,
+        mut op: impl FnMut(&mut TarCursor) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut repaired = false;
         loop {
             let v = self.current.as_mut().expect("an open volume");
@@ -677,7 +820,11 @@ impl LogicalTar<'_> {
                     self.repair_now(index, e.to_string())?;
                     let path = self.set.data[index as usize - 1].clone().expect("rebuilt");
                     let r = decoded(&path)?;
-                    self.current.as_mut().expect("an open volume").cursor.resume(r)?;
+                    self.current
+                        .as_mut()
+                        .expect("an open volume")
+                        .cursor
+                        .resume(r)?;
                     repaired = true;
                 }
                 Err(e) => return Err(e),
@@ -694,13 +841,20 @@ impl LogicalTar<'_> {
             None => item.digest.clone(),
         };
         if actual != item.digest {
-            return Err(bad(format!("{}: {}: its bytes hash to {actual}, not {}", v.path.display(), item.path, item.digest)));
+            return Err(bad(format!(
+                "{}: {}: its bytes hash to {actual}, not {}",
+                v.path.display(),
+                item.path,
+                item.digest
+            )));
         }
         self.cursor_op(|c| c.skip_padding(item.size))?;
-        self.list.push_str(&super::content_line(&item.path, &actual, item.size));
+        self.list
+            .push_str(&super::content_line(&item.path, &actual, item.size));
         let entry = &self.set.manifest.entries[item.entry as usize];
         if item.part == item.parts && self.set.include[item.entry as usize] {
-            self.pending.extend(&[0u8; BLOCK as usize][..padding(entry.size)]);
+            self.pending
+                .extend(&[0u8; BLOCK as usize][..padding(entry.size)]);
         }
         self.item += 1;
         Ok(())

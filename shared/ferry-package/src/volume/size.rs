@@ -44,14 +44,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        "k" | "K" | "M" | "G" | "T" | "m" | "g" | "t" => {
+        "k" | "K" | "M" | "G" | "T" | "m" | "g" | "t" => return Err(format!(
+            "{text:?}: {unit:?} is ambiguous; write {number}{}B (decimal) or {number}{}iB (binary)",
+            unit.to_ascii_uppercase(),
+            unit.to_ascii_uppercase()
+        )),
+        other => {
             return Err(format!(
-                "{text:?}: {unit:?} is ambiguous; write {number}{}B (decimal) or {number}{}iB (binary)",
-                unit.to_ascii_uppercase(),
-                unit.to_ascii_uppercase()
+                "{text:?}: unknown unit {other:?} (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
             ))
         }
-        other => return Err(format!("{text:?}: unknown unit {other:?} (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
     };
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
     if frac.contains('.') || (whole.is_empty() && frac.is_empty()) {
@@ -67,9 +69,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     // The fraction, exactly: digits * multiplier / 10^len must be whole.
     if !frac.is_empty() {
         let digits: u128 = frac.parse().map_err(|_| overflow())?;
-        let scale = 10u128
-            .checked_pow(frac.len() as u32)
-            .ok_or_else(overflow)?;
+        let scale = 10u128.checked_pow(frac.len() as u32).ok_or_else(overflow)?;
         let part = digits * multiplier as u128;
         if !part.is_multiple_of(scale) {
             return Err(format!("{text:?} is not a whole number of bytes"));

@@ -13,8 +13,8 @@ use ferry_store::{Digest, Hasher, Store};
 use crate::pack::frames::framed_output;
 use crate::pack::manifest::{EntryKind, EntryRecord};
 use crate::pack::{
-    already_compressed, canonical_header, check_bytes, copy_blob, padding, plan_package, temp_path, write_small,
-    PackError, PackImage, PackReferrer, PackagePlan, WriteOptions, BLOCK,
+    already_compressed, canonical_header, check_bytes, copy_blob, padding, plan_package, temp_path,
+    write_small, PackError, PackImage, PackReferrer, PackagePlan, WriteOptions, BLOCK,
 };
 
 use super::layout::{compression_name, plan_volumes, PlannedItem, SetLayout, TRAILER};
@@ -84,7 +84,12 @@ pub fn write_volume_set(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<VolumeSetSummary, VolumeError> {
     let plan = plan_package(cache, images, referrers, options)?;
-    let layout = plan_volumes(&plan, options.compression, volumes.volume_size, volumes.parity)?;
+    let layout = plan_volumes(
+        &plan,
+        options.compression,
+        volumes.volume_size,
+        volumes.parity,
+    )?;
     let part_digests = hash_parts(cache, &plan, &layout)?;
     let n = layout.volumes.len() as u32;
     let id = set_id(&plan.manifest_bytes, volumes.volume_size, volumes.parity, n);
@@ -107,10 +112,18 @@ pub fn write_volume_set(
             let final_path = dir.join(&name);
             let tmp = temp_path(&final_path);
             temps.push((tmp.clone(), final_path.clone()));
-            let header = data_header(&plan, &layout, &id, index, volumes, options, items, &part_digests);
-            let (bytes, sha256) = write_data_volume(
-                cache, &plan, &header, items, &tmp, options, progress,
-            )?;
+            let header = data_header(
+                &plan,
+                &layout,
+                &id,
+                index,
+                volumes,
+                options,
+                items,
+                &part_digests,
+            );
+            let (bytes, sha256) =
+                write_data_volume(cache, &plan, &header, items, &tmp, options, progress)?;
             if bytes > layout.data_limit {
                 return Err(VolumeError::Io {
                     path: tmp.clone(),
@@ -136,14 +149,27 @@ pub fn write_volume_set(
                     (
                         tmp.clone(),
                         DataFile {
-                            name: f.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                            name: f
+                                .path
+                                .file_name()
+                                .map(|s| s.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
                             size: f.bytes,
                             sha256: f.sha256.clone().unwrap_or_else(|| Digest::sha256_of(b"")),
                         },
                     )
                 })
                 .collect();
-            let mut template = data_header(&plan, &layout, &id, 1, volumes, options, &[], &HashMap::new());
+            let mut template = data_header(
+                &plan,
+                &layout,
+                &id,
+                1,
+                volumes,
+                options,
+                &[],
+                &HashMap::new(),
+            );
             template.role = Role::Parity;
             let mut outs = Vec::new();
             for j in 1..=volumes.parity {
@@ -157,7 +183,9 @@ pub fn write_volume_set(
                 if bytes > volumes.volume_size {
                     return Err(VolumeError::Io {
                         path: outs[j].0.clone(),
-                        source: io::Error::other("internal error: parity volume over the volume size"),
+                        source: io::Error::other(
+                            "internal error: parity volume over the volume size",
+                        ),
                     });
                 }
                 files.push(VolumeFile {
@@ -191,10 +219,16 @@ pub fn write_volume_set(
     Ok(VolumeSetSummary {
         set_id: id,
         files,
-        tar_bytes: plan.manifest.entries.last().map_or(0, |e| {
-            e.offset + e.size.div_ceil(BLOCK) * BLOCK + TRAILER
-        }),
-        split_entries: part_digests.keys().map(|(e, _)| *e).collect::<std::collections::HashSet<_>>().len(),
+        tar_bytes: plan
+            .manifest
+            .entries
+            .last()
+            .map_or(0, |e| e.offset + e.size.div_ceil(BLOCK) * BLOCK + TRAILER),
+        split_entries: part_digests
+            .keys()
+            .map(|(e, _)| *e)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
         removed_stale,
         manifest: plan.manifest,
     })
@@ -213,7 +247,11 @@ fn remove_stale(dir: &Path, stem: &str, files: &[VolumeFile]) -> Vec<PathBuf> {
         let ours = name
             .strip_prefix(stem)
             .is_some_and(|rest| rest.starts_with(".vol") || rest.starts_with(".par"));
-        if ours && claimed_by_name(&p).is_some() && !keep.contains(p.as_path()) && std::fs::remove_file(&p).is_ok() {
+        if ours
+            && claimed_by_name(&p).is_some()
+            && !keep.contains(p.as_path())
+            && std::fs::remove_file(&p).is_ok()
+        {
             removed.push(p);
         }
     }
@@ -246,7 +284,9 @@ fn hash_parts(
             let mut left = it.size;
             while left > 0 {
                 let want = left.min(buf.len() as u64) as usize;
-                let k = reader.read(&mut buf[..want]).map_err(io_at(&cache.blob_path(&entry.digest)))?;
+                let k = reader
+                    .read(&mut buf[..want])
+                    .map_err(io_at(&cache.blob_path(&entry.digest)))?;
                 if k == 0 {
                     return Err(corrupt_cache(cache, entry, "shorter than its size"));
                 }
@@ -258,7 +298,11 @@ fn hash_parts(
         }
         let actual = whole.finish();
         if actual != entry.digest {
-            return Err(corrupt_cache(cache, entry, &format!("its bytes hash to {actual}")));
+            return Err(corrupt_cache(
+                cache,
+                entry,
+                &format!("its bytes hash to {actual}"),
+            ));
         }
     }
     Ok(out)
@@ -325,7 +369,11 @@ fn data_header(
         .collect();
     let mut list = String::new();
     for (name, data) in plan.metadata_entries() {
-        list.push_str(&content_line(name, &Digest::sha256_of(data), data.len() as u64));
+        list.push_str(&content_line(
+            name,
+            &Digest::sha256_of(data),
+            data.len() as u64,
+        ));
     }
     for it in &items {
         list.push_str(&content_line(&it.path, &it.digest, it.size));
@@ -359,7 +407,8 @@ fn write_data_volume(
     let io_err = io_at(tmp);
     let file = File::create(tmp).map_err(&io_err)?;
     let writer = io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(&io_err)?);
-    let mut out = framed_output(options.compression, Box::new(writer), options.threads).map_err(&io_err)?;
+    let mut out =
+        framed_output(options.compression, Box::new(writer), options.threads).map_err(&io_err)?;
     write_small(&mut out, VOLUME_HEADER, &header.to_bytes()).map_err(&io_err)?;
     for (name, data) in plan.metadata_entries() {
         write_small(&mut out, name, data).map_err(&io_err)?;
@@ -384,8 +433,12 @@ fn write_data_volume(
                 } else {
                     out.boundary().map_err(&io_err)?;
                 }
-                out.write(canonical_header(&it.path, it.size).map_err(&io_err)?.as_bytes())
-                    .map_err(&io_err)?;
+                out.write(
+                    canonical_header(&it.path, it.size)
+                        .map_err(&io_err)?
+                        .as_bytes(),
+                )
+                .map_err(&io_err)?;
                 let mut h = Hasher::new(entry.digest.algorithm());
                 let mut left = it.size;
                 while left > 0 {
@@ -400,9 +453,14 @@ fn write_data_volume(
                     progress(k as u64);
                 }
                 if h.finish() != rec.digest {
-                    return Err(corrupt_cache(cache, entry, "it changed while the set was written"));
+                    return Err(corrupt_cache(
+                        cache,
+                        entry,
+                        "it changed while the set was written",
+                    ));
                 }
-                out.write(&[0u8; BLOCK as usize][..padding(it.size)]).map_err(&io_err)?;
+                out.write(&[0u8; BLOCK as usize][..padding(it.size)])
+                    .map_err(&io_err)?;
             }
         }
     }
