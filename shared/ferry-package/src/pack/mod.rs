@@ -369,7 +369,10 @@ fn write_planned(
     };
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err)?;
-        let syncing = EarlyWriteback::new(file.try_clone().map_err(io_err)?, file.try_clone().map_err(io_err)?);
+        let syncing = EarlyWriteback::new(
+            file.try_clone().map_err(io_err)?,
+            file.try_clone().map_err(io_err)?,
+        );
         let writer = io::BufWriter::with_capacity(1 << 20, syncing);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = options.threads.clamp(1, cores);

@@ -44,11 +44,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        "k" | "K" | "M" | "G" | "T" | "m" | "g" | "t" => return Err(format!(
+        "k" | "K" | "M" | "G" | "T" | "m" | "g" | "t" => {
+            return Err(format!(
             "{text:?}: {unit:?} is ambiguous; write {number}{}B (decimal) or {number}{}iB (binary)",
             unit.to_ascii_uppercase(),
             unit.to_ascii_uppercase()
-        )),
+        ))
+        }
         other => {
             return Err(format!(
                 "{text:?}: unknown unit {other:?} (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
