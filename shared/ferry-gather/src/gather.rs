@@ -23,6 +23,8 @@ use ferry_store::{media, Descriptor, Digest, Reference, Store, StoreError};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ferry_package::pack::Arrival;
+
 use crate::error::PackError;
 use crate::platform::{filter_index, PlatformSpec};
 use crate::request::Request;
@@ -373,16 +375,16 @@ pub fn gather_registries(
 /// moment every manifest is in the cache and the images are known (its
 /// [`Gathered`] has the images and referrers, not yet the counts) while the
 /// blobs are pulled in the plan's order (images sorted by name, as the
-/// package writer reads them); the flag is set once the pull has ended
-/// (whether or not it succeeded). ferry-pack writes the package there, so
-/// pulling and writing overlap.
+/// package writer reads them); [`Arrivals::wait_for`] tells it when each blob
+/// has landed. ferry-pack writes the package there, so pulling and writing
+/// overlap.
 pub fn gather_registries_alongside<T: Send>(
     cache: &Store,
     registries: &RegistrySource,
     requests: &[Request],
     options: &PackOptions,
     events: &(dyn Fn(PackEvent) + Sync),
-    alongside: impl FnOnce(&Gathered, &AtomicBool) -> T + Send,
+    alongside: impl FnOnce(&Gathered, &Arrivals<'_>) -> T + Send,
 ) -> Result<(Gathered, T), PackError> {
     let mut seen = BTreeSet::new();
     let requests: Vec<Request> = requests
@@ -525,11 +527,11 @@ pub fn gather_registries_alongside<T: Send>(
         referrers: referrers_of(&plan),
         ..Gathered::default()
     };
-    let done = AtomicBool::new(false);
+    let arrivals = Arrivals::new(cache);
     let (pulled, beside) = std::thread::scope(|s| {
-        let beside = s.spawn(|| alongside(&known, &done));
-        let pulled = pull(cache, &source, &plan, options.jobs, events);
-        done.store(true, Ordering::SeqCst);
+        let beside = s.spawn(|| alongside(&known, &arrivals));
+        let pulled = pull_into(cache, &source, &plan, options.jobs, events, &arrivals);
+        arrivals.ended.store(true, Ordering::SeqCst);
         (pulled, beside.join())
     });
     let beside = beside.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -554,6 +556,57 @@ fn referrers_of(plan: &Plan) -> Vec<Descriptor> {
     referrers
 }
 
+/// The blobs of a pull as they land in the cache, for a reader that goes
+/// along (ferry-pack's package writer): see [`Arrivals::wait_for`].
+pub struct Arrivals<'c> {
+    cache: &'c Store,
+    /// Blobs pulled in this run (each was hashed as it arrived), with their sizes.
+    pulled: Mutex<BTreeMap<Digest, u64>>,
+    /// Set once the pull has ended, whether or not it succeeded.
+    ended: AtomicBool,
+}
+
+impl<'c> Arrivals<'c> {
+    fn new(cache: &'c Store) -> Arrivals<'c> {
+        Arrivals {
+            cache,
+            pulled: Mutex::new(BTreeMap::new()),
+            ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Where `d` stands now; `None`: not in the cache yet.
+    fn now(&self, d: &Descriptor) -> Option<Arrival> {
+        if !self.cache.has_blob(&d.digest, d.size) {
+            None
+        } else if self
+            .pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&d.digest)
+        {
+            Some(Arrival::Verified)
+        } else {
+            Some(Arrival::InCache)
+        }
+    }
+
+    /// Waits until `d` is in the cache ([`Arrival::Verified`] when this run
+    /// pulled it, [`Arrival::InCache`] when an earlier run did), or the pull
+    /// has ended without it ([`Arrival::Never`]).
+    pub fn wait_for(&self, d: &Descriptor) -> Arrival {
+        loop {
+            if let Some(a) = self.now(d) {
+                return a;
+            }
+            if self.ended.load(Ordering::SeqCst) {
+                return self.now(d).unwrap_or(Arrival::Never);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+}
+
 /// Runs the copy of `plan` from `source` into the cache and counts what was
 /// pulled (each blob once) and what the cache already held; the referrers
 /// attached are returned.
@@ -564,7 +617,19 @@ pub(crate) fn pull(
     jobs: usize,
     events: &(dyn Fn(PackEvent) + Sync),
 ) -> Result<Gathered, PackError> {
-    let pulled: Mutex<BTreeMap<Digest, u64>> = Mutex::new(BTreeMap::new());
+    pull_into(cache, source, plan, jobs, events, &Arrivals::new(cache))
+}
+
+/// [`pull`], recording every blob pulled in `arrivals` as it lands.
+fn pull_into(
+    cache: &Store,
+    source: &dyn Source,
+    plan: &Plan,
+    jobs: usize,
+    events: &(dyn Fn(PackEvent) + Sync),
+    arrivals: &Arrivals<'_>,
+) -> Result<Gathered, PackError> {
+    let pulled = &arrivals.pulled;
     let mut needed: BTreeMap<&Digest, u64> = BTreeMap::new();
     for b in plan.images.iter().flat_map(|i| &i.blobs) {
         needed.insert(&b.digest, b.size);
@@ -593,7 +658,7 @@ pub(crate) fn pull(
         }
         events(PackEvent::Copy(e));
     })?;
-    let pulled = pulled.into_inner().unwrap_or_else(|p| p.into_inner());
+    let pulled = pulled.lock().unwrap_or_else(|p| p.into_inner());
     let all: BTreeSet<&Digest> = plan
         .images
         .iter()

@@ -35,7 +35,8 @@ pub mod request;
 
 pub use error::PackError;
 pub use gather::{
-    gather_registries, gather_registries_alongside, Gathered, GatheredImage, PackEvent, PackOptions,
+    gather_registries, gather_registries_alongside, Arrivals, Gathered, GatheredImage, PackEvent,
+    PackOptions,
 };
 pub use local::gather_local;
 pub use platform::PlatformSpec;

@@ -62,6 +62,24 @@ fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Pr
 }
 
 impl Auditor {
+    /// A stream that could not be read to its end (truncated, corrupt, an
+    /// entry twice) is a problem of the package; any other error stops the audit.
+    fn stream_ended(&mut self, walked: Result<(), PackageError>) -> Result<(), PackageError> {
+        match walked {
+            Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
+                self.problems.push(problem(
+                    None,
+                    None,
+                    ProblemKind::CorruptPackage {
+                        detail: e.to_string(),
+                    },
+                ));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Audits the image archive in entry `path` on its own; a corrupt or
     /// truncated one is a problem of the package naming the entry.
     fn nested_archive(
@@ -277,19 +295,8 @@ pub fn audit_package(
         }
     };
     let mut a = Auditor::default();
-    match for_each_entry_read_ahead(path, compression, threads, progress, &mut a) {
-        Ok(()) => {}
-        Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
-            a.problems.push(problem(
-                None,
-                None,
-                ProblemKind::CorruptPackage {
-                    detail: e.to_string(),
-                },
-            ));
-        }
-        Err(e) => return Err(e),
-    }
+    let walked = for_each_entry_read_ahead(path, compression, threads, progress, &mut a);
+    a.stream_ended(walked)?;
     let mut report = empty_report(a.count, a.bytes);
     let nested = std::mem::take(&mut a.nested);
     let own = a.metadata.contains_key("index.json")
@@ -681,19 +688,8 @@ pub fn audit_volume_set(
 ) -> Result<AuditReport, PackageError> {
     let started = Instant::now();
     let mut a = Auditor::default();
-    match crate::entries::for_each_entry_in(reader, label, progress, &mut a) {
-        Ok(()) => {}
-        Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
-            a.problems.push(problem(
-                None,
-                None,
-                ProblemKind::CorruptPackage {
-                    detail: e.to_string(),
-                },
-            ));
-        }
-        Err(e) => return Err(e),
-    }
+    let walked = crate::entries::for_each_entry_in(reader, label, progress, &mut a);
+    a.stream_ended(walked)?;
     let mut report = empty_report(a.count, a.bytes);
     if let Some(bytes) = a.package_manifest.take() {
         check_package_manifest(&bytes, &mut a, &mut report);

@@ -199,7 +199,7 @@ pub enum OneRead {
     /// A package file.
     File(PackageStream, u64),
     /// A volume set (its bytes: the logical package's tar).
-    Set(VolumeSetStream, u64),
+    Set(Box<VolumeSetStream>, u64),
 }
 
 impl OneRead {
@@ -226,7 +226,7 @@ impl OneRead {
             .entries
             .last()
             .map_or(0, |e| e.offset + e.size + 1024);
-        OneRead::Set(VolumeSetStream::new(set, label), size)
+        OneRead::Set(Box::new(VolumeSetStream::new(set, label)), size)
     }
 
     /// The package file at `path`; `None` when it cannot be read in one pass
@@ -240,7 +240,7 @@ impl OneRead {
     pub fn source(&self) -> (&dyn SinglePassSource, u64) {
         match self {
             OneRead::File(s, size) => (s, *size),
-            OneRead::Set(s, size) => (s, *size),
+            OneRead::Set(s, size) => (s.as_ref(), *size),
         }
     }
 }

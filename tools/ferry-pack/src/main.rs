@@ -18,9 +18,7 @@ use ferry_gather::{
     Gathered, PackEvent, PackOptions, PlatformSpec,
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
-use ferry_package::pack::{
-    write_package, write_package_as_pulled, Arrival, Compression, WriteOptions,
-};
+use ferry_package::pack::{write_package, write_package_as_pulled, Compression, WriteOptions};
 use ferry_package::volume::{write_volume_set, Role, VolumeOptions};
 use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
@@ -87,15 +85,7 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
     let tty = std::io::stderr().is_terminal();
     let pulled = Arc::new(AtomicU64::new(0));
     let bar: Mutex<Option<ByteProgress>> = Mutex::new(None);
-    // Blobs pulled (and so verified) in this run: the writer does not hash them again.
-    let pulled_now: Mutex<std::collections::HashSet<ferry_store::Digest>> = Mutex::default();
     let events = |e: PackEvent| {
-        if let PackEvent::Copy(CopyEvent::BlobUploaded { digest, .. }) = &e {
-            pulled_now
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(digest.clone());
-        }
         if let PackEvent::Planned { bytes, .. } = &e {
             let mut slot = bar.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(old) = slot.take() {
@@ -181,30 +171,8 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                 &requests,
                 &options,
                 &events,
-                |known, pull_ended| {
+                |known, arrivals| {
                     let (images, referrers) = known.pack_inputs();
-                    let here = |d: &ferry_store::Descriptor| {
-                        if !cache.has_blob(&d.digest, d.size) {
-                            None
-                        } else if pulled_now
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .contains(&d.digest)
-                        {
-                            Some(Arrival::Verified)
-                        } else {
-                            Some(Arrival::InCache)
-                        }
-                    };
-                    let arrived = |d: &ferry_store::Descriptor| loop {
-                        if let Some(a) = here(d) {
-                            return a;
-                        }
-                        if pull_ended.load(Ordering::SeqCst) {
-                            return here(d).unwrap_or(Arrival::Never);
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    };
                     write_package_as_pulled(
                         &cache,
                         &images,
@@ -214,7 +182,7 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                         &|n| {
                             written.fetch_add(n, Ordering::Relaxed);
                         },
-                        &arrived,
+                        &|d| arrivals.wait_for(d),
                     )
                 },
             )

@@ -537,9 +537,7 @@ pub fn temp_path(out: &Path) -> PathBuf {
 
 /// A descriptor without annotations a source index carried (names are set anew).
 fn bare(d: &Descriptor) -> Descriptor {
-    let mut d = Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size);
-    d.annotations.clear();
-    d
+    Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size)
 }
 
 fn planned(kind: EntryKind, d: &Descriptor) -> Planned {
