@@ -247,11 +247,12 @@ impl<'a> Executor<'a> {
             }
             let context = format!("blob {} ({} bytes) in {repo}", desc.digest, desc.size);
             let reopen = match &body {
-                Some(Body::Reopen(open)) => Some(*open),
+                Some(Body::Reopen(open)) => Some(Body::Reopen(*open)),
+                Some(Body::ReopenChecked(open)) => Some(Body::ReopenChecked(*open)),
                 _ => None,
             };
             let this = match (reopen, &have_in) {
-                (Some(open), _) => Body::Reopen(open),
+                (Some(again), _) => again,
                 (None, Some(_)) => Body::Gone,
                 (None, None) => body.take().unwrap_or(Body::Gone),
             };
@@ -492,7 +493,12 @@ pub fn copy_in_order(
     }
     parallel(&tasks, options.jobs.max(1), |task| {
         let open = |offset: u64| source.open_blob(&task.desc, offset);
-        executor.deliver(task, Body::Reopen(&open))
+        let body = if source.checks_blobs() {
+            Body::ReopenChecked(&open)
+        } else {
+            Body::Reopen(&open)
+        };
+        executor.deliver(task, body)
     })?;
     executor.commit(plan, &prepared, &|m| source.manifest(m))?;
     Ok(executor.finish())

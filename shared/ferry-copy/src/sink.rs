@@ -17,6 +17,13 @@ pub enum Body<'a> {
     /// Re-openable at any offset (a file of a store, bytes in memory): the sink
     /// may retry and resume.
     Reopen(BlobOpener<'a>),
+    /// Re-openable like [`Body::Reopen`], and the reader opened at offset 0
+    /// checks its own bytes against the descriptor (size and digest): its
+    /// last read fails with `InvalidData` when they are not the blob asked
+    /// for (a [`crate::source::Source`] whose `checks_blobs` is true). A sink
+    /// that reads to the end before committing may rely on that instead of
+    /// hashing the bytes a second time.
+    ReopenChecked(BlobOpener<'a>),
     /// Readable once, from the start (a package being decompressed).
     Once(&'a mut dyn Read),
     /// Not available (streamed past already): only a mount can make it present.

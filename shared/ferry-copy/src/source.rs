@@ -19,6 +19,13 @@ pub trait Source: Sync {
     fn manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, CopyError>;
     /// A blob's bytes from `offset` (called again for each attempt).
     fn open_blob(&self, desc: &Descriptor, offset: u64) -> std::io::Result<Box<dyn Read + Send>>;
+    /// True when a blob opened at offset 0 checks its own bytes: its last
+    /// read fails with `InvalidData` unless they have the descriptor's size
+    /// and digest (then the engine hands it to the sink as
+    /// [`crate::sink::Body::ReopenChecked`], and a store does not hash it again).
+    fn checks_blobs(&self) -> bool {
+        false
+    }
 }
 
 /// A store on disk as a source.

@@ -31,8 +31,9 @@ use ferry_store::{Descriptor, Digest, Store, StoreError};
 
 use crate::sink::{BlobPut, Body, Sink, SinkError, SinkErrorKind};
 
-/// Read buffer of a blob copy into the store (the writer buffers 1 MiB more).
-const COPY_BUFFER: usize = 256 * 1024;
+/// Read buffer of a blob copy into the store: filled before each write, so
+/// that the writer's own 1 MiB buffer is bypassed (one copy fewer).
+const COPY_BUFFER: usize = 1 << 20;
 
 /// A store opened for writing, as a sink.
 pub struct StoreSink<'s> {
@@ -64,18 +65,27 @@ impl<'s> StoreSink<'s> {
             .find(|e| image_name(e) == Some(name.as_str())))
     }
 
-    /// Writes a blob from `reader`, verified against `desc` before it is renamed into place.
-    fn write_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), SinkError> {
-        let mut writer = self
-            .store
-            .new_blob_writer(desc.digest.algorithm())
-            .map_err(permanent)?;
+    /// Writes a blob from `reader`, verified against `desc` before it is
+    /// renamed into place: hashed here, or by `reader` itself when
+    /// `reader_checks` (its last read fails on a mismatch; the commit below
+    /// comes only after it returned end-of-data).
+    fn write_blob(
+        &self,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        reader_checks: bool,
+    ) -> Result<(), SinkError> {
+        let mut writer = if reader_checks {
+            self.store.new_blob_writer_after_reader_check()
+        } else {
+            self.store.new_blob_writer(desc.digest.algorithm())
+        }
+        .map_err(permanent)?;
         let mut buf = vec![0u8; COPY_BUFFER];
         loop {
-            let n = match reader.read(&mut buf) {
+            let n = match fill(reader, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // The source's own verdict (a digest mismatch it found) or a read
                 // failure it could not recover from: nothing reaches the final path.
                 Err(e) => return Err(read_failure(desc, e)),
@@ -110,6 +120,20 @@ impl<'s> StoreSink<'s> {
             })?;
         Ok(())
     }
+}
+
+/// Reads until `buf` is full or the reader ends (0: it had ended).
+fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn permanent(e: StoreError) -> SinkError {
@@ -232,9 +256,13 @@ impl Sink for StoreSink<'_> {
         match body {
             Body::Reopen(open) => {
                 let mut reader = open(0).map_err(|e| read_failure(desc, e))?;
-                self.write_blob(desc, &mut reader)?;
+                self.write_blob(desc, &mut reader, false)?;
             }
-            Body::Once(reader) => self.write_blob(desc, reader)?,
+            Body::ReopenChecked(open) => {
+                let mut reader = open(0).map_err(|e| read_failure(desc, e))?;
+                self.write_blob(desc, &mut reader, true)?;
+            }
+            Body::Once(reader) => self.write_blob(desc, reader, false)?,
             Body::Gone => {
                 return Err(SinkError::new(
                     SinkErrorKind::NeedsBytes,
@@ -502,5 +530,89 @@ mod tests {
                 .kind,
             SinkErrorKind::NeedsBytes
         ));
+    }
+
+    /// A reader that hands out `bytes`, then fails its last read when `verdict` says so
+    /// (what a source's checking reader does on a mismatch).
+    struct SelfChecking {
+        bytes: Vec<u8>,
+        at: usize,
+        verdict: Option<&'static str>,
+    }
+
+    impl Read for SelfChecking {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (self.bytes.len() - self.at).min(buf.len());
+            if n == 0 {
+                if let Some(why) = self.verdict {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+                }
+            }
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_body_that_checks_itself_is_committed_only_after_its_verdict_and_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_for_write(dir.path()).unwrap();
+        let sink = StoreSink::new(&store);
+        let bytes = vec![7u8; 3 << 20];
+        let blob = Descriptor::new("x", Digest::sha256_of(&bytes), bytes.len() as u64);
+        let tmp_files = || {
+            std::fs::read_dir(store.state_dir().join("tmp"))
+                .unwrap()
+                .count()
+        };
+
+        // The reader's own mismatch at its last read: refused for good (never
+        // retried into success), named, nothing at the final path.
+        let failing = |_: u64| -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(SelfChecking {
+                bytes: bytes.clone(),
+                at: 0,
+                verdict: Some("digest mismatch"),
+            }))
+        };
+        let err = sink
+            .put_blob("h/r", &blob, None, Body::ReopenChecked(&failing))
+            .unwrap_err();
+        assert_eq!(err.kind, SinkErrorKind::Permanent, "{err}");
+        assert!(err.to_string().contains(&blob.digest.to_string()), "{err}");
+        assert!(!store.blob_path(&blob.digest).exists());
+        assert_eq!(tmp_files(), 0, "a temp file was left behind");
+
+        // The size is still the store's own check.
+        let short = |_: u64| -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(SelfChecking {
+                bytes: bytes[..1000].to_vec(),
+                at: 0,
+                verdict: None,
+            }))
+        };
+        assert!(sink
+            .put_blob("h/r", &blob, None, Body::ReopenChecked(&short))
+            .is_err());
+        assert!(!store.blob_path(&blob.digest).exists());
+
+        // The right bytes: stored, with the blake3 the --fast audit reads.
+        let good = |_: u64| -> std::io::Result<Box<dyn Read + Send>> {
+            Ok(Box::new(SelfChecking {
+                bytes: bytes.clone(),
+                at: 0,
+                verdict: None,
+            }))
+        };
+        sink.put_blob("h/r", &blob, None, Body::ReopenChecked(&good))
+            .unwrap();
+        assert_eq!(std::fs::read(store.blob_path(&blob.digest)).unwrap(), bytes);
+        let journal =
+            ferry_store::journal::replay(&store.state_dir().join("journal.jsonl")).unwrap();
+        let (size, blake3) = &journal.blobs[&blob.digest];
+        assert_eq!(*size, blob.size);
+        assert_eq!(blake3.len(), 64, "{blake3}");
+        assert_eq!(tmp_files(), 0);
     }
 }

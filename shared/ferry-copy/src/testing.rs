@@ -365,7 +365,7 @@ impl Sink for MemorySink {
             .push((desc.digest.clone(), std::thread::current().id()));
         let mut bytes = Vec::new();
         match body {
-            Body::Reopen(open) => {
+            Body::Reopen(open) | Body::ReopenChecked(open) => {
                 open(0)
                     .and_then(|mut r| r.read_to_end(&mut bytes))
                     .map_err(|e| SinkError::new(SinkErrorKind::Permanent, e))?;

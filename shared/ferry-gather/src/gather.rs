@@ -215,6 +215,10 @@ impl Source for CacheFirst<'_> {
     fn open_blob(&self, desc: &Descriptor, offset: u64) -> std::io::Result<Box<dyn Read + Send>> {
         self.registries.open_blob(desc, offset)
     }
+
+    fn checks_blobs(&self) -> bool {
+        self.registries.checks_blobs()
+    }
 }
 
 /// A manifest from the cache, else fetched by digest from `place` (checked

@@ -173,7 +173,7 @@ impl Sink for RegistrySink<'_> {
                     .upload_stream(repository, desc, reader, self.meter)?;
                 UploadOutcome::Uploaded { resumed_from: 0 }
             }
-            Body::Reopen(open) => self.client.upload_blob(
+            Body::Reopen(open) | Body::ReopenChecked(open) => self.client.upload_blob(
                 repository,
                 desc,
                 open,

@@ -338,6 +338,12 @@ impl Source for RegistrySource {
             checked: false,
         }))
     }
+
+    /// From offset 0, a blob is a [`CheckedBlob`]: its last read fails unless
+    /// the bytes are the ones asked for.
+    fn checks_blobs(&self) -> bool {
+        true
+    }
 }
 
 /// A blob's bytes from the registry, resumed at the current position after a

@@ -1,4 +1,10 @@
 //! Atomic, durable blob writes: temp file → verify → fsync → rename → fsync dir.
+//!
+//! The digest is checked by the writer itself, or — for a writer made with
+//! [`Store::new_blob_writer_after_reader_check`] — by the verifying reader
+//! that feeds it (the caller's promise: it commits only after that reader's
+//! last read returned end-of-data, which it does only for the right bytes).
+//! The size is always checked here.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -17,7 +23,8 @@ pub struct BlobWriter<'s> {
     store: &'s Store,
     tmp_path: PathBuf,
     file: Option<BufWriter<File>>,
-    hasher: Hasher,
+    /// `None`: the feeding reader checks the digest (see the module doc).
+    hasher: Option<Hasher>,
     blake3: blake3::Hasher,
     written: u64,
 }
@@ -34,7 +41,7 @@ pub struct StoredBlob {
 impl<'s> BlobWriter<'s> {
     pub(crate) fn new(
         store: &'s Store,
-        algorithm: Algorithm,
+        algorithm: Option<Algorithm>,
         tmp_path: PathBuf,
     ) -> Result<Self, StoreError> {
         let file = File::options()
@@ -46,7 +53,7 @@ impl<'s> BlobWriter<'s> {
             store,
             tmp_path,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
-            hasher: Hasher::new(algorithm),
+            hasher: algorithm.map(Hasher::new),
             blake3: blake3::Hasher::new(),
             written: 0,
         })
@@ -59,7 +66,9 @@ impl<'s> BlobWriter<'s> {
 
     /// Writes a chunk, hashing it on the way.
     pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
-        self.hasher.update(bytes);
+        if let Some(h) = &mut self.hasher {
+            h.update(bytes);
+        }
         self.blake3.update(bytes);
         self.written += bytes.len() as u64;
         let file = self.file.as_mut().expect("file present until commit");
@@ -75,7 +84,10 @@ impl<'s> BlobWriter<'s> {
         expected: &Digest,
         expected_size: Option<u64>,
     ) -> Result<StoredBlob, StoreError> {
-        let actual = self.hasher.clone().finish();
+        let actual = match &self.hasher {
+            Some(h) => h.clone().finish(),
+            None => expected.clone(), // checked by the feeding reader
+        };
         if &actual != expected {
             return Err(StoreError::DigestMismatch {
                 what: what.to_owned(),
@@ -99,7 +111,11 @@ impl<'s> BlobWriter<'s> {
     /// Stores the content under whatever digest it has (for content whose digest
     /// is not known in advance, such as docker-archive files).
     pub fn commit_computed(self) -> Result<StoredBlob, StoreError> {
-        let actual = self.hasher.clone().finish();
+        let actual = self
+            .hasher
+            .clone()
+            .expect("commit_computed needs a writer that hashes")
+            .finish();
         self.finish_durably(actual)
     }
 

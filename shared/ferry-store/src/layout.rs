@@ -158,6 +158,18 @@ impl Store {
 
     /// Starts writing a new blob hashed with `algorithm`.
     pub fn new_blob_writer(&self, algorithm: Algorithm) -> Result<BlobWriter<'_>, StoreError> {
+        self.blob_writer(Some(algorithm))
+    }
+
+    /// A writer for bytes that come through a verifying reader whose last
+    /// read fails unless they are the blob asked for: it checks the size but
+    /// does not hash them a second time. Commit only after that reader
+    /// returned end-of-data (see [`crate::blob_writer`]).
+    pub fn new_blob_writer_after_reader_check(&self) -> Result<BlobWriter<'_>, StoreError> {
+        self.blob_writer(None)
+    }
+
+    fn blob_writer(&self, algorithm: Option<Algorithm>) -> Result<BlobWriter<'_>, StoreError> {
         assert!(
             self.journal.is_some(),
             "blob writes need a store opened for writing"
