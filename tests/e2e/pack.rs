@@ -256,10 +256,19 @@ fn token_registry_by_tag_and_digest_with_platform_resolves_once_and_a_rerun_pull
     }
     assert!(s["blobs_pulled"].as_u64().unwrap() > 0);
 
-    // Again: tags resolved once more, no blob and no manifest by digest fetched.
+    // No whole-file hash unless asked for.
+    assert!(s["sha256"].is_null(), "{s}");
+    let checksum_file = dir.path().join("p.tar.zst.sha256");
+    assert!(!checksum_file.exists());
+    let first_sha256 = Digest::sha256_of(&std::fs::read(&out).unwrap()).to_string();
+
+    // Again, with --checksum: tags resolved once more, no blob and no manifest by
+    // digest fetched; the same bytes, and their sha256 in a file sha256sum -c reads.
     let blobs_before = reg.count_requests("GET", "/blobs/");
     let manifests_before = answered(&reg, "GET", "/manifests/sha256:");
-    let again = pack(&reg, &out, &cache, &args);
+    let mut with_checksum = args.clone();
+    with_checksum.push("--checksum");
+    let again = pack(&reg, &out, &cache, &with_checksum);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(
         reg.count_requests("GET", "/blobs/"),
@@ -274,7 +283,22 @@ fn token_registry_by_tag_and_digest_with_platform_resolves_once_and_a_rerun_pull
     assert_eq!(tag_gets() - tags_seeded, 2 * tagged.len());
     let s2 = summary(&again);
     assert_eq!(s2["blobs_pulled"], 0);
-    assert_eq!(s2["sha256"], s["sha256"], "same images, same bytes");
+    assert_eq!(
+        s2["sha256"],
+        first_sha256.as_str(),
+        "same images, same bytes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&checksum_file).unwrap(),
+        format!("{}  p.tar.zst\n", &first_sha256["sha256:".len()..])
+    );
+    assert_eq!(s2["checksums"], checksum_file.to_str().unwrap());
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "p.tar.zst.sha256"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
 }
 
 #[test]

@@ -68,6 +68,7 @@ fn split(
             threads: 2,
             tool: "ferry-pack test".into(),
             options: Default::default(),
+            checksum: false,
         },
         &VolumeOptions {
             volume_size: size,
@@ -158,13 +159,24 @@ fn pack_cli(layout: &Path, dir: &Path, size: &str, parity: u32) -> (Vec<PathBuf>
         .arg(dir.join("bundle.tar.zst"))
         .arg("--cache")
         .arg(dir.with_extension("cache"))
-        .args(["--volume-size", size, "--parity", &parity.to_string()]));
+        .args(["--volume-size", size, "--parity", &parity.to_string()])
+        .arg("--checksum"));
     assert_eq!(r.code, 0, "ferry-pack: {}", r.stderr);
     assert!(r.stdout.contains("wrote volume set"), "{}", r.stdout);
+    // --checksum: one line per volume and parity file, as sha256sum -c reads them.
+    let sums = std::fs::read_to_string(dir.join("bundle.sha256")).unwrap();
+    let check = Command::new("sha256sum")
+        .args(["-c", "bundle.sha256"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_none_or(|x| x != "sha256"))
         .collect();
+    assert_eq!(sums.lines().count(), files.len(), "{sums}");
     files.sort();
     let (data, par): (Vec<PathBuf>, Vec<PathBuf>) = files
         .into_iter()

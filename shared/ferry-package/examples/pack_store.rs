@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         threads,
         tool: "pack_store example".into(),
         options: BTreeMap::new(),
+        checksum: false,
     };
     match size {
         None => {

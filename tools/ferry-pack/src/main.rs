@@ -18,7 +18,9 @@ use ferry_gather::{
     Gathered, PackEvent, PackOptions, PlatformSpec,
 };
 use ferry_pack::cli::{Cli, Compress, HELP};
-use ferry_package::pack::{write_package, write_package_as_pulled, Compression, WriteOptions};
+use ferry_package::pack::{
+    write_checksum_file, write_package, write_package_as_pulled, Compression, WriteOptions,
+};
 use ferry_package::volume::{write_volume_set, Role, VolumeOptions};
 use ferry_registry::source::{api_host, RegistrySource};
 use ferry_registry::Target;
@@ -121,6 +123,7 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         threads: jobs.min(std::thread::available_parallelism().map_or(2, |n| n.get())),
         tool: format!("ferry-pack {}", ferry_cli::VERSION),
         options: recorded,
+        checksum: cli.checksum,
     };
     let written = Arc::new(AtomicU64::new(0));
     // Registries only: the package is written while the blobs are pulled
@@ -242,6 +245,19 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                 );
                 wbar.finish();
                 let set = set.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
+                let checksums = if cli.checksum {
+                    let files: Vec<_> = set
+                        .files
+                        .iter()
+                        .map(|f| (f.path.clone(), f.sha256.clone()))
+                        .collect();
+                    let path = checksum_path(&stem);
+                    write_checksum_file(&path, &files)
+                        .map_err(|e| ferry_cli::exit::about(&path, e))?;
+                    Some(path)
+                } else {
+                    None
+                };
                 if json {
                     let files: Vec<serde_json::Value> = set
                         .files
@@ -253,7 +269,7 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                         "split_entries": set.split_entries, "images": gathered.images.len(),
                         "referrers": gathered.referrers.len(), "blobs_pulled": gathered.blobs_pulled,
                         "blobs_cached": gathered.blobs_cached, "bytes_pulled": gathered.bytes_pulled,
-                        "cache": cache_dir,
+                        "cache": cache_dir, "checksums": checksums,
                     }}));
                 } else {
                     let data = set.files.iter().filter(|f| f.role == Role::Data).count();
@@ -272,6 +288,9 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
                     for f in &set.files {
                         println!("  {} ({} bytes)", f.path.display(), f.bytes);
                     }
+                    if let Some(c) = &checksums {
+                        println!("  {} (sha256sum -c)", c.display());
+                    }
                     for f in &set.removed_stale {
                         println!(
                             "  removed {} (a volume of an earlier split of the same name)",
@@ -289,6 +308,15 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         }
     };
     let summary = summary.map_err(|e| ferry_cli::exit::about(&cli.out, e))?;
+    let checksums = match &summary.sha256 {
+        Some(sha256) => {
+            let path = checksum_path(&summary.path);
+            write_checksum_file(&path, &[(summary.path.clone(), Some(sha256.clone()))])
+                .map_err(|e| ferry_cli::exit::about(&path, e))?;
+            Some(path)
+        }
+        None => None,
+    };
 
     let package_images: Vec<serde_json::Value> = gathered
         .images
@@ -301,17 +329,21 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         .collect();
     if json {
         emit_json(&serde_json::json!({"event": "summary", "summary": {
-            "package": summary.path, "sha256": summary.sha256.to_string(), "bytes": summary.bytes,
+            "package": summary.path, "sha256": summary.sha256.as_ref().map(|d| d.to_string()),
+            "checksums": checksums, "bytes": summary.bytes,
             "images": package_images, "referrers": gathered.referrers.len(),
             "blobs_pulled": gathered.blobs_pulled, "blobs_cached": gathered.blobs_cached,
             "bytes_pulled": gathered.bytes_pulled, "cache": cache_dir,
         }}));
     } else {
+        let sha256 = match (&summary.sha256, &checksums) {
+            (Some(d), Some(c)) => format!(", sha256 {} in {}", d.hex(), c.display()),
+            _ => String::new(),
+        };
         println!(
-            "wrote {} ({}, sha256 {}): {} image(s), {} referrer(s), {} manifest(s), {} blob(s); pulled {} blob(s) ({}), {} already in the cache",
+            "wrote {} ({}{sha256}): {} image(s), {} referrer(s), {} manifest(s), {} blob(s); pulled {} blob(s) ({}), {} already in the cache",
             summary.path.display(),
             human::bytes(summary.bytes),
-            summary.sha256.hex(),
             summary.images,
             gathered.referrers.len(),
             summary.manifests,
@@ -322,6 +354,13 @@ fn pack(cli: &Cli) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Clean)
+}
+
+/// `PACKAGE.sha256` beside `PACKAGE` (or beside a volume set's stem).
+fn checksum_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".sha256");
+    path.with_file_name(name)
 }
 
 /// The stem of a volume set named by --out: its .tar.zst/.tar.xz/.tar suffix dropped.

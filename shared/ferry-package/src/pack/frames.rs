@@ -88,8 +88,8 @@ impl Compression {
 pub struct FramedSummary {
     /// Bytes written out.
     pub bytes: u64,
-    /// sha256 of them.
-    pub sha256: Digest,
+    /// sha256 of them, when asked for.
+    pub sha256: Option<Digest>,
     /// zstd frames or xz blocks written (1 for a plain tar).
     pub frames: u64,
 }
@@ -110,13 +110,16 @@ pub trait FramedOutput {
     fn finish(self: Box<Self>) -> io::Result<FramedSummary>;
 }
 
-/// Opens the output for `compression` over `out`, compressing on `threads`.
+/// Opens the output for `compression` over `out`, compressing on `threads`;
+/// with `checksum`, the sha256 of every byte written (a whole-file hash costs
+/// a core-second per 1.7 GB, so it is asked for, not implied).
 pub fn framed_output(
     compression: Compression,
     out: Box<dyn Write + Send>,
     threads: usize,
+    checksum: bool,
 ) -> io::Result<Box<dyn FramedOutput>> {
-    let out = HashingWriter::new(out);
+    let out = HashingWriter::new(out, checksum);
     Ok(match compression {
         Compression::Zstd { level } => Box::new(ZstdSeekable::new(level, out, threads.max(1))),
         Compression::Xz { preset } => Box::new(XzBlocks::new(preset, out, threads.max(1))?),
@@ -124,18 +127,18 @@ pub fn framed_output(
     })
 }
 
-/// Counts and hashes what it writes.
+/// Counts (and, when asked, hashes) what it writes.
 struct HashingWriter {
     inner: Box<dyn Write + Send>,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     bytes: u64,
 }
 
 impl HashingWriter {
-    fn new(inner: Box<dyn Write + Send>) -> HashingWriter {
+    fn new(inner: Box<dyn Write + Send>, checksum: bool) -> HashingWriter {
         HashingWriter {
             inner,
-            hasher: Hasher::new(Algorithm::Sha256),
+            hasher: checksum.then(|| Hasher::new(Algorithm::Sha256)),
             bytes: 0,
         }
     }
@@ -144,7 +147,7 @@ impl HashingWriter {
         self.inner.flush()?;
         Ok(FramedSummary {
             bytes: self.bytes,
-            sha256: self.hasher.finish(),
+            sha256: self.hasher.map(Hasher::finish),
             frames,
         })
     }
@@ -153,7 +156,9 @@ impl HashingWriter {
 impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.bytes += n as u64;
         Ok(n)
     }

@@ -79,6 +79,9 @@ pub struct WriteOptions {
     pub tool: String,
     /// Other options that change what is packed (platforms, referrers), recorded as given.
     pub options: BTreeMap<String, String>,
+    /// Hash the whole file as it is written (sha256, for `sha256sum -c`):
+    /// costs a core-second per 1.7 GB, so off unless asked for.
+    pub checksum: bool,
 }
 
 /// What was written.
@@ -88,8 +91,8 @@ pub struct PackSummary {
     pub path: PathBuf,
     /// Its size.
     pub bytes: u64,
-    /// Its sha256.
-    pub sha256: Digest,
+    /// Its sha256 (with [`WriteOptions::checksum`]).
+    pub sha256: Option<Digest>,
     /// Bytes of the uncompressed tar.
     pub tar_bytes: u64,
     /// Named images.
@@ -376,8 +379,13 @@ fn write_planned(
         let writer = io::BufWriter::with_capacity(1 << 20, syncing);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = options.threads.clamp(1, cores);
-        let mut output =
-            framed_output(options.compression, Box::new(writer), threads).map_err(io_err)?;
+        let mut output = framed_output(
+            options.compression,
+            Box::new(writer),
+            threads,
+            options.checksum,
+        )
+        .map_err(io_err)?;
         let mut tar_bytes = 0u64;
         for (path, data) in plan.metadata_entries() {
             tar_bytes += write_small(&mut output, path, data).map_err(io_err)?;
@@ -523,6 +531,45 @@ impl Drop for EarlyWriteback {
             let _ = t.join();
         }
     }
+}
+
+/// Writes `path` in the format `sha256sum -c` reads (`HEX  NAME`, names
+/// relative to `path`'s directory), atomically and durably (temp name, fsync,
+/// rename, fsync of the directory). Files without a digest are hashed here.
+pub fn write_checksum_file(path: &Path, files: &[(PathBuf, Option<Digest>)]) -> io::Result<()> {
+    let mut text = String::new();
+    for (file, digest) in files {
+        let digest = match digest {
+            Some(d) => d.clone(),
+            None => {
+                let f = File::open(file)?;
+                let mut h = ferry_store::Hasher::new(ferry_store::Algorithm::Sha256);
+                ferry_store::file_hash::feed_file(&f, |b| h.update(b))?;
+                h.finish()
+            }
+        };
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        text.push_str(&format!("{}  {name}\n", digest.hex()));
+    }
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// The temporary name a package is written under (beside it, hidden; a rerun

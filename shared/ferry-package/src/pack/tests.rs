@@ -46,6 +46,7 @@ pub(crate) fn options(compression: Compression, threads: usize) -> WriteOptions 
         threads,
         tool: "ferry-pack test".into(),
         options: BTreeMap::new(),
+        checksum: true,
     }
 }
 
@@ -182,7 +183,19 @@ fn same_images_give_the_same_bytes_whatever_the_thread_count_and_order() {
             write_package(&store, &images, &[], &b, &options(compression, 4), &|_| {}).unwrap();
         assert_eq!(sa.sha256, sb.sha256, "{compression:?}");
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
-        assert_eq!(Digest::sha256_of(&std::fs::read(&a).unwrap()), sa.sha256);
+        assert_eq!(
+            Digest::sha256_of(&std::fs::read(&a).unwrap()),
+            sa.sha256.clone().expect("checksum asked for")
+        );
+        // Without --checksum: no whole-file hash, the same bytes.
+        let c = tmp.path().join("c");
+        let unhashed = WriteOptions {
+            checksum: false,
+            ..options(compression, 2)
+        };
+        let sc = write_package(&store, &images, &[], &c, &unhashed, &|_| {}).unwrap();
+        assert_eq!(sc.sha256, None);
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&c).unwrap());
     }
     // Every compression carries the same entries (the package manifest
     // records the compression, so only it differs).

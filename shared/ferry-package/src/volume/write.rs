@@ -408,7 +408,9 @@ fn write_data_volume(
     let file = File::create(tmp).map_err(&io_err)?;
     let writer = io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(&io_err)?);
     let mut out =
-        framed_output(options.compression, Box::new(writer), options.threads).map_err(&io_err)?;
+        // Every volume's sha256 goes into the set's records (damage is found by it).
+        framed_output(options.compression, Box::new(writer), options.threads, true)
+            .map_err(&io_err)?;
     write_small(&mut out, VOLUME_HEADER, &header.to_bytes()).map_err(&io_err)?;
     for (name, data) in plan.metadata_entries() {
         write_small(&mut out, name, data).map_err(&io_err)?;
@@ -468,5 +470,10 @@ fn write_data_volume(
     out.write(&[0u8; TRAILER as usize]).map_err(&io_err)?;
     let framed = out.finish().map_err(&io_err)?;
     file.sync_all().map_err(&io_err)?;
-    Ok((framed.bytes, framed.sha256))
+    Ok((
+        framed.bytes,
+        framed
+            .sha256
+            .expect("volumes are written with their checksum"),
+    ))
 }
