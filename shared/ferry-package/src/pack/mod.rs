@@ -35,6 +35,8 @@ use ferry_store::{media, Descriptor, Digest, Store};
 
 pub use frames::Compression;
 use frames::{framed_output, FramedOutput};
+
+pub mod disk;
 use manifest::{
     CreatedBy, EntryKind, EntryRecord, PackageManifest, PackedImageRecord, Pinned, ReferrerRecord,
     PACKAGE_MANIFEST, SCHEMA,
@@ -371,12 +373,7 @@ fn write_planned(
         source,
     };
     let result = (|| {
-        let file = File::create(&tmp).map_err(io_err)?;
-        let syncing = EarlyWriteback::new(
-            file.try_clone().map_err(io_err)?,
-            file.try_clone().map_err(io_err)?,
-        );
-        let writer = io::BufWriter::with_capacity(1 << 20, syncing);
+        let (writer, on_disk) = disk::create(&tmp).map_err(io_err)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = options.threads.clamp(1, cores);
         let mut output = framed_output(
@@ -428,8 +425,8 @@ fn write_planned(
         output.write(&[0u8; 2 * BLOCK as usize]).map_err(io_err)?;
         tar_bytes += 2 * BLOCK;
         let framed = output.finish().map_err(io_err)?;
-        // Most of it is on disk already (EarlyWriteback): this waits for the rest.
-        file.sync_all().map_err(io_err)?;
+        // Most of it is on disk already (see `disk`): this waits for the rest.
+        on_disk.finish().map_err(io_err)?;
         Ok((framed, tar_bytes))
     })();
     let (framed, tar_bytes) = match result {
@@ -469,68 +466,6 @@ fn write_planned(
         frames: framed.frames,
         manifest: plan.manifest,
     })
-}
-
-/// Bytes written between two early flushes of the package to disk.
-const WRITEBACK_EVERY: u64 = 64 << 20;
-
-/// Writes the package file and, every [`WRITEBACK_EVERY`] bytes, has a
-/// thread of its own flush what is written so far to disk (`fdatasync`),
-/// while writing goes on. Without it the kernel keeps a whole package in the
-/// page cache (a machine with RAM to spare never reaches its background
-/// writeback threshold) and the final fsync pays all the disk time at the end;
-/// with it, the disk works while the package is still being read and framed.
-/// Durability is unchanged: the package is still fsynced before its rename.
-struct EarlyWriteback {
-    file: File,
-    since: u64,
-    flush: Option<std::sync::mpsc::SyncSender<()>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EarlyWriteback {
-    fn new(file: File, for_flushes: File) -> EarlyWriteback {
-        // One pending request at most: a flush asked while one runs covers both.
-        let (flush, asked) = std::sync::mpsc::sync_channel::<()>(1);
-        let flusher = std::thread::spawn(move || {
-            while asked.recv().is_ok() {
-                // An error here shows again at the final fsync, which fails the write.
-                let _ = for_flushes.sync_data();
-            }
-        });
-        EarlyWriteback {
-            file,
-            since: 0,
-            flush: Some(flush),
-            flusher: Some(flusher),
-        }
-    }
-}
-
-impl io::Write for EarlyWriteback {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.since += n as u64;
-        if self.since >= WRITEBACK_EVERY {
-            self.since = 0;
-            if let Some(f) = &self.flush {
-                let _ = f.try_send(());
-            }
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Drop for EarlyWriteback {
-    fn drop(&mut self) {
-        self.flush = None;
-        if let Some(t) = self.flusher.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Writes `path` in the format `sha256sum -c` reads (`HEX  NAME`, names

@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ferry_store::{Algorithm, Digest, Hasher};
@@ -90,8 +91,7 @@ pub fn write_parity(
             codec: CODEC.into(),
         });
         h.content_digest = Digest::sha256_of(b"");
-        let file = File::create(tmp).map_err(io_at(tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let (mut w, on_disk) = crate::pack::disk::create(tmp).map_err(io_at(tmp))?;
         let bytes = h.to_bytes();
         let io = io_at(tmp);
         w.write_all(
@@ -110,7 +110,7 @@ pub fn write_parity(
         )
         .map_err(&io)?;
         headers.push(h);
-        writers.push((w, Hasher::new(Algorithm::Sha256)));
+        writers.push((w, Hasher::new(Algorithm::Sha256), on_disk));
     }
     let mut readers: Vec<Box<dyn Read>> = Vec::new();
     for (path, _) in data {
@@ -132,7 +132,7 @@ pub fn write_parity(
                 .map_err(|e| rs_err(&data[i].0, e))?;
         }
         let result = encoder.encode().map_err(|e| rs_err(first, e))?;
-        for (j, (w, h)) in writers.iter_mut().enumerate() {
+        for (j, (w, h, _)) in writers.iter_mut().enumerate() {
             let shard = result
                 .recovery(j)
                 .expect("one recovery shard per parity volume");
@@ -142,19 +142,19 @@ pub fn write_parity(
         done += len as u64;
     }
     let mut sizes = Vec::new();
-    for (j, (mut w, h)) in writers.into_iter().enumerate() {
+    for (j, (mut w, h, on_disk)) in writers.into_iter().enumerate() {
         let tmp = &outs[j].0;
         let io = io_at(tmp);
         w.write_all(&[0u8; BLOCK as usize][..padding(shard_bytes)])
             .map_err(&io)?;
         w.write_all(&[0u8; TRAILER as usize]).map_err(&io)?;
-        let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        drop(w);
+        let file = on_disk.written().map_err(&io)?;
         // The real digest over the placeholder (same length, same entry size).
         let mut h2 = headers[j].clone();
         h2.content_digest = h.finish();
         let bytes = h2.to_bytes();
-        file.seek(SeekFrom::Start(BLOCK)).map_err(&io)?;
-        file.write_all(&bytes).map_err(&io)?;
+        file.write_all_at(&bytes, BLOCK).map_err(&io)?;
         file.sync_all().map_err(&io)?;
         let size = tar_span(bytes.len() as u64) + tar_span(shard_bytes) + TRAILER;
         sizes.push((size, None));

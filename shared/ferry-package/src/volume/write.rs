@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::{Digest, Hasher, Store};
 
+use crate::pack::disk;
 use crate::pack::frames::framed_output;
 use crate::pack::manifest::{EntryKind, EntryRecord};
 use crate::pack::{
@@ -122,8 +123,16 @@ pub fn write_volume_set(
                 items,
                 &part_digests,
             );
-            let (bytes, sha256) =
-                write_data_volume(cache, &plan, &header, items, &tmp, options, progress)?;
+            let (bytes, sha256) = write_data_volume(
+                cache,
+                &plan,
+                &header,
+                items,
+                &tmp,
+                options,
+                volumes.parity > 0,
+                progress,
+            )?;
             if bytes > layout.data_limit {
                 return Err(VolumeError::Io {
                     path: tmp.clone(),
@@ -138,7 +147,7 @@ pub fn write_volume_set(
                 role: Role::Data,
                 index,
                 bytes,
-                sha256: Some(sha256),
+                sha256,
             });
         }
         if volumes.parity > 0 {
@@ -155,7 +164,7 @@ pub fn write_volume_set(
                                 .map(|s| s.to_string_lossy().into_owned())
                                 .unwrap_or_default(),
                             size: f.bytes,
-                            sha256: f.sha256.clone().unwrap_or_else(|| Digest::sha256_of(b"")),
+                            sha256: f.sha256.clone().expect("hashed when there is parity"),
                         },
                     )
                 })
@@ -402,14 +411,18 @@ fn write_data_volume(
     items: &[PlannedItem],
     tmp: &Path,
     options: &WriteOptions,
+    parity: bool,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(u64, Digest), VolumeError> {
+) -> Result<(u64, Option<Digest>), VolumeError> {
     let io_err = io_at(tmp);
-    let file = File::create(tmp).map_err(&io_err)?;
-    let writer = io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(&io_err)?);
+    // Past the page cache even with parity, whose pass reads the volumes back
+    // (from the disk then): measured faster than keeping them cached (3.0 s
+    // against 3.7 s for 1.2 GB in 10 volumes + 2 parity, same run).
+    let (writer, on_disk) = disk::create(tmp).map_err(&io_err)?;
     let mut out =
-        // Every volume's sha256 goes into the set's records (damage is found by it).
-        framed_output(options.compression, Box::new(writer), options.threads, true)
+        // With parity, every volume's sha256 goes into the set's records (damage is
+        // found by it); else only --checksum asks for it.
+        framed_output(options.compression, writer, options.threads, parity || options.checksum)
             .map_err(&io_err)?;
     write_small(&mut out, VOLUME_HEADER, &header.to_bytes()).map_err(&io_err)?;
     for (name, data) in plan.metadata_entries() {
@@ -469,11 +482,6 @@ fn write_data_volume(
     out.boundary().map_err(&io_err)?;
     out.write(&[0u8; TRAILER as usize]).map_err(&io_err)?;
     let framed = out.finish().map_err(&io_err)?;
-    file.sync_all().map_err(&io_err)?;
-    Ok((
-        framed.bytes,
-        framed
-            .sha256
-            .expect("volumes are written with their checksum"),
-    ))
+    on_disk.finish().map_err(&io_err)?;
+    Ok((framed.bytes, framed.sha256))
 }
