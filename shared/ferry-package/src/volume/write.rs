@@ -123,16 +123,8 @@ pub fn write_volume_set(
                 items,
                 &part_digests,
             );
-            let (bytes, sha256) = write_data_volume(
-                cache,
-                &plan,
-                &header,
-                items,
-                &tmp,
-                options,
-                volumes.parity > 0,
-                progress,
-            )?;
+            let (bytes, sha256) =
+                write_data_volume(cache, &plan, &header, items, &tmp, options, progress)?;
             if bytes > layout.data_limit {
                 return Err(VolumeError::Io {
                     path: tmp.clone(),
@@ -411,9 +403,9 @@ fn write_data_volume(
     items: &[PlannedItem],
     tmp: &Path,
     options: &WriteOptions,
-    parity: bool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(u64, Option<Digest>), VolumeError> {
+    let parity = header.parity_volumes > 0;
     let io_err = io_at(tmp);
     // Past the page cache even with parity, whose pass reads the volumes back
     // (from the disk then): measured faster than keeping them cached (3.0 s
