@@ -2,8 +2,10 @@
 //! extracting nothing to disk. Problems are collected, not fatal.
 //!
 //! The package is read and decompressed on a thread of its own, a few MiB
-//! ahead of the tar walk and the hashing ([`for_each_entry_read_ahead`]), so
-//! on two or more cores the audit runs at about the decoder's own speed.
+//! ahead of the tar walk ([`for_each_entry_read_ahead`]), and entries of 1 MiB
+//! or more are hashed on one worker per core ([`HashPool`], at most 32 MiB in
+//! flight) while the walk goes on to the next: sha256 cannot be split within
+//! an entry, so this is how a package of many layers uses every core.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
@@ -14,6 +16,7 @@ use std::time::Instant;
 
 use ferry_store::audit::{AuditInfo, AuditReport, Problem, ProblemKind};
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
+use ferry_store::hash_pool::HashPool;
 use ferry_store::layout::IndexJson;
 use ferry_store::walk::walk_in_memory;
 use ferry_store::{media, Algorithm, Descriptor, Digest, Hasher, StoreError};
@@ -48,6 +51,22 @@ struct Auditor {
     next_offset: u64,
     /// Every file entry after the package manifest: path, data offset, size.
     seen_after_manifest: Vec<(String, u64, u64)>,
+    /// Workers hashing large entries while the walk goes on (the top-level
+    /// package on a machine with cores to spare); `None`: hashed inline.
+    hashers: Option<HashPool>,
+    /// Entries handed to `hashers`: (stream id, path, digest named, size).
+    pending: Vec<(u64, String, Option<Digest>, u64)>,
+}
+
+/// Chunks of large entries in flight to the hashing workers, at most.
+const HASHING_BUDGET: usize = 32 << 20;
+/// Entries at least this large go to the hashing workers.
+const PARALLEL_MIN: u64 = 1 << 20;
+
+/// Hashing workers for a package audit: one per core, when there are two or more.
+fn hashers() -> Option<HashPool> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores > 1).then(|| HashPool::new(cores, HASHING_BUDGET))
 }
 
 fn problem(entry: Option<&str>, digest: Option<Digest>, kind: ProblemKind) -> Problem {
@@ -65,6 +84,7 @@ impl Auditor {
     /// A stream that could not be read to its end (truncated, corrupt, an
     /// entry twice) is a problem of the package; any other error stops the audit.
     fn stream_ended(&mut self, walked: Result<(), PackageError>) -> Result<(), PackageError> {
+        self.collect_hashes();
         match walked {
             Err(e @ (PackageError::Corrupt { .. } | PackageError::DuplicateEntry { .. })) => {
                 self.problems.push(problem(
@@ -131,6 +151,45 @@ impl Auditor {
         Ok(())
     }
 
+    /// Waits for the entries being hashed by the workers and records them as
+    /// [`Self::hash_entry`] does inline.
+    fn collect_hashes(&mut self) {
+        let Some(pool) = self.hashers.take() else {
+            return;
+        };
+        let digests = pool.finish();
+        for (id, path, expected, size) in std::mem::take(&mut self.pending) {
+            if let Some(actual) = digests.get(&id) {
+                self.record(&path, expected, size, actual.clone(), Vec::new());
+            }
+        }
+    }
+
+    /// The outcome of hashing an entry: a `blobs/` entry against its name.
+    fn record(
+        &mut self,
+        path: &str,
+        expected: Option<Digest>,
+        size: u64,
+        actual: Digest,
+        kept: Vec<u8>,
+    ) {
+        if let Some(expected) = expected {
+            if actual != expected {
+                self.problems.push(problem(
+                    Some(path),
+                    Some(expected.clone()),
+                    ProblemKind::DigestMismatch { expected, actual },
+                ));
+            } else {
+                if kept.first() == Some(&b'{') {
+                    self.json.insert(expected.clone(), kept);
+                }
+                self.blobs.insert(expected, size);
+            }
+        }
+    }
+
     /// Hashes a file entry, checking a `blobs/` entry against its name.
     fn hash_entry(
         &mut self,
@@ -160,12 +219,24 @@ impl Auditor {
             }
             None => None, // other files (docker-archive payloads): hashed for the byte count only
         };
-        let mut hasher = Hasher::new(
-            expected
-                .as_ref()
-                .map_or(Algorithm::Sha256, Digest::algorithm),
-        );
+        let algorithm = expected
+            .as_ref()
+            .map_or(Algorithm::Sha256, Digest::algorithm);
         let keep = size <= MAX_MANIFEST_BYTES && expected.is_some();
+        if let Some(pool) = self
+            .hashers
+            .as_mut()
+            .filter(|_| size >= PARALLEL_MIN && !keep)
+        {
+            let id = pool.feed(algorithm, reader, size, |_| {}).map_err(|e| {
+                EntryFailure::Input(format!("reading entry {path:?} ({size} bytes): {e}"))
+            })?;
+            self.pending.push((id, path.to_owned(), expected, size));
+            self.bytes += size;
+            self.count += 1;
+            return Ok(());
+        }
+        let mut hasher = Hasher::new(algorithm);
         let mut kept = Vec::new();
         if self.buf.is_empty() {
             self.buf = vec![0; CHUNK];
@@ -191,20 +262,7 @@ impl Auditor {
         self.bytes += size;
         self.count += 1;
         let actual = hasher.finish();
-        if let Some(expected) = expected {
-            if actual != expected {
-                self.problems.push(problem(
-                    Some(path),
-                    Some(expected.clone()),
-                    ProblemKind::DigestMismatch { expected, actual },
-                ));
-            } else {
-                if kept.first() == Some(&b'{') {
-                    self.json.insert(expected.clone(), kept);
-                }
-                self.blobs.insert(expected, size);
-            }
-        }
+        self.record(path, expected, size, actual, kept);
         Ok(())
     }
 }
@@ -294,7 +352,10 @@ pub fn audit_package(
             })
         }
     };
-    let mut a = Auditor::default();
+    let mut a = Auditor {
+        hashers: hashers(),
+        ..Auditor::default()
+    };
     let walked = for_each_entry_read_ahead(path, compression, threads, progress, &mut a);
     a.stream_ended(walked)?;
     let mut report = empty_report(a.count, a.bytes);
@@ -687,7 +748,10 @@ pub fn audit_volume_set(
     progress: Arc<AtomicU64>,
 ) -> Result<AuditReport, PackageError> {
     let started = Instant::now();
-    let mut a = Auditor::default();
+    let mut a = Auditor {
+        hashers: hashers(),
+        ..Auditor::default()
+    };
     let walked = crate::entries::for_each_entry_in(reader, label, progress, &mut a);
     a.stream_ended(walked)?;
     let mut report = empty_report(a.count, a.bytes);

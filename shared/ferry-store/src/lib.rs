@@ -24,6 +24,7 @@ pub mod descriptor;
 pub mod digest;
 pub mod error;
 pub mod file_hash;
+pub mod hash_pool;
 pub mod journal;
 pub mod layout;
 pub mod lock;
