@@ -103,17 +103,32 @@ pub fn feed_file_read_ahead(file: &File, mut f: impl FnMut(&[u8])) -> io::Result
 /// warm and cold, as the disk then sees one sequential stream per blob).
 /// Fails if the file's size is not `len` before or after hashing.
 pub fn blake3_file(file: &File, len: u64, parallel: bool) -> io::Result<blake3::Hash> {
+    of_its_size(file, len, || blake3_of(file, len, parallel))
+}
+
+/// Runs `read` (which reads the first `len` bytes of `file`), failing if the
+/// file's size is not `len` before or after: mapping past the end of a file
+/// that shrank would fault (SIGBUS), and a longer one must not pass as whole.
+fn of_its_size<T>(file: &File, len: u64, read: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     let changed = |now: u64| {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("the file changed size while it was hashed ({len} then {now} bytes)"),
         )
     };
-    // Mapping past the end of a file that shrank would fault (SIGBUS) on access.
     let before = file.metadata()?.len();
     if before != len {
         return Err(changed(before));
     }
+    let out = read()?;
+    let now = file.metadata()?.len();
+    if now != len {
+        return Err(changed(now));
+    }
+    Ok(out)
+}
+
+fn blake3_of(file: &File, len: u64, parallel: bool) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
     if len < MMAP_MIN {
         feed_file(file, |chunk| {
@@ -137,10 +152,6 @@ pub fn blake3_file(file: &File, len: u64, parallel: bool) -> io::Result<blake3::
             offset += window;
         }
     }
-    let now = file.metadata()?.len();
-    if now != len {
-        return Err(changed(now));
-    }
     Ok(hasher.finalize())
 }
 
@@ -150,21 +161,11 @@ pub fn blake3_file(file: &File, len: u64, parallel: bool) -> io::Result<blake3::
 /// warm sha256 audit's CPU), any other is read with `pread` (measured faster
 /// than faulting pages in from the disk). Fails if the file's size is not
 /// `len` before or after.
-pub fn feed_file_resident_mapped(
-    file: &File,
-    len: u64,
-    mut f: impl FnMut(&[u8]),
-) -> io::Result<()> {
-    let changed = |now: u64| {
-        io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("the file changed size while it was hashed ({len} then {now} bytes)"),
-        )
-    };
-    let before = file.metadata()?.len();
-    if before != len {
-        return Err(changed(before));
-    }
+pub fn feed_file_resident_mapped(file: &File, len: u64, f: impl FnMut(&[u8])) -> io::Result<()> {
+    of_its_size(file, len, || resident_mapped(file, len, f))
+}
+
+fn resident_mapped(file: &File, len: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     if len < MMAP_MIN {
         return feed_file(file, f);
     }
@@ -186,7 +187,8 @@ pub fn feed_file_resident_mapped(
             while at < end {
                 let want = ((end - at) as usize).min(READ_BUFFER);
                 match file.read_at(&mut buffer[..want], at) {
-                    Ok(0) => return Err(changed(at)),
+                    // Shorter than its size: the size check after says how.
+                    Ok(0) => return Ok(()),
                     Ok(n) => {
                         f(&buffer[..n]);
                         at += n as u64;
@@ -197,10 +199,6 @@ pub fn feed_file_resident_mapped(
             }
         }
         offset += window;
-    }
-    let now = file.metadata()?.len();
-    if now != len {
-        return Err(changed(now));
     }
     Ok(())
 }
