@@ -330,7 +330,23 @@ fn kill_9_at_random_points_then_a_rerun_pulls_only_what_the_cache_lacks() {
         let mut cmd = pack_cmd(&out, &cache, &args);
         let (cmd, password) = with_registry(&mut cmd, &reg);
         let mut child = spawn_with_input(cmd, password.as_bytes());
-        std::thread::sleep(Duration::from_millis(rng.gen_range(150..900)));
+        // A random point of the pull, by progress rather than by clock (a fast
+        // machine finishes before any fixed delay): once the cache holds one to
+        // all-but-one more blobs than it held from the earlier trials (all of
+        // them, when just one was missing: then during the package's write).
+        let have = cached(&cache).len();
+        let target = if have + 1 < all.len() {
+            rng.gen_range(have + 1..all.len())
+        } else {
+            all.len()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while cached(&cache).len() < target
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let finished = child.try_wait().unwrap().is_some();
         // SIGKILL, by PID (the child's own, started above).
         let _ = child.kill();
