@@ -1,8 +1,10 @@
-//! Hashing several byte streams at once, each on one of a few worker threads,
+//! Hashing off the caller's thread. [`HashPool`]: several byte streams at
+//! once, each on one of a few worker threads,
 //! for a reader that meets them one after another (the entries of a package
 //! being decoded): the reader copies each stream into chunks and moves on to
 //! the next stream while workers hash the earlier ones. sha256 cannot be split
 //! within one stream, so this is how a package's entries use more than one core.
+//! [`HashBehind`]: one stream hashed on a thread of its own behind its writer.
 //!
 //! Invariants: each stream is hashed whole, in order, on one worker; memory is
 //! bounded by the chunk budget given at start (the reader waits for a chunk
@@ -12,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::digest::{Algorithm, Digest, Hasher};
@@ -163,6 +165,79 @@ impl HashPool {
     }
 }
 
+/// Bytes gathered before they are handed to the hashing thread.
+const HASH_CHUNK: usize = CHUNK;
+/// Chunks in flight to the hashing thread (memory: this many x [`HASH_CHUNK`]).
+const HASH_DEPTH: usize = 4;
+
+/// One stream's sha256 computed on a thread of its own, a few chunks behind
+/// the writer that gives it the bytes (a package's whole-file checksum).
+pub struct HashBehind {
+    pending: Vec<u8>,
+    chunks: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<Digest>>,
+}
+
+impl HashBehind {
+    /// Starts its thread.
+    pub fn start() -> HashBehind {
+        let (chunks, received) = sync_channel::<Vec<u8>>(HASH_DEPTH);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(HASH_DEPTH + 2);
+        let thread = std::thread::spawn(move || {
+            let mut h = Hasher::new(Algorithm::Sha256);
+            for chunk in received {
+                h.update(&chunk);
+                let _ = give_back.try_send(chunk);
+            }
+            h.finish()
+        });
+        HashBehind {
+            pending: Vec::with_capacity(HASH_CHUNK),
+            chunks: Some(chunks),
+            spare,
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands `bytes` over (copied; the caller goes on at once unless
+    /// [`HASH_DEPTH`] chunks are already waiting).
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(HASH_CHUNK - self.pending.len());
+            self.pending.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() == HASH_CHUNK {
+                self.send();
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        let mut next = self.spare.try_recv().unwrap_or_default();
+        next.clear();
+        next.reserve(HASH_CHUNK);
+        let full = std::mem::replace(&mut self.pending, next);
+        if let Some(c) = &self.chunks {
+            c.send(full)
+                .expect("the hashing thread runs until its input ends");
+        }
+    }
+
+    /// Waits for every byte given to be hashed.
+    pub fn finish(mut self) -> Digest {
+        if !self.pending.is_empty() {
+            self.send();
+        }
+        self.chunks = None;
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("the hashing thread does not panic")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +259,7 @@ mod tests {
                 .unwrap();
             ids.push(id);
         }
-        let short = vec![1u8; 10];
+        let short = [1u8; 10];
         let e = pool
             .feed(Algorithm::Sha256, &mut &short[..], 11, |_| {})
             .unwrap_err();
@@ -199,5 +274,16 @@ mod tests {
             assert_eq!(digests[id], Digest::sha256_of(s));
         }
         assert_eq!(seen, streams.iter().map(Vec::len).sum::<usize>());
+    }
+
+    #[test]
+    fn hash_behind_is_the_hash_of_every_byte_given_in_order() {
+        let bytes: Vec<u8> = (0..5 * CHUNK + 123).map(|b| (b * 13) as u8).collect();
+        let mut h = HashBehind::start();
+        for piece in bytes.chunks(333_333) {
+            h.update(piece);
+        }
+        assert_eq!(h.finish(), Digest::sha256_of(&bytes));
+        assert_eq!(HashBehind::start().finish(), Digest::sha256_of(b""));
     }
 }

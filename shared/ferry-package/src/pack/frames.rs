@@ -23,7 +23,8 @@ use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use ferry_store::{Algorithm, Digest, Hasher};
+use ferry_store::hash_pool::HashBehind;
+use ferry_store::Digest;
 
 /// Most input bytes in one zstd frame.
 pub const ZSTD_FRAME_MAX: usize = 4 << 20;
@@ -128,7 +129,7 @@ pub fn framed_output(
 }
 
 /// Counts (and, when asked, hashes) what it writes. The hash runs on a thread
-/// of its own, a few MiB behind the writes ([`HashBehind`]): the sha256 of a
+/// of its own, a few MiB behind the writes (`HashBehind`): the sha256 of a
 /// whole file costs about a core-second per 1.7 GB, which would otherwise sit
 /// on the writer's path while the machine's other core waits.
 struct HashingWriter {
@@ -167,74 +168,6 @@ impl Write for HashingWriter {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// Bytes gathered before they are handed to the hashing thread.
-const HASH_CHUNK: usize = 1 << 20;
-/// Chunks in flight to the hashing thread (memory: this many x [`HASH_CHUNK`]).
-const HASH_DEPTH: usize = 4;
-
-/// A sha256 computed on its own thread over every byte given, in order.
-struct HashBehind {
-    pending: Vec<u8>,
-    chunks: Option<SyncSender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
-    thread: Option<JoinHandle<Digest>>,
-}
-
-impl HashBehind {
-    fn start() -> HashBehind {
-        let (chunks, received) = sync_channel::<Vec<u8>>(HASH_DEPTH);
-        let (give_back, spare) = sync_channel::<Vec<u8>>(HASH_DEPTH + 2);
-        let thread = std::thread::spawn(move || {
-            let mut h = Hasher::new(Algorithm::Sha256);
-            for chunk in received {
-                h.update(&chunk);
-                let _ = give_back.try_send(chunk);
-            }
-            h.finish()
-        });
-        HashBehind {
-            pending: Vec::with_capacity(HASH_CHUNK),
-            chunks: Some(chunks),
-            spare,
-            thread: Some(thread),
-        }
-    }
-
-    fn update(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(HASH_CHUNK - self.pending.len());
-            self.pending.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.pending.len() == HASH_CHUNK {
-                self.send();
-            }
-        }
-    }
-
-    fn send(&mut self) {
-        let mut next = self.spare.try_recv().unwrap_or_default();
-        next.clear();
-        next.reserve(HASH_CHUNK);
-        let full = std::mem::replace(&mut self.pending, next);
-        if let Some(c) = &self.chunks {
-            c.send(full)
-                .expect("the hashing thread runs until its input ends");
-        }
-    }
-
-    fn finish(mut self) -> Digest {
-        if !self.pending.is_empty() {
-            self.send();
-        }
-        self.chunks = None;
-        self.thread
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("the hashing thread does not panic")
     }
 }
 
