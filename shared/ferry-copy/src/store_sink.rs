@@ -27,6 +27,7 @@ use std::sync::Mutex;
 
 use ferry_store::descriptor::MAX_MANIFEST_BYTES;
 use ferry_store::layout::{image_name, named_entry};
+use ferry_store::read_ahead::read_up_to;
 use ferry_store::{Descriptor, Digest, Store, StoreError};
 
 use crate::sink::{BlobPut, Body, Sink, SinkError, SinkErrorKind};
@@ -83,7 +84,7 @@ impl<'s> StoreSink<'s> {
         .map_err(permanent)?;
         let mut buf = vec![0u8; COPY_BUFFER];
         loop {
-            let n = match fill(reader, &mut buf) {
+            let n = match read_up_to(reader, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 // The source's own verdict (a digest mismatch it found) or a read
@@ -120,20 +121,6 @@ impl<'s> StoreSink<'s> {
             })?;
         Ok(())
     }
-}
-
-/// Reads until `buf` is full or the reader ends (0: it had ended).
-fn fill(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 fn permanent(e: StoreError) -> SinkError {

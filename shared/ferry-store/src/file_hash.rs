@@ -48,18 +48,42 @@ const MMAP_WINDOW: usize = 16 << 20;
 pub fn feed_file(file: &File, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     advise_sequential(file);
     let mut buffer = vec![0u8; READ_BUFFER];
-    let mut offset = 0u64;
-    loop {
-        match file.read_at(&mut buffer, offset) {
-            Ok(0) => return Ok(()),
+    feed_range(file, 0, u64::MAX, &mut buffer, &mut f).map(drop)
+}
+
+/// Feeds the bytes of `file` from `at` up to `end` (or its end, if sooner)
+/// to `f`, read with `pread` through `buffer`; the offset reached.
+fn feed_range(
+    file: &File,
+    mut at: u64,
+    end: u64,
+    buffer: &mut [u8],
+    f: &mut impl FnMut(&[u8]),
+) -> io::Result<u64> {
+    while at < end {
+        let want = (end - at).min(buffer.len() as u64) as usize;
+        match file.read_at(&mut buffer[..want], at) {
+            Ok(0) => break,
             Ok(n) => {
                 f(&buffer[..n]);
-                offset += n as u64;
+                at += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(at)
+}
+
+/// The digest (with `algorithm`) of the whole file at `path`.
+pub fn digest_file(
+    path: &std::path::Path,
+    algorithm: crate::Algorithm,
+) -> io::Result<crate::Digest> {
+    let file = File::open(path)?;
+    let mut h = crate::Hasher::new(algorithm);
+    feed_file(&file, |chunk| h.update(chunk))?;
+    Ok(h.finish())
 }
 
 /// Reads `file` from offset 0 with `pread`, leaving the descriptor's position alone.
@@ -183,19 +207,8 @@ fn resident_mapped(file: &File, len: u64, mut f: impl FnMut(&[u8])) -> io::Resul
                 buffer = vec![0u8; READ_BUFFER];
             }
             let end = offset + window;
-            let mut at = offset;
-            while at < end {
-                let want = ((end - at) as usize).min(READ_BUFFER);
-                match file.read_at(&mut buffer[..want], at) {
-                    // Shorter than its size: the size check after says how.
-                    Ok(0) => return Ok(()),
-                    Ok(n) => {
-                        f(&buffer[..n]);
-                        at += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            if feed_range(file, offset, end, &mut buffer, &mut f)? < end {
+                return Ok(()); // shorter than its size: the size check after says how
             }
         }
         offset += window;

@@ -18,6 +18,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::digest::{Algorithm, Digest, Hasher};
+use crate::read_ahead::read_up_to;
 
 /// Bytes per chunk handed to a worker.
 pub const CHUNK: usize = 1 << 20;
@@ -126,19 +127,14 @@ impl HashPool {
             chunk.clear();
             let want = left.min(CHUNK as u64) as usize;
             chunk.resize(want, 0);
-            let mut filled = 0;
-            while filled < want {
-                match reader.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = self.give_back.send(chunk);
-                        send(Job::Abandon)?;
-                        return Err(e);
-                    }
+            let filled = match read_up_to(reader, &mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = self.give_back.send(chunk);
+                    send(Job::Abandon)?;
+                    return Err(e);
                 }
-            }
+            };
             if filled < want {
                 let _ = self.give_back.send(chunk);
                 send(Job::Abandon)?;

@@ -79,6 +79,21 @@ impl<R: Read + Send + 'static> ReadAhead<R> {
     }
 }
 
+/// Reads until `buf` is full or `reader` ends: the bytes read (fewer than
+/// `buf.len()` only at the end). An error stops it (bytes before it are lost).
+pub fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// The thread's loop: fill a free buffer completely (or to the end), pass it on.
 fn produce<R: Read>(mut inner: R, full: &SyncSender<Msg>, empty: &Receiver<Vec<u8>>) -> R {
     loop {

@@ -476,12 +476,7 @@ pub fn write_checksum_file(path: &Path, files: &[(PathBuf, Option<Digest>)]) -> 
     for (file, digest) in files {
         let digest = match digest {
             Some(d) => d.clone(),
-            None => {
-                let f = File::open(file)?;
-                let mut h = ferry_store::Hasher::new(ferry_store::Algorithm::Sha256);
-                ferry_store::file_hash::feed_file(&f, |b| h.update(b))?;
-                h.finish()
-            }
+            None => ferry_store::file_hash::digest_file(file, ferry_store::Algorithm::Sha256)?,
         };
         let name = file
             .file_name()

@@ -54,14 +54,7 @@ pub fn stripe_for(shards: u64, shard_bytes: u64) -> u64 {
 
 /// Reads up to `buf.len()` bytes, zero-filling what the file lacks.
 fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
-    let mut n = 0;
-    while n < buf.len() {
-        let k = r.read(&mut buf[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
+    let n = ferry_store::read_ahead::read_up_to(r, buf)?;
     buf[n..].fill(0);
     Ok(())
 }

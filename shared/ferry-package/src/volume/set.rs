@@ -651,16 +651,7 @@ fn push_entry(out: &mut Vec<u8>, name: &str, data: &[u8]) {
 }
 
 fn sha256_file(path: &Path) -> Result<Digest, VolumeError> {
-    let mut f = std::fs::File::open(path).map_err(io_at(path))?;
-    let mut h = Hasher::new(ferry_store::Algorithm::Sha256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_at(path))?;
-        if n == 0 {
-            return Ok(h.finish());
-        }
-        h.update(&buf[..n]);
-    }
+    ferry_store::file_hash::digest_file(path, ferry_store::Algorithm::Sha256).map_err(io_at(path))
 }
 
 /// The logical package tar of a set (see [`VolumeSet::reader`]).
