@@ -94,7 +94,15 @@ sha_ceiling() { # [multi]
 record() { printf '%s (round %s) %s 0\n' "$1" "$2" "$3" >> "$BENCH_RESULTS"; }
 hash_files() { find "$1" -type f -print0 | xargs -0 -P"$CORES" -n 4 openssl dgst -sha256 > /dev/null; }
 export -f hash_files; export CORES
-evict() { evict_cache "$@"; }
+# After each eviction, as much memory as three stores is filled and freed. On a VM whose balloon
+# driver reports free pages to the host (free page reporting), memory freed a few seconds ago has
+# been handed back, and the next process to fill it (with page cache, here) pays for the host
+# backing it again: measured `cat` of the cold store 0.36-0.48 s right after an eviction, 1.7 s
+# (sys 0.06 -> 1.1 s) after a 5 s pause. Filling first gives every cold run the same start.
+evict() {
+  evict_cache "$@"
+  python3 -c 'import sys; bytearray(int(sys.argv[1]))' "$((3 * MANY_BYTES))"
+}
 
 echo "CPU-time ceilings for the record (openssl speed without -elapsed):" >&2
 CPU_MULTI=$(openssl speed -multi "$CORES" -seconds 2 -bytes 1048576 -evp sha256 2>/dev/null \

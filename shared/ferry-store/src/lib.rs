@@ -29,6 +29,7 @@ pub mod journal;
 pub mod layout;
 pub mod lock;
 pub mod media;
+pub mod prefetch;
 pub mod read_ahead;
 pub mod reference;
 pub mod space;
