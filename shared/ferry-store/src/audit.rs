@@ -1,14 +1,17 @@
 //! Store audits: re-hash every blob in parallel and check the graph is closed.
 //!
 //! Problems are collected, never fatal, so one run reports everything.
-//! Hashing runs on a rayon pool of `jobs` threads, one blob per thread,
-//! largest first, each read the way measured fastest for it
+//! Hashing runs on a pool of `jobs` threads, one blob per thread, taken in
+//! one order (largest first), each read the way measured fastest for it
 //! ([`crate::file_hash`]): sha256/sha512 on the hashing thread, hashed where
 //! it lies in the page cache (mapped) or else read through one 1 MiB buffer;
 //! `--fast` maps each blob and hashes it with blake3 on its
 //! thread. A blob larger than its fair share of the work (total bytes / jobs,
 //! e.g. one huge layer) gets help: a reader thread so its hashing core only
-//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Resident
+//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Every
+//! other blob of 1 MiB or more is read from the disk ahead of its hasher by one
+//! sequential reader, in the order the hashers take them ([`crate::prefetch`]):
+//! a cold store is then read as one stream, as `cat` reads it. Resident
 //! memory stays small whatever the blob size (a few 1 MiB buffers or one
 //! 16 MiB mapped window per blob being hashed).
 
