@@ -32,7 +32,9 @@ damaged data volumes are rebuilt from parity (each named, with the volumes it
 was rebuilt from; exit 1 all the same), then the rejoined package is verified
 like a package. A volume of another set is refused (exit 2).
 --fast checks the blake3 recorded by ferry-export instead of the digests.
-Blobs are hashed --jobs at a time; a blob larger than its share of the work
+Blobs are hashed --jobs at a time; one reader thread reads them from the
+disk ahead of the hashers as a single sequential stream, the way `cat` reads
+files, not one stream per hasher. A blob larger than its share of the work
 (one huge layer) gets help: a reader thread so its core only hashes, or with
 --fast all --jobs threads. A package is decompressed on a thread of its own
 while its blobs are hashed.
