@@ -144,6 +144,9 @@ struct Request {
 fn serve(shared: &Shared, tcp: TcpStream) -> anyhow::Result<()> {
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
+    // A response is one write of head and body, sent at once: without this, Nagle's
+    // algorithm held a response's last segment until the client's delayed ACK (~40 ms a token).
+    tcp.set_nodelay(true)?;
     let conn = rustls::ServerConnection::new(shared.tls.clone())?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // Keep-alive: serve requests until the client closes or errs.
@@ -180,8 +183,8 @@ fn serve(shared: &Shared, tcp: TcpStream) -> anyhow::Result<()> {
             head.push_str("WWW-Authenticate: Basic realm=\"ferry-test-issuer\"\r\n");
         }
         head.push_str("\r\n");
+        head.push_str(&body);
         tls.write_all(head.as_bytes())?;
-        tls.write_all(body.as_bytes())?;
         tls.flush()?;
     }
 }
