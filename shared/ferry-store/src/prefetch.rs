@@ -24,6 +24,8 @@
 //!   bytes they hash themselves (mapped or with `pread`) and every check
 //!   stands on those. A reader that fails (a file missing, an I/O error) skips
 //!   that blob; its hasher reads (and reports) it itself.
+//! - The reader runs at a higher priority than the hashers where the process
+//!   may raise it (root): it needs little CPU but must get it at once.
 //! - Never stuck: a ticket dropped before its end consumes the rest of its
 //!   blob, and [`Prefetch::stop`] (or the end of the line) releases every
 //!   waiter and ends the reader.
@@ -81,6 +83,7 @@ impl Prefetch {
     /// page cache on the calling thread, window by window, skipping windows
     /// already resident; returns when all are read or [`Prefetch::stop`] was called.
     pub fn run(&self, blobs: &[(PathBuf, u64)]) {
+        raise_own_priority();
         let mut buffer = vec![0u8; PREFETCH_READ];
         let mut base = 0u64;
         for (path, len) in blobs {
@@ -157,6 +160,29 @@ impl Prefetch {
         }
     }
 }
+
+/// Asks for the calling thread to run before the hashers when both are
+/// runnable (nice -5; needs `CAP_SYS_NICE`, e.g. root, else nothing changes).
+/// The reader uses little CPU, but each time it waits for the CPU the disk
+/// idles: measured on 2 cores with two hashers busy, the disk was 70–77% busy
+/// during a cold audit and 80–88% with this (1 GiB: 0.46–0.51 s → 0.42–0.46 s,
+/// `cat` 0.37–0.43 s). Lowering the hashers' priority instead measured the
+/// same, but would make an audit yield to every other process on the machine.
+#[allow(unsafe_code)]
+fn raise_own_priority() {
+    // SAFETY: setpriority only reads its integer arguments; on Linux a thread id
+    // with PRIO_PROCESS names that one thread. Failure (no privilege) is harmless.
+    let _ = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            READER_NICE,
+        )
+    };
+}
+
+/// The reader thread's nice value where it may have one ([`raise_own_priority`]).
+const READER_NICE: libc::c_int = -5;
 
 /// One hasher's view of the reader for one blob: waits for windows, reports them hashed.
 #[derive(Debug)]
