@@ -26,7 +26,7 @@
 #   scripts/bench-diff.sh [IMAGES]      (default 100: the size the targets are defined for)
 # Prints a Markdown section to stdout (paste into BENCHMARKS.md); progress goes to stderr.
 # FERRY_BENCH_DIR: work directory (default target/bench-diff); FERRY_BENCH_KEEP=1 keeps the bulk
-# files. Needs root (network namespace, veth, tc).
+# files; FERRY_BENCH_DIFF_JOBS=N runs ferry-diff with --jobs N (default: its own default). Needs root (network namespace, veth, tc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -207,6 +207,7 @@ skopeo_cmd() { # HOST:PORT [CHECK] -> CMD
 }
 diff_cmd() { # HOST:PORT -> CMD (the password comes on stdin; ignored without auth)
   CMD=("$BIN/ferry-diff" --source "$STORE" --private-registry "$1/ns" --cacert "$CUR_CA")
+  if [ -n "${FERRY_BENCH_DIFF_JOBS:-}" ]; then CMD+=(--jobs "$FERRY_BENCH_DIFF_JOBS"); fi
   if [ "$AUTH" = none ]; then CMD+=(--need-credential=false); else CMD+=(--username "$CUR_USER" --password-stdin); fi
 }
 # check_in_sync HOST:PORT: untimed ferry-diff --json; it must exit 0 with every image in sync.
@@ -438,7 +439,7 @@ cat <<MD
 Command: \`scripts/bench-diff.sh $IMAGES\` — machine: $(bench_machine).
 Package: $N_IMAGES images x $LAYERS layers of ~$LAYER_SIZE (\`ferry-fixture --format dir --images $IMAGES --layers $LAYERS --layer-size $LAYER_SIZE --no-shared-base\`), $BLOBS blobs (layers, configs, manifests; $((BYTES / 1024)) KiB), \`ferry-export\`ed to a store and pushed in full with \`ferry-push\` (${PUSH_SECS} s); everything in sync, every ferry-diff run exited 0.$NOTE
 Registries: distribution $(/usr/bin/docker-registry --version | awk '{print $NF}'), TLS with a private CA, filesystem storage, access log on. Loopback: on 127.0.0.1 with htpasswd (bcrypt cost 5: distribution checks the hash on every request of a Basic-auth client). Loopback, no auth: the same storage served without the \`auth:\` section (ferry-diff with \`--need-credential=false\`, skopeo without \`--creds\`). Loopback, token: the test harness's registry (\`ferry-test-registry --mode tls-token\`, as the end-to-end tests start it: Bearer tokens from its ES256 token issuer, one signature check per request), filled by \`ferry-push\`. 50 ms RTT: the htpasswd registry on the same storage inside a network namespace created by the script, reached from the host over a veth pair ($HOST_ADDR/30 <-> $NS_ADDR/30); $RTT_SETUP. Median of 3 rounds after an untimed, checked warm-up.
-- ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username U --password-stdin\` (default \`--jobs\` 16).
+- ferry: \`ferry-diff --source STORE --private-registry HOST:PORT/ns --cacert ca.crt --username U --password-stdin\` (\`--jobs\` ${FERRY_BENCH_DIFF_JOBS:-16}).
 - without ferry: for each image, one after the other, \`skopeo inspect --raw --cert-dir CERTS --creds U:P docker://HOST:PORT/ns/PATH:TAG\` (the manifest only: it checks less than ferry-diff, which also checks every child manifest and blob).
 - registry CPU: the registry process's user + system seconds during the run (/proc/PID/stat; median); floor = registry CPU / $CORES cores, the least wall time in which the registry can answer those requests, whatever the client; ferry / floor is ferry-diff's wall time over that floor (target ≤ 1.25 on loopback); machine busy = every process's CPU time on the machine during the ferry-diff run (/proc/stat, median) over wall time x $CORES cores: near 100%, the cores were saturated and the registry did not have them to itself (this VM is shared: other builds run beside the benchmark).
 
