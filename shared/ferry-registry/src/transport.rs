@@ -9,6 +9,13 @@ use std::time::Duration;
 use crate::error::{RegistryError, RegistryErrorEntry};
 use crate::target::Target;
 
+/// Kept-alive connections kept for reuse, in all and per registry: at least
+/// the most requests a tool sends at once (`ferry-diff`'s default `--jobs` 64),
+/// so that a connection is reused rather than closed and its TLS handshake
+/// (CPU on the registry, round trips on a slow link) paid again. ureq's own
+/// default keeps 10 in all.
+const IDLE_CONNECTIONS: usize = 64;
+
 /// Transport settings.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
@@ -170,7 +177,8 @@ impl Transport {
             .timeout_recv_response(Some(opts.stall_timeout))
             .timeout_per_read(Some(opts.stall_timeout))
             .timeout_per_write(Some(opts.stall_timeout))
-            .max_idle_connections_per_host(16)
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .user_agent(format!("ferry/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Transport {

@@ -180,6 +180,15 @@ impl FakeRegistry {
         self.lock().requests.clone()
     }
 
+    /// TCP connections accepted so far (a client that reuses kept-alive
+    /// connections opens few).
+    pub fn connections_accepted(&self) -> usize {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Forgets the requests recorded so far.
     pub fn clear_requests(&self) {
         self.lock().requests.clear();

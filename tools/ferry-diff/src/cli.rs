@@ -35,7 +35,7 @@ Exit codes:
 /// The tool's own help for the shared `--jobs`/`--json`, and its epilogue printed verbatim.
 pub const HELP: ferry_cli::ToolHelp = ferry_cli::ToolHelp {
     after_help: AFTER_HELP,
-    jobs: "Concurrent registry requests (default 16); also the decoder threads when a package is staged (default: the CPU cores)",
+    jobs: "Concurrent registry requests (default 64; fewer, e.g. --jobs 8, for a registry that cannot take that many); also the decoder threads when a package is staged (default: the CPU cores)",
     json: "Print one JSON document on stdout (every image's status) instead of human text",
 };
 
