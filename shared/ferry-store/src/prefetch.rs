@@ -30,6 +30,7 @@
 //!   blob, and [`Prefetch::stop`] (or the end of the line) releases every
 //!   waiter and ends the reader.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -52,6 +53,9 @@ struct State {
     consumed: u64,
     /// The reader ended or was stopped: nobody waits for it any more.
     stopped: bool,
+    /// Line offsets of the blobs the reader gave up on (open or read failed):
+    /// their windows count as passed, not as read.
+    skipped: HashSet<u64>,
 }
 
 /// A reader ahead of the hashers; see the module doc.
@@ -90,6 +94,7 @@ impl Prefetch {
             let end = base + len;
             if self.read_blob(path, base, *len, &mut buffer).is_err() {
                 // The hasher reads this blob itself and reports what is wrong.
+                self.state().skipped.insert(base);
                 self.advance(end);
             }
             if self.state().stopped {
@@ -194,13 +199,14 @@ pub struct Ticket<'a> {
 }
 
 impl Pace for Ticket<'_> {
-    fn before(&mut self, end: u64) {
+    fn before(&mut self, end: u64) -> bool {
         let to = self.base + end.min(self.len);
         let p = self.prefetch;
         let mut s = p.state();
         while !s.stopped && s.read_to < to {
             s = p.moved.wait(s).unwrap_or_else(|e| e.into_inner());
         }
+        s.read_to >= to && !s.skipped.contains(&self.base)
     }
 
     fn after(&mut self, end: u64) {
@@ -276,7 +282,8 @@ mod tests {
                         let mut at = 0;
                         while at < *len {
                             let end = (at + w as u64).min(*len);
-                            t.before(end);
+                            let read = t.before(end);
+                            assert_eq!(read, i != 2, "blob {i}: read by the reader unless missing");
                             let s = p.state();
                             assert!(s.stopped || s.read_to >= bases[i] + end);
                             // Within the budget, but for the missing blob, skipped unread.
@@ -316,11 +323,12 @@ mod tests {
             // Nobody consumes: the reader stops at its budget until stopped.
             let reader = s.spawn(|| p.run(&line));
             let mut t = p.ticket(0, line[0].1);
-            t.before(3 * MMAP_WINDOW as u64);
+            assert!(t.before(3 * MMAP_WINDOW as u64));
             std::mem::forget(t);
             let waiter = s.spawn(|| {
                 let mut t = p.ticket(0, line[0].1);
-                t.before(8 * MMAP_WINDOW as u64);
+                // Released by `stop`, its window never read.
+                assert!(!t.before(8 * MMAP_WINDOW as u64));
                 std::mem::forget(t);
             });
             while p.state().read_to < p.budget {
