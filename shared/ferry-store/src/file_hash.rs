@@ -3,7 +3,8 @@
 //!
 //! - [`feed_file`]: `pread` into one 1 MiB buffer on the hashing thread.
 //! - [`feed_file_resident_mapped`]: for many blobs, one per core: a window
-//!   already in the page cache is hashed where it lies (mapped, no copy: the
+//!   already in the page cache (just read by the reader ahead, [`Pace`], or
+//!   found there by `cachestat`) is hashed where it lies (mapped, no copy: the
 //!   copy was 11% of a warm audit's CPU), any other is read with `pread`
 //!   (faulting pages in from the disk measured slower than reading them).
 //! - [`feed_file_read_ahead`]: a reader thread copies the file into recycled
@@ -227,7 +228,8 @@ fn blake3_of(
 
 /// Feeds a whole file of `len` bytes (by its metadata) to `f` from its first
 /// byte, one [`MMAP_WINDOW`] at a time: a window whose pages are all in the
-/// page cache is hashed where it lies (mapped: no copy, which is 11% of a
+/// page cache (`pace` says it was just read, or [`is_resident`]) is hashed
+/// where it lies (mapped: no copy, which is 11% of a
 /// warm sha256 audit's CPU), any other is read with `pread` (measured faster
 /// than faulting pages in from the disk). Fails if the file's size is not
 /// `len` before or after.
