@@ -228,7 +228,7 @@ fn blake3_of(
 
 /// Feeds a whole file of `len` bytes (by its metadata) to `f` from its first
 /// byte, one [`MMAP_WINDOW`] at a time: a window whose pages are all in the
-/// page cache (`pace` says it was just read, or [`is_resident`]) is hashed
+/// page cache (`pace` says it was just read, or `cachestat` finds it) is hashed
 /// where it lies (mapped: no copy, which is 11% of a
 /// warm sha256 audit's CPU), any other is read with `pread` (measured faster
 /// than faulting pages in from the disk). Fails if the file's size is not
