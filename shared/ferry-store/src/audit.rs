@@ -296,30 +296,26 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
     // A blob bigger than its share would keep one core hashing while the others
     // sit idle: it gets a reader thread (on an idle core) of its own.
     let fair_share = work.iter().map(|d| d.size).sum::<u64>() / jobs as u64;
-    let reads: Vec<Read> = work
+    // How each blob is read; every `Alone` blob of a mappable size is also read
+    // ahead by one sequential reader, in the order the hashers take them
+    // (`crate::prefetch`), at its offset (`base`) on the reader's line.
+    let mut line: Vec<(PathBuf, u64)> = Vec::new();
+    let mut line_len = 0u64;
+    let plan: Vec<(Read, Option<u64>)> = work
         .iter()
         .map(|d| {
             if jobs > 1 && d.size >= READ_AHEAD_MIN && d.size > fair_share {
-                Read::Helped
-            } else {
-                Read::Alone
+                return (Read::Helped, None);
             }
-        })
-        .collect();
-    // Every other blob of a mappable size is read ahead by one sequential
-    // reader, in the order the hashers take them (`crate::prefetch`).
-    let mut line: Vec<(PathBuf, u64)> = Vec::new();
-    let mut bases: Vec<Option<u64>> = Vec::with_capacity(work.len());
-    let mut line_len = 0u64;
-    for (d, read) in work.iter().zip(&reads) {
-        if *read == Read::Alone && d.size >= MMAP_MIN {
-            bases.push(Some(line_len));
+            if d.size < MMAP_MIN {
+                return (Read::Alone, None);
+            }
+            let base = line_len;
             line.push((store.blob_path(&d.digest), d.size));
             line_len += d.size;
-        } else {
-            bases.push(None);
-        }
-    }
+            (Read::Alone, Some(base))
+        })
+        .collect();
     let prefetch = Prefetch::new(jobs, PREFETCH_BUDGET);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -339,15 +335,11 @@ pub fn audit_store(root: &Path, options: &AuditOptions) -> Result<AuditReport, S
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(d) = work.get(i) else { break };
                     let fast = sidecar.as_ref().and_then(|s| s.blobs.get(&d.digest));
-                    let check = match bases[i] {
-                        Some(base) => check_blob(
-                            &store,
-                            d,
-                            fast,
-                            reads[i],
-                            &mut prefetch.ticket(base, d.size),
-                        ),
-                        None => check_blob(&store, d, fast, reads[i], &mut Unpaced),
+                    let check = match plan[i] {
+                        (read, Some(base)) => {
+                            check_blob(&store, d, fast, read, &mut prefetch.ticket(base, d.size))
+                        }
+                        (read, None) => check_blob(&store, d, fast, read, &mut Unpaced),
                     };
                     results
                         .lock()

@@ -83,7 +83,7 @@ pub fn feed_file(file: &File, mut f: impl FnMut(&[u8])) -> io::Result<()> {
 
 /// Feeds the bytes of `file` from `at` up to `end` (or its end, if sooner)
 /// to `f`, read with `pread` through `buffer`; the offset reached.
-fn feed_range(
+pub(crate) fn feed_range(
     file: &File,
     mut at: u64,
     end: u64,

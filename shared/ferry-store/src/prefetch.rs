@@ -33,11 +33,10 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
-use crate::file_hash::{advise_sequential, is_resident, Pace, MMAP_WINDOW};
+use crate::file_hash::{advise_sequential, feed_range, is_resident, Pace, MMAP_WINDOW};
 
 /// Bytes the reader copies out at once (and throws away). Small on purpose, as
 /// `cat`'s: the copy stays in the CPU's cache. Measured cold, 1 GiB in 16
@@ -114,16 +113,10 @@ impl Prefetch {
             if !self.wait_for_budget(base + window_end) {
                 return Ok(());
             }
-            if !is_resident(&file, at, window_end - at)? {
-                while at < window_end {
-                    let want = (window_end - at).min(buffer.len() as u64) as usize;
-                    match file.read_at(&mut buffer[..want], at) {
-                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                        Ok(n) => at += n as u64,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+            if !is_resident(&file, at, window_end - at)?
+                && feed_range(&file, at, window_end, buffer, &mut |_| {})? < window_end
+            {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
             at = window_end;
             self.advance(base + at);
