@@ -32,24 +32,13 @@ use crate::file_hash::{
 };
 use crate::journal;
 use crate::layout::{image_name, Store, STATE_DIR};
-use crate::prefetch::Prefetch;
+use crate::prefetch::{Prefetch, StopOnDrop, PREFETCH_BUDGET};
 use crate::walk::walk_graph;
 
 pub use crate::file_hash::feed_file;
 
 /// Blobs smaller than this are never given a reader thread of their own.
 const READ_AHEAD_MIN: u64 = 8 << 20;
-/// How far (bytes of page cache) the sequential reader may run ahead of the
-/// hashers (raised for many hashers: [`Prefetch::new`]).
-const PREFETCH_BUDGET: u64 = 128 << 20;
-
-/// Stops a [`Prefetch`] when dropped (the hashers are done, or one panicked).
-struct StopOnDrop<'a>(&'a Prefetch);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
 
 /// What is wrong with one blob or manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

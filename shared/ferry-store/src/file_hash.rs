@@ -11,18 +11,17 @@
 //!   buffers ([`ReadAhead`]) while the calling thread hashes. Best for a blob
 //!   bigger than its share of the work (one huge layer): the copy moves to an
 //!   otherwise idle core and the hashing core only hashes.
-//! - [`blake3_file`]: the file memory-mapped, one 16 MiB window (128 MiB when
-//!   hashed on every thread) at a time with
+//! - [`blake3_file`]: the file memory-mapped, one 16 MiB window at a time with
 //!   the next one's read-ahead requested (`POSIX_FADV_WILLNEED`), and hashed
-//!   with blake3 on the calling thread, or for a blob above its fair share on
-//!   every thread of the current rayon pool (`update_rayon`, as `b3sum` does);
-//!   no copy at all, which matters at blake3's speed.
+//!   with blake3 on the calling thread; or, for a blob above its fair share,
+//!   cut into 16 MiB leaves of the blake3 tree hashed on every thread of the
+//!   current rayon pool and merged ([`crate::blake3_leaves`]); no copy at all,
+//!   which matters at blake3's speed.
 //!
 //! Invariants: every byte of the file from offset 0 to its end is fed exactly
 //! once, in order, whatever the file position; a read error is returned, never
 //! a shortened hash; memory is bounded (one 1 MiB buffer, 4 read-ahead
-//! buffers, or one 16 MiB mapped window of page cache, 128 MiB for one blob
-//! hashed on every core). A mapped file that another process
+//! buffers, or one 16 MiB mapped window of page cache per hashing thread). A mapped file that another process
 //! truncates while it is hashed raises SIGBUS (as with `b3sum`); ferry itself
 //! never changes a blob in place (blobs are written to a temp file and renamed),
 //! and audits refuse a store while a ferry writer holds its lock.
@@ -31,6 +30,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::os::unix::fs::FileExt;
 
+use crate::blake3_leaves::{blake3_by_leaves, LEAF};
 use crate::read_ahead::ReadAhead;
 
 /// Bytes read at once per blob being hashed.
@@ -45,13 +45,6 @@ pub(crate) const MMAP_MIN: u64 = 1 << 20;
 /// Bytes of a file mapped (and hashed on all threads) at once; a multiple of
 /// the page size, so every window's offset is page-aligned.
 pub(crate) const MMAP_WINDOW: usize = 16 << 20;
-/// Bytes mapped at once for one blob hashed on every core (`--fast`, one huge
-/// blob): each window ends in a join of all the threads and an unmap, and
-/// 16 MiB windows made that 12% slower than `b3sum` (which maps the whole
-/// file); at 128 MiB ferry matched it (0.29 s for 4 GiB, both) with a peak
-/// RSS of 135 MiB of clean page cache against b3sum's 4 GiB. A multiple of
-/// the page size.
-const MMAP_WINDOW_PARALLEL: usize = 128 << 20;
 
 /// Told, window by window, where a reader of one file is: lets another thread
 /// read ahead of it ([`crate::prefetch`]). Offsets are from the file's start.
@@ -199,26 +192,20 @@ fn blake3_of(
             hasher.update(chunk);
         })?;
     } else {
+        if parallel && len > LEAF {
+            return blake3_by_leaves(file, len);
+        }
         // One window mapped at a time (resident memory stays bounded), the next
         // one's read-ahead requested before this one is hashed.
         let mut offset = 0u64;
-        let size = if parallel {
-            MMAP_WINDOW_PARALLEL
-        } else {
-            MMAP_WINDOW
-        } as u64;
         while offset < len {
-            let window = (len - offset).min(size);
+            let window = (len - offset).min(MMAP_WINDOW as u64);
             let _ = pace.before(offset + window);
             let map = Mapping::new(file, offset, window)?;
             if offset + window < len && !pace.reads_ahead() {
                 advise_will_need(file, offset + window, window);
             }
-            if parallel {
-                hasher.update_rayon(map.bytes());
-            } else {
-                hasher.update(map.bytes());
-            }
+            hasher.update(map.bytes());
             offset += window;
             pace.after(offset);
         }
@@ -352,14 +339,14 @@ fn cached_by_cachestat(_file: &File, _offset: u64, _len: u64) -> Option<bool> {
 
 /// A read-only shared mapping of `len` bytes of a file from a page-aligned
 /// offset, unmapped on drop.
-struct Mapping {
+pub(crate) struct Mapping {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapping {
     #[allow(unsafe_code)]
-    fn new(file: &File, offset: u64, len: u64) -> io::Result<Mapping> {
+    pub(crate) fn new(file: &File, offset: u64, len: u64) -> io::Result<Mapping> {
         use std::os::fd::AsRawFd;
         let offset = libc::off_t::try_from(offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large to map"))?;
@@ -405,7 +392,7 @@ impl Mapping {
     }
 
     #[allow(unsafe_code)]
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` is a live PROT_READ mapping of `len` bytes until `self`
         // is dropped, and the slice borrows `self`. Its contents can change only
         // if another process writes the file (see the module doc).
@@ -545,7 +532,7 @@ mod tests {
     /// every thread; a byte flipped in the last window changes the hash.
     #[test]
     fn blake3_over_several_parallel_windows_is_the_whole_files() {
-        let len = MMAP_WINDOW_PARALLEL + 4097;
+        let len = 2 * LEAF as usize + 4097;
         let mut bytes: Vec<u8> = (0..len).map(|i| (i >> 12) as u8 ^ i as u8).collect();
         let (_t, f) = file_with(&bytes);
         for parallel in [false, true] {

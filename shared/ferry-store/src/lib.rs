@@ -20,6 +20,7 @@
 //! This crate knows nothing of HTTP or command-line flags.
 
 pub mod audit;
+mod blake3_leaves;
 pub mod blob_writer;
 pub mod descriptor;
 pub mod digest;
