@@ -6,7 +6,9 @@
 #               and `find | xargs -P$(nproc) openssl dgst -sha256` (peer)
 #   warm huge   one blob of HUGE MiB: `openssl speed` on one core (ceiling)
 #   --fast      many and huge: `b3sum` over the same files (peer)
-#   cold        many, full and --fast: `cat` of the same files after the same eviction (peer)
+#   cold        many and huge, full and --fast: `cat` of the same files after the same eviction
+#               (peer); one huge blob's full digest is one core's work, so its peer is the slower
+#               of `cat` and one core's sha256 ceiling
 #   package     .tar.zst and .tar.xz (multi-block) of the many-blob images: `zstd -dc`,
 #               `xz -T0 -dc` to /dev/null (the decoder's own speed, peer)
 # The ceiling is `openssl speed -elapsed` (wall clock, like every other figure here; without
@@ -47,6 +49,7 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 export BENCH_RESULTS="$WORK/results.txt"
 : > "$BENCH_RESULTS"
 cleanup() {
+  release_page_reporting
   if [ "${FERRY_BENCH_KEEP:-0}" != 1 ]; then rm -rf "$WORK/layout" "$WORK/many" "$WORK/huge" "$WORK"/pkg.*; fi
 }
 trap cleanup EXIT
@@ -99,10 +102,11 @@ export -f hash_files; export CORES
 # been handed back, and the next process to fill it (with page cache, here) pays for the host
 # backing it again: measured `cat` of the cold store 0.36-0.48 s right after an eviction, 1.7 s
 # (sys 0.06 -> 1.1 s) after a 5 s pause. Filling first gives every cold run the same start.
-evict() {
-  evict_cache "$@"
-  python3 -c 'import sys; bytearray(int(sys.argv[1]))' "$((3 * MANY_BYTES))"
+evict() { # DIR BYTES
+  evict_cache "$1"
+  python3 -c 'import sys; bytearray(int(sys.argv[1]))' "$((3 * $2))"
 }
+hold_page_reporting
 
 echo "CPU-time ceilings for the record (openssl speed without -elapsed):" >&2
 CPU_MULTI=$(openssl speed -multi "$CORES" -seconds 2 -bytes 1048576 -evp sha256 2>/dev/null \
@@ -147,20 +151,25 @@ for round in $(seq 1 "$ROUNDS"); do
   pair "xz verify" "xz decoder" \
     -- "$BIN/ferry-verify" "$WORK/pkg.tar.xz" \
     -- bash -c 'xz -T0 -dc "$1" > /dev/null' _ "$WORK/pkg.tar.xz"
-  # Cold: the same eviction before every run.
-  for t in cat verify fast; do
-    evict "$WORK/many"
-    case $t in
-      cat) time_cmd "cold cat (round $round)" bash -c 'cat "$1"/blobs/*/* > /dev/null' _ "$WORK/many" ;;
-      verify) time_cmd "cold verify (round $round)" "$BIN/ferry-verify" "$WORK/many" ;;
-      fast) time_cmd "cold fast (round $round)" "$BIN/ferry-verify" --fast "$WORK/many" ;;
-    esac
+  # Cold: the same eviction before every run; the peer first in odd rounds, last in even ones.
+  if [ $((round % 2)) = 1 ]; then order="cat verify fast"; else order="verify fast cat"; fi
+  for s in many huge; do
+    if [ $s = many ]; then n=$MANY_BYTES; p=cold; else n=$HUGE_BYTES; p="cold huge"; fi
+    for t in $order; do
+      evict "$WORK/$s" "$n"
+      case $t in
+        cat) time_cmd "$p cat (round $round)" bash -c 'cat "$1"/blobs/*/* > /dev/null' _ "$WORK/$s" ;;
+        verify) time_cmd "$p verify (round $round)" "$BIN/ferry-verify" "$WORK/$s" ;;
+        fast) time_cmd "$p fast (round $round)" "$BIN/ferry-verify" --fast "$WORK/$s" ;;
+      esac
+    done
   done
 done
-RESIDENT=$(evict "$WORK/many"; cached_pct "$WORK/many")
+RESIDENT=$(evict "$WORK/many" "$MANY_BYTES"; cached_pct "$WORK/many")
 
 # Per round: seconds (or GB/s for ceilings) of LABEL.
-value() { grep -F "$1 (round $2)" "$BENCH_RESULTS" | awk '{print $(NF-1)}'; }
+# (Labels are matched from the line's start: "huge fast" is not "cold huge fast".)
+value() { awk -v l="$1 (round $2)" 'index($0, l) == 1 {print $(NF-1)}' "$BENCH_RESULTS"; }
 median() { sort -n | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]; else print "n/a"}'; }
 # ratio_peer FERRY PEER: median over rounds of peer seconds / ferry seconds.
 ratio_peer() {
@@ -189,6 +198,14 @@ X_FMANY=$(ratio_peer "many fast" "many b3sum")
 X_FHUGE=$(ratio_peer "huge fast" "huge b3sum")
 X_CFULL=$(ratio_peer "cold verify" "cold cat")
 X_CFAST=$(ratio_peer "cold fast" "cold cat")
+X_HFAST=$(ratio_peer "cold huge fast" "cold huge cat")
+# One huge blob's sha256 is one core's work: its peer per round is the slower of `cat` and one
+# core's ceiling over the same bytes.
+for r in $(seq 1 "$ROUNDS"); do
+  awk -v c="$(value "cold huge cat" "$r")" -v g="$(value "ceiling one" "$r")" -v b="$HUGE_BYTES" -v r="$r" \
+    'BEGIN{h = b/1e9/g; if (h > c) c = h; printf "cold huge bound (round %s) %.3f 0\n", r, c}' >> "$BENCH_RESULTS"
+done
+X_HFULL=$(ratio_peer "cold huge verify" "cold huge bound")
 X_ZST=$(ratio_peer "zst verify" "zst decoder")
 X_XZ=$(ratio_peer "xz verify" "xz decoder")
 NOTE=""
@@ -199,7 +216,7 @@ cat <<MD
 
 Command: \`scripts/bench-verify.sh $SIZE_MIB\` (huge blob ${HUGE_MIB} MiB) — machine: $(bench_machine) (\`lscpu\`: $(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); print $2}'), \`nproc\`: $CORES); load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shares its cores).
 Data: 16 incompressible blobs of ${LAYER_MIB} MiB (4 images x 4 layers; $((MANY_BYTES / 1000000)) MB with configs and manifests) exported by \`ferry-export\` (blake3 sidecar for \`--fast\`), the same images packed as \`.tar.zst\` and multi-block \`.tar.xz\` ($((PKG_BYTES / 1000000)) MB of tar each; xz stores random data uncompressed, as it does real gzipped layers), and a store of one ${HUGE_MIB} MiB layer.$NOTE
-$ROUNDS rounds; every round measures the ceiling or peer next to ferry, and a ratio is the median of the per-round ratios (seconds are medians too). Ceilings are \`openssl speed -elapsed -bytes 1048576 -evp sha256\` (wall clock, as ferry is timed; by CPU time, \`-multi $CORES\` gave $CPU_MULTI GB/s). Cold runs follow ${BENCH_EVICT_METHOD:-no} eviction of the store (${RESIDENT}% of it resident afterwards).
+$ROUNDS rounds; every round measures the ceiling or peer next to ferry, and a ratio is the median of the per-round ratios (seconds are medians too). Ceilings are \`openssl speed -elapsed -bytes 1048576 -evp sha256\` (wall clock, as ferry is timed; by CPU time, \`-multi $CORES\` gave $CPU_MULTI GB/s). Cold runs follow ${BENCH_EVICT_METHOD:-no} eviction of the store (${RESIDENT}% of it resident afterwards); free page reporting to the hypervisor: $BENCH_PAGE_REPORTING.
 
 | case | ceiling or peer | its figure | ferry | ferry | ratio | target |
 |---|---|---|---|---|---|---|
@@ -210,6 +227,8 @@ $ROUNDS rounds; every round measures the ceiling or peer next to ferry, and a ra
 | warm, one ${HUGE_MIB} MiB blob, \`--fast\` | \`b3sum\` | $(secs "huge b3sum") s | \`ferry-verify --fast\` | $(secs "huge fast") s, $(gbs "$HUGE_BYTES" "huge fast") GB/s | ${X_FHUGE}x | ≥ 1.0x: $(verdict "$X_FHUGE" 1.0) |
 | cold, 16 blobs, full | \`cat\` to /dev/null | $(secs "cold cat") s, $(gbs "$MANY_BYTES" "cold cat") GB/s | \`ferry-verify STORE\` | $(secs "cold verify") s, $(gbs "$MANY_BYTES" "cold verify") GB/s | $(pct "$X_CFULL") of cat | ≥ 90%: $(verdict "$X_CFULL" 0.9) |
 | cold, 16 blobs, \`--fast\` | \`cat\` to /dev/null | (same) | \`ferry-verify --fast\` | $(secs "cold fast") s, $(gbs "$MANY_BYTES" "cold fast") GB/s | $(pct "$X_CFAST") of cat | ≥ 90%: $(verdict "$X_CFAST" 0.9) |
+| cold, one ${HUGE_MIB} MiB blob, full | slower of \`cat\` and one core's sha256 | $(secs "cold huge bound") s (\`cat\` $(secs "cold huge cat") s) | \`ferry-verify STORE\` | $(secs "cold huge verify") s, $(gbs "$HUGE_BYTES" "cold huge verify") GB/s | $(pct "$X_HFULL") of it | ≥ 90%: $(verdict "$X_HFULL" 0.9) |
+| cold, one ${HUGE_MIB} MiB blob, \`--fast\` | \`cat\` to /dev/null | $(secs "cold huge cat") s, $(gbs "$HUGE_BYTES" "cold huge cat") GB/s | \`ferry-verify --fast\` | $(secs "cold huge fast") s, $(gbs "$HUGE_BYTES" "cold huge fast") GB/s | $(pct "$X_HFAST") of cat | ≥ 90%: $(verdict "$X_HFAST" 0.9) |
 | package \`.tar.zst\` | \`zstd -dc >/dev/null\` | $(secs "zst decoder") s, $(gbs "$PKG_BYTES" "zst decoder") GB/s | \`ferry-verify PKG\` | $(secs "zst verify") s, $(gbs "$PKG_BYTES" "zst verify") GB/s, $(rss "zst verify") MiB | $(pct "$X_ZST") of decoder | ≥ 90%: $(verdict "$X_ZST" 0.9) |
 | package \`.tar.xz\` (multi-block) | \`xz -T0 -dc >/dev/null\` | $(secs "xz decoder") s, $(gbs "$PKG_BYTES" "xz decoder") GB/s | \`ferry-verify PKG\` | $(secs "xz verify") s, $(gbs "$PKG_BYTES" "xz verify") GB/s, $(rss "xz verify") MiB | $(pct "$X_XZ") of decoder | ≥ 90%: $(verdict "$X_XZ" 0.9) |
 MD

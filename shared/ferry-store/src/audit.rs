@@ -8,7 +8,8 @@
 //! `--fast` maps each blob and hashes it with blake3 on its
 //! thread. A blob larger than its fair share of the work (total bytes / jobs,
 //! e.g. one huge layer) gets help: a reader thread so its hashing core only
-//! hashes, or for `--fast` all the pool's threads (`update_rayon`). Every
+//! hashes, or for `--fast` all the pool's threads, leaf by leaf of the blake3
+//! tree behind a reader of its own ([`crate::blake3_leaves`]). Every
 //! other blob of 1 MiB or more is read from the disk ahead of its hasher by one
 //! sequential reader, in the order the hashers take them ([`crate::prefetch`]):
 //! a cold store is then read as one stream, as `cat` reads it. Resident

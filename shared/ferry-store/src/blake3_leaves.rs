@@ -32,7 +32,7 @@ use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
 };
 
-use crate::file_hash::{Mapping, Pace};
+use crate::file_hash::{is_resident, Mapping, Pace};
 use crate::prefetch::{Prefetch, StopOnDrop, PREFETCH_BUDGET};
 
 /// Bytes of one leaf: a power of two (so every leaf is a whole subtree of the
@@ -51,8 +51,12 @@ pub(crate) fn blake3_by_leaves(file: &File, len: u64) -> io::Result<blake3::Hash
     let failed: Mutex<Option<io::Error>> = Mutex::new(None);
     let workers = rayon::current_num_threads().max(1);
     let prefetch = Prefetch::new(workers, PREFETCH_BUDGET);
+    // A file wholly in the page cache needs no reader (one `cachestat` for all of it).
+    let resident = is_resident(file, 0, len).unwrap_or(false);
     std::thread::scope(|threads| {
-        threads.spawn(|| prefetch.run_file(file, len));
+        if !resident {
+            threads.spawn(|| prefetch.run_file(file, len));
+        }
         // Whatever happens to the workers, the reader is released.
         let _stop = StopOnDrop(&prefetch);
         rayon::scope(|s| {
@@ -66,8 +70,10 @@ pub(crate) fn blake3_by_leaves(file: &File, len: u64) -> io::Result<blake3::Hash
                     let n = (len - offset).min(LEAF);
                     // Waits for the reader (one sequential stream, as `cat`) to
                     // have read this leaf; dropped, it tells the reader it is hashed.
-                    let mut ticket = prefetch.ticket(offset, n);
-                    let _ = ticket.before(n);
+                    let mut ticket = (!resident).then(|| prefetch.ticket(offset, n));
+                    if let Some(t) = ticket.as_mut() {
+                        let _ = t.before(n);
+                    }
                     let map = match Mapping::new(file, offset, n) {
                         Ok(map) => map,
                         Err(e) => {

@@ -14,7 +14,7 @@
 //! 4. The journal is a hint: replay skips torn lines and every record is re-checked.
 //! 5. One writer per store: [`Store::open_for_write`] takes an advisory lock.
 //! 6. Bounded memory: blobs are streamed (or, for `--fast` audits, mapped one
-//!    16 MiB window at a time, 128 MiB for one huge blob hashed on every core);
+//!    16 MiB window at a time per hashing thread, one huge blob included);
 //!    only manifests (≤ 4 MiB) are read whole.
 //!
 //! This crate knows nothing of HTTP or command-line flags.
