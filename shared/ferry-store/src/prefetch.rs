@@ -68,6 +68,8 @@ struct State {
     /// Line offsets of the blobs the reader gave up on (open or read failed):
     /// their windows count as passed, not as read.
     skipped: HashSet<u64>,
+    /// Bytes read from files (windows found resident are not read).
+    read_bytes: u64,
 }
 
 /// A reader ahead of the hashers; see the module doc.
@@ -161,8 +163,11 @@ impl Prefetch {
                 verdicts.push_back(resident(w + CHECK_AHEAD)?);
             }
             let resident_now = verdicts.pop_front().unwrap_or(false);
-            if !resident_now && feed_range(file, at, end, buffer, &mut |_| {})? < end {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+            if !resident_now {
+                if feed_range(file, at, end, buffer, &mut |_| {})? < end {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                self.state().read_bytes += end - at;
             }
             self.advance(base + end);
         }
@@ -284,6 +289,7 @@ impl Drop for Ticket<'_> {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn blobs(dir: &std::path::Path, sizes: &[usize]) -> Vec<(PathBuf, u64)> {
@@ -360,6 +366,51 @@ mod tests {
         assert_eq!(s.consumed, total);
         assert_eq!(s.read_to, total);
         assert!(s.stopped);
+    }
+
+    #[allow(unsafe_code)]
+    fn evict(f: &File) {
+        use std::os::fd::AsRawFd;
+        f.sync_all().unwrap();
+        // SAFETY: advice on an open descriptor; a hint only.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+
+    #[allow(unsafe_code)]
+    /// Windows in the page cache are not read again; every other one is,
+    /// whole: a file evicted but for two windows in its middle reads the
+    /// other four (not everything after the first evicted one), a wholly
+    /// resident one nothing, a wholly evicted one everything.
+    #[test]
+    fn a_reader_reads_the_windows_not_in_the_page_cache_and_only_those() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let w = MMAP_WINDOW;
+        let line = blobs(dir.path(), &[6 * w]);
+        let f = File::open(&line[0].0).unwrap();
+        let len = line[0].1;
+        let read_by_a_reader = || {
+            let p = Prefetch::new(1, 16 * w as u64);
+            p.run_file(&f, len);
+            let s = p.state();
+            assert_eq!(s.read_to, len);
+            s.read_bytes
+        };
+        evict(&f);
+        if is_resident(&f, 0, len).unwrap() {
+            eprintln!("skipped: this file system keeps evicted pages (tmpfs?)");
+            return;
+        }
+        // SAFETY: advice on an open descriptor: no read-ahead past what the test reads.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+        let mut window = vec![0u8; w];
+        for i in [1, 4] {
+            f.read_exact_at(&mut window, (i * w) as u64).unwrap();
+        }
+        assert_eq!(read_by_a_reader(), 4 * w as u64, "windows 0, 2, 3 and 5");
+        assert_eq!(read_by_a_reader(), 0, "all resident now");
+        evict(&f);
+        assert_eq!(read_by_a_reader(), len, "all evicted");
     }
 
     #[test]
