@@ -29,11 +29,12 @@ use crate::descriptor::{Descriptor, MAX_MANIFEST_BYTES};
 use crate::digest::{Digest, Hasher};
 use crate::error::StoreError;
 use crate::file_hash::{
-    blake3_file, feed_file_read_ahead, feed_file_resident_mapped, Pace, Unpaced, MMAP_MIN,
+    blake3_file, feed_file_read_ahead, feed_file_resident_mapped, is_resident, Pace, Unpaced,
+    MMAP_MIN,
 };
 use crate::journal;
 use crate::layout::{image_name, Store, STATE_DIR};
-use crate::prefetch::{Prefetch, StopOnDrop, PREFETCH_BUDGET};
+use crate::prefetch::{feed_file_behind_reader, Prefetch, StopOnDrop, PREFETCH_BUDGET};
 use crate::walk::walk_graph;
 
 pub use crate::file_hash::feed_file;
@@ -550,10 +551,17 @@ fn check_blob(
     let mut h = Hasher::new(d.digest.algorithm());
     let fed = match read {
         Read::Alone => feed_file_resident_mapped(&file, actual_size, pace, |chunk| h.update(chunk)),
-        // Measured: a reader thread beats mapping here, warm too (97% against 91%
-        // of one core's sha256 for a 2 GiB blob): the copy moves to an idle core,
-        // where mapping would fault pages in on the hashing one.
-        Read::Helped => feed_file_read_ahead(&file, |chunk| h.update(chunk)),
+        // Measured: wholly in the page cache, a reader thread copying it into
+        // buffers beats mapping (97% against 91% of one core's sha256 for a
+        // 2 GiB blob): the copy moves to an idle core, where mapping would fault
+        // pages in on the hashing one. From the disk, that copy of freshly read
+        // pages cost more than the hashing core had to spare (4 GiB: 2.6 CPU-s
+        // of copying, 86-89% of the bound), and one reader ahead of the hasher
+        // hashing mapped windows measured better (see BENCHMARKS.md).
+        Read::Helped if is_resident(&file, 0, actual_size).unwrap_or(false) => {
+            feed_file_read_ahead(&file, |chunk| h.update(chunk))
+        }
+        Read::Helped => feed_file_behind_reader(&file, actual_size, |chunk| h.update(chunk)),
     };
     if let Err(e) = fed {
         return Check::Bad(
@@ -744,14 +752,8 @@ mod tests {
     /// a truncated blob and a missing one are each named, and nothing hangs.
     #[test]
     fn blobs_read_ahead_are_checked_as_strictly_and_every_problem_is_named() {
-        #[allow(unsafe_code)]
-        fn evict(path: &Path) {
-            use std::os::fd::AsRawFd;
-            let f = File::open(path).unwrap();
-            f.sync_all().unwrap();
-            // SAFETY: advice on an open descriptor; a hint only.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        }
+        let evict =
+            |path: &Path| crate::file_hash::evict_from_page_cache(&File::open(path).unwrap());
         let sizes = [3 * (MMAP_MIN as usize) + 5, 2 * (MMAP_MIN as usize) + 1];
         let pristine: [Vec<u8>; 2] = sizes.map(|n| (0..n).map(|i| (i * 7 % 251) as u8).collect());
         let dir = tempfile::tempdir().unwrap();
@@ -841,12 +843,16 @@ mod tests {
             let mut bytes = pristine.clone();
             bytes[at] ^= 0x40;
             std::fs::write(&path, &bytes).unwrap();
-            for fast in [false, true] {
+            // From the page cache and from the disk (each read differently).
+            for (fast, cold) in [(false, false), (true, false), (false, true), (true, true)] {
+                if cold {
+                    crate::file_hash::evict_from_page_cache(&File::open(&path).unwrap());
+                }
                 let r = audit_store(dir.path(), &opts(fast)).unwrap();
                 assert_eq!(
                     r.problems.len(),
                     1,
-                    "at {at}, fast={fast}: {:?}",
+                    "at {at}, fast={fast}, cold={cold}: {:?}",
                     r.problems
                 );
                 assert!(

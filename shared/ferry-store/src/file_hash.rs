@@ -439,6 +439,17 @@ pub(crate) fn advise_sequential(file: &File) {
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
 }
 
+/// Drops `f`'s pages from the page cache (tests of cold reads; a hint, so a
+/// test checks residency before relying on it).
+#[cfg(test)]
+#[allow(unsafe_code)]
+pub(crate) fn evict_from_page_cache(f: &File) {
+    use std::os::fd::AsRawFd;
+    f.sync_all().unwrap();
+    // SAFETY: advice on an open descriptor; a hint only.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,7 +493,7 @@ mod tests {
             // In the page cache (just written) and evicted (read with pread).
             for evicted in [false, true] {
                 if evicted {
-                    evict(&f);
+                    evict_from_page_cache(&f);
                 }
                 let mut mapped = Vec::new();
                 feed_file_resident_mapped(&f, len as u64, &mut Unpaced, |c| {
@@ -550,14 +561,6 @@ mod tests {
         );
     }
 
-    #[allow(unsafe_code)]
-    fn evict(f: &File) {
-        use std::os::fd::AsRawFd;
-        f.sync_all().unwrap();
-        // SAFETY: advice on an open descriptor; a hint only.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    }
-
     /// The choice between hashing in place and reading: a window just read is
     /// resident, the same window after eviction is not.
     #[test]
@@ -568,7 +571,7 @@ mod tests {
         assert!(Mapping::new(&f, 0, MMAP_WINDOW as u64).unwrap().resident());
         assert!(is_resident(&f, 0, MMAP_WINDOW as u64).unwrap());
         assert_ne!(cached_by_cachestat(&f, 0, MMAP_WINDOW as u64), Some(false));
-        evict(&f);
+        evict_from_page_cache(&f);
         assert!(!Mapping::new(&f, 0, MMAP_WINDOW as u64).unwrap().resident());
         assert!(!is_resident(&f, 0, MMAP_WINDOW as u64).unwrap());
         assert_ne!(cached_by_cachestat(&f, 0, MMAP_WINDOW as u64), Some(true));

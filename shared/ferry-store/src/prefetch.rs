@@ -40,7 +40,9 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 
-use crate::file_hash::{advise_sequential, feed_range, is_resident, Pace, MMAP_WINDOW};
+use crate::file_hash::{
+    advise_sequential, feed_file_resident_mapped, feed_range, is_resident, Pace, MMAP_WINDOW,
+};
 
 /// Bytes the reader copies out at once (and throws away). Small on purpose, as
 /// `cat`'s: the copy stays in the CPU's cache. Measured cold, 1 GiB in 16
@@ -209,6 +211,22 @@ impl Prefetch {
     }
 }
 
+/// Feeds the whole of `file` (`len` bytes by its metadata) to `f` on the
+/// calling thread, one window at a time hashed where it lies (mapped), with a
+/// reader thread of its own reading it from the disk one sequential stream
+/// ahead (the way [`crate::audit`] reads a blob above its fair share when it
+/// is not in the page cache). Fails if the file's size is not `len` before
+/// or after, or on a read error (from the hasher's own reads: the reader's
+/// are advisory).
+pub fn feed_file_behind_reader(file: &File, len: u64, f: impl FnMut(&[u8])) -> io::Result<()> {
+    let prefetch = Prefetch::new(1, PREFETCH_BUDGET);
+    std::thread::scope(|threads| {
+        threads.spawn(|| prefetch.run_file(file, len));
+        let _stop = StopOnDrop(&prefetch);
+        feed_file_resident_mapped(file, len, &mut prefetch.ticket(0, len), f)
+    })
+}
+
 /// Stops a [`Prefetch`] when dropped (the hashers are done, or one panicked),
 /// so that its reader never waits for hashers that are gone.
 pub struct StopOnDrop<'a>(pub &'a Prefetch);
@@ -288,6 +306,7 @@ impl Drop for Ticket<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file_hash::evict_from_page_cache;
     use std::io::Write;
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -369,14 +388,6 @@ mod tests {
     }
 
     #[allow(unsafe_code)]
-    fn evict(f: &File) {
-        use std::os::fd::AsRawFd;
-        f.sync_all().unwrap();
-        // SAFETY: advice on an open descriptor; a hint only.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    }
-
-    #[allow(unsafe_code)]
     /// Windows in the page cache are not read again; every other one is,
     /// whole: a file evicted but for two windows in its middle reads the
     /// other four (not everything after the first evicted one), a wholly
@@ -396,7 +407,7 @@ mod tests {
             assert_eq!(s.read_to, len);
             s.read_bytes
         };
-        evict(&f);
+        evict_from_page_cache(&f);
         if is_resident(&f, 0, len).unwrap() {
             eprintln!("skipped: this file system keeps evicted pages (tmpfs?)");
             return;
@@ -409,8 +420,31 @@ mod tests {
         }
         assert_eq!(read_by_a_reader(), 4 * w as u64, "windows 0, 2, 3 and 5");
         assert_eq!(read_by_a_reader(), 0, "all resident now");
-        evict(&f);
+        evict_from_page_cache(&f);
         assert_eq!(read_by_a_reader(), len, "all evicted");
+    }
+
+    /// Behind its own reader, every byte is fed once, in order, from the disk
+    /// or the page cache; a file of another size is an error, not a digest.
+    #[test]
+    fn behind_a_reader_every_byte_is_fed_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 3 * MMAP_WINDOW + 12_345;
+        let path = dir.path().join("blob");
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i % 253) as u8 ^ (i >> 16) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        for cold in [true, false] {
+            if cold {
+                evict_from_page_cache(&f);
+            }
+            let mut fed = Vec::with_capacity(len);
+            feed_file_behind_reader(&f, len as u64, |c| fed.extend_from_slice(c)).unwrap();
+            assert!(fed == bytes, "cold {cold}: the bytes fed are the file's");
+        }
+        assert!(feed_file_behind_reader(&f, len as u64 + 1, |_| {}).is_err());
     }
 
     #[test]
