@@ -6,7 +6,8 @@
 //! into [`LEAF`]-byte leaves (a power of two; the last one may be short); each
 //! worker takes the next leaf in file order from one counter, waits for one
 //! reader thread ahead of all of them ([`crate::prefetch`]: cold, the disk sees
-//! one sequential stream, as with `cat`) to have read it, maps it, hashes it
+//! one sequential stream, as with `cat`; a file wholly in the page cache needs
+//! no reader) to have read it, maps it, hashes it
 //! to its chaining value and unmaps it; the values are then merged along the
 //! tree (`blake3::hazmat`), giving exactly `blake3::hash` of the file.
 //!
@@ -15,8 +16,9 @@
 //! unmap; at 128 MiB windows that measured 0.93–0.97x `b3sum`, which maps the
 //! whole file (4 GiB resident in its address space). Leaves taken from one
 //! counter keep every core busy until the last leaf and hold one leaf per
-//! thread mapped. Cold, workers faulting their own leaves in read at 70% of
-//! `cat` (two streams); with the reader ahead, see BENCHMARKS.md.
+//! thread mapped. Cold 4 GiB: the old windows read at 60–70% of `cat`, leaves
+//! faulting their own pages in at about 80%, leaves behind the reader at
+//! 92–95% (BENCHMARKS.md).
 //!
 //! Invariants: the result is `blake3::hash` of the file's first `len` bytes or
 //! an error (never a partial hash); at most one [`LEAF`] mapped per thread;
