@@ -82,6 +82,12 @@ impl Client {
         self
     }
 
+    /// Tells the retry log something the caller decided about a failed request
+    /// (already redacted text).
+    pub(crate) fn log(&self, text: &str) {
+        (self.on_retry)(text);
+    }
+
     /// The target.
     pub fn target(&self) -> &Target {
         self.transport.target()

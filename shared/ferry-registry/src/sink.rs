@@ -148,11 +148,22 @@ impl Sink for RegistrySink<'_> {
         Ok(())
     }
 
+    /// A registry that answers a blob's HEAD with a server error every time
+    /// (distribution does, for a blob whose link file a crash left empty)
+    /// cannot say it has the blob: it is uploaded, which repairs it, rather
+    /// than the push failing. Sending a content-addressed blob again is safe;
+    /// a registry that is really down fails the upload too, and that is reported.
     fn has_blob(&self, repository: &str, desc: &Descriptor) -> Result<bool, SinkError> {
-        Ok(self
-            .client
-            .blob_size(repository, &desc.digest, self.access)?
-            == Some(desc.size))
+        match self.client.blob_size(repository, &desc.digest, self.access) {
+            Ok(size) => Ok(size == Some(desc.size)),
+            Err(e @ RegistryError::Status { status: 500.., .. }) => {
+                self.client.log(&format!(
+                    "{e}: cannot tell whether it is there; uploading it"
+                ));
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn put_blob(

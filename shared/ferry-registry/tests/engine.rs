@@ -204,3 +204,64 @@ fn a_dry_run_sends_only_reads_and_counts_what_the_push_then_does() {
     };
     assert_eq!(counts(&planned), counts(&done));
 }
+
+/// A registry that cannot tell whether it has a blob (HEAD answers 500 every
+/// time, as distribution does for a blob whose link file a crash left empty)
+/// gets the blob uploaded, which repairs it, instead of failing the push:
+/// the upload is content-addressed, so sending it again is always safe.
+#[test]
+fn a_blob_the_registry_cannot_answer_for_is_uploaded_and_the_push_completes() {
+    let reg = FakeRegistry::start();
+    let (_dir, store, fixture) = store(1, false);
+    let layer = fixture.images[0]
+        .blobs
+        .iter()
+        .find(|b| b.media_type.contains("layer"))
+        .expect("a layer")
+        .digest
+        .to_string();
+    reg.script(ferry_testkit::fake_registry::Rule {
+        method: "HEAD".into(),
+        path_contains: format!("/blobs/{layer}"),
+        status: 500,
+        times: 1000,
+        body: String::new(),
+        headers: vec![],
+    });
+    let target = Target::parse(&format!("http://{}/ns", reg.addr())).unwrap();
+    let client = Client::new(&target, &TransportOptions::default(), None)
+        .unwrap()
+        .with_retry(ferry_registry::retry::RetryPolicy {
+            attempts: 2,
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(1),
+        });
+    let meter = TransferMeter::new();
+    let sink = RegistrySink::new(&client, &meter, &NoSessionLog, UploadOptions::default());
+    let source = StoreSource::new(&store);
+    let plan = source.plan(|n| destination(client.target(), n)).unwrap();
+    let report = copy(
+        &plan,
+        &source,
+        &sink,
+        CopyOptions {
+            jobs: 1,
+            force: false,
+            clean_holding: false,
+        },
+        &|_| {},
+    )
+    .expect("the push completes");
+    assert_eq!(report.images.len(), 1);
+    let repo = plan.images[0].dest.repository.clone();
+    assert!(reg.blob(&repo, &layer).is_some(), "the layer was uploaded");
+    let heads = reg
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("HEAD") && r.contains(&layer))
+        .count();
+    assert_eq!(
+        heads, 2,
+        "asked as often as the retry policy allows, no more"
+    );
+}
