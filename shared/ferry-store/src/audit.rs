@@ -742,11 +742,6 @@ mod tests {
         assert!(kinds.contains(&(layers[1].clone(), ProblemKind::Missing)));
     }
 
-    /// One layer above [`READ_AHEAD_MIN`] and far above its fair share: the full
-    /// check reads it on a reader thread and `--fast` maps it and hashes it with
-    /// blake3 on both threads (above the mapping threshold). (Blobs hashed alone
-    /// are covered by the tests above and by `file_hash`'s.) Both must still see
-    /// a flipped byte anywhere, a truncation and a deletion.
     /// Blobs read ahead by the sequential reader (`crate::prefetch`), from
     /// the page cache and evicted, with one to four hashers: a flipped byte,
     /// a truncated blob and a missing one are each named, and nothing hangs.
@@ -827,6 +822,12 @@ mod tests {
         });
     }
 
+    /// One layer above [`READ_AHEAD_MIN`] and far above its fair share: the full
+    /// check reads it on a reader thread (from the page cache) or hashes it
+    /// mapped behind a reader of its own (from the disk), and `--fast` hashes
+    /// its blake3 leaves on both threads. (Blobs hashed alone are covered by the
+    /// tests above and by `file_hash`'s.) Each must still see a flipped byte
+    /// anywhere, a truncation and a deletion.
     #[test]
     fn a_huge_blob_is_checked_as_strictly_on_the_overlapped_and_parallel_paths() {
         // Over two blake3 leaves (`--fast` hashes it leaf by leaf on every thread).

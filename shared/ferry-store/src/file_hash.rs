@@ -539,8 +539,9 @@ mod tests {
         }
     }
 
-    /// A blob over one parallel window: every window hashed, in order, on
-    /// every thread; a byte flipped in the last window changes the hash.
+    /// A blob over two blake3 leaves: hashed on one thread and leaf by leaf on
+    /// every thread, both give blake3's hash; a byte flipped in the last leaf
+    /// changes it.
     #[test]
     fn blake3_over_several_parallel_windows_is_the_whole_files() {
         let len = 2 * LEAF as usize + 4097;

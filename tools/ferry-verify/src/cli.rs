@@ -38,8 +38,8 @@ files, not one stream per hasher. A blob larger than its share of the work
 (one huge layer) gets help: a reader thread so its core only hashes, or with
 --fast all --jobs threads, each hashing the next 16 MiB piece of the blake3
 tree behind one reader (16 MiB mapped per thread, whatever the blob's size;
-e.g. `ferry-verify --fast STORE` on a 4 GiB layer). A package is decompressed on a thread of its own
-while its blobs are hashed.
+e.g. `ferry-verify --fast STORE` on a 4 GiB layer). A package is
+decompressed on a thread of its own while its blobs are hashed.
 In the repair line, verify exits 1 when it found damage, so `||` runs the
 export exactly then; the export replaces what is missing or fails its check
 and exits 0 once every image is whole again.
